@@ -1,0 +1,19 @@
+//! blockferry-core: the sans-IO protocol core.
+//!
+//! Everything here is a pure function or a plain state machine: no sockets,
+//! no clock, no filesystem, no threads, no global RNG. Drivers (the
+//! simulator's engines, the production daemons) feed inputs and carry out the
+//! outputs; see [`node`] for the contract they follow.
+
+pub mod block;
+pub mod event;
+pub mod ids;
+pub mod node;
+pub mod time;
+pub mod wire;
+
+pub use block::{BlockSize, Compression, Digest, EncodedBlock, decode_block, encode_block};
+pub use event::Event;
+pub use ids::{ChangeId, DiskId, JobId, NodeId, RestorePointId, SessionId, VmId};
+pub use node::{Input, Node, Output, TimerId};
+pub use time::Timestamp;

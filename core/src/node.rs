@@ -1,0 +1,83 @@
+//! The sans-IO node contract every role implements.
+//!
+//! A driver owns a node and does exactly two things with it:
+//!
+//! 1. **Input.** It calls [`Node::handle`] with the current time and one
+//!    [`Input`]: a message from a peer, a timer that fired, a peer that came
+//!    up or went away, or the completion of a storage or hypervisor request
+//!    the node made earlier.
+//! 2. **Drain.** It then calls [`Node::poll_output`] until it returns `None`,
+//!    carrying out each [`Output`] in order: send a message, arm or cancel a
+//!    timer, start a storage or hypervisor request, record an [`Event`].
+//!
+//! **The drain invariant:** after `handle` returns, the driver drains every
+//! output before it feeds the next input, and a node's state changes only
+//! inside `handle`. `poll_output` never changes what the node will do next —
+//! it only hands over what `handle` already decided. A driver that drains
+//! late (or not at all) can reorder sends against timers; one that drains
+//! fully keeps every run reproducible from its inputs.
+//!
+//! Time is only ever the `now` argument; randomness, where a role needs it,
+//! is a seeded RNG given at construction.
+
+use crate::event::Event;
+use crate::ids::NodeId;
+use crate::time::Timestamp;
+use crate::wire::Message;
+use serde::{Deserialize, Serialize};
+
+/// A timer, named by the node that sets it. Setting a timer with an id that
+/// is already armed moves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct TimerId(pub u64);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Input {
+    Message { from: NodeId, msg: Message },
+    Timer(TimerId),
+    /// A connection to the peer is established (both ends are told).
+    PeerUp(NodeId),
+    /// The connection to the peer broke; messages in flight may be lost.
+    PeerDown(NodeId),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Output {
+    Send { to: NodeId, msg: Message },
+    SetTimer { id: TimerId, at: Timestamp },
+    CancelTimer(TimerId),
+    Event(Event),
+}
+
+/// A role's state machine. See the module documentation for the contract.
+pub trait Node {
+    /// Feeds one input. Must not block, read a clock, or do IO.
+    fn handle(&mut self, now: Timestamp, input: Input);
+    /// Takes the next output decided by earlier `handle` calls.
+    fn poll_output(&mut self) -> Option<Output>;
+}
+
+/// A FIFO of outputs: the usual way a role implements `poll_output`.
+#[derive(Debug, Default)]
+pub struct Outbox(std::collections::VecDeque<Output>);
+
+impl Outbox {
+    pub fn send(&mut self, to: NodeId, msg: Message) {
+        self.0.push_back(Output::Send { to, msg });
+    }
+    pub fn set_timer(&mut self, id: TimerId, at: Timestamp) {
+        self.0.push_back(Output::SetTimer { id, at });
+    }
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.0.push_back(Output::CancelTimer(id));
+    }
+    pub fn event(&mut self, event: Event) {
+        self.0.push_back(Output::Event(event));
+    }
+    pub fn pop(&mut self) -> Option<Output> {
+        self.0.pop_front()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}

@@ -1,0 +1,3 @@
+//! Shared fixtures for the cross-crate tests in `tests/tests/`.
+
+pub mod fixtures;
