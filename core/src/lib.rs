@@ -17,3 +17,4 @@ pub use event::Event;
 pub use ids::{ChangeId, DiskId, JobId, NodeId, RestorePointId, SessionId, VmId};
 pub use node::{Input, Node, Output, TimerId};
 pub use time::Timestamp;
+pub use wire::Message;
