@@ -58,3 +58,15 @@ impl fmt::Display for DiskId {
         write!(f, "{}/disk{}", self.vm, self.index)
     }
 }
+id_type!(
+    /// A hypervisor snapshot of one VM, named by the host that made it.
+    SnapshotId(u64), "snap"
+);
+id_type!(
+    /// One disk task of a session (backup, replication or restore).
+    TaskId(u64), "t"
+);
+id_type!(
+    /// A storage or hypervisor request a node made, echoed by its completion.
+    RequestId(u64), "req"
+);

@@ -7,14 +7,18 @@
 
 pub mod block;
 pub mod event;
+pub mod hypervisor;
 pub mod ids;
+pub mod manifest;
 pub mod node;
+pub mod payload;
+pub mod storage;
 pub mod time;
 pub mod wire;
 
 pub use block::{BlockSize, Compression, Digest, EncodedBlock, decode_block, encode_block};
 pub use event::Event;
-pub use ids::{ChangeId, DiskId, JobId, NodeId, RestorePointId, SessionId, VmId};
+pub use ids::{ChangeId, DiskId, JobId, NodeId, RequestId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 pub use node::{Input, Node, Output, TimerId};
 pub use time::Timestamp;
 pub use wire::Message;

@@ -21,6 +21,8 @@
 //! is a seeded RNG given at construction.
 
 use crate::event::Event;
+use crate::hypervisor::{HypervisorCompletion, HypervisorRequest};
+use crate::storage::{StorageCompletion, StorageRequest};
 use crate::ids::NodeId;
 use crate::time::Timestamp;
 use crate::wire::Message;
@@ -39,6 +41,10 @@ pub enum Input {
     PeerUp(NodeId),
     /// The connection to the peer broke; messages in flight may be lost.
     PeerDown(NodeId),
+    /// A storage request of this node's completed.
+    Storage(StorageCompletion),
+    /// A hypervisor request of this node's completed.
+    Hypervisor(HypervisorCompletion),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,6 +52,11 @@ pub enum Output {
     Send { to: NodeId, msg: Message },
     SetTimer { id: TimerId, at: Timestamp },
     CancelTimer(TimerId),
+    /// Ask the node's store to do something; the answer comes back as
+    /// `Input::Storage` with the same request id.
+    Storage(StorageRequest),
+    /// Ask the node's hypervisor backend; answered by `Input::Hypervisor`.
+    Hypervisor(HypervisorRequest),
     Event(Event),
 }
 
@@ -73,6 +84,12 @@ impl Outbox {
     }
     pub fn event(&mut self, event: Event) {
         self.0.push_back(Output::Event(event));
+    }
+    pub fn storage(&mut self, request: StorageRequest) {
+        self.0.push_back(Output::Storage(request));
+    }
+    pub fn hypervisor(&mut self, request: HypervisorRequest) {
+        self.0.push_back(Output::Hypervisor(request));
     }
     pub fn pop(&mut self) -> Option<Output> {
         self.0.pop_front()

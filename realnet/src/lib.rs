@@ -1,1 +1,16 @@
+//! blockferry-realnet: the async driver that runs one sans-IO core node over
+//! a byte-stream transport, and (later) the production daemons built on it.
+//!
+//! The driver is written once and used twice: over tokio's TCP here
+//! ([`transport::TokioTcp`]) and over turmoil's simulated TCP in
+//! `blockferry-sim`. Everything it needs from the outside world comes in
+//! through two small traits, [`transport::Transport`] and [`clock::Clock`],
+//! so it never knows which world it runs in.
 
+pub mod clock;
+pub mod driver;
+pub mod transport;
+
+pub use clock::{Clock, TokioClock};
+pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Peer};
+pub use transport::{TokioTcp, Transport};

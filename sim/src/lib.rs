@@ -1,1 +1,6 @@
+//! blockferry-sim: the deterministic simulator.
 
+pub mod des;
+pub mod net;
+pub mod seed;
+pub mod trace;

@@ -4,12 +4,15 @@
 
 use blockferry_core::node::{Input, Node, Outbox, Output, TimerId};
 use blockferry_core::{Event, Message, NodeId, Timestamp};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// Pings one peer every `interval`, `count` times, and answers any ping it
+/// Pings one peer every `interval` (plus a seeded random jitter of up to
+/// half of it, when given an RNG), `count` times, and answers any ping it
 /// receives. Emits `PongReceived` with the measured round-trip time, so a
-/// trace shows both message delivery and latency.
+/// trace shows message delivery, latency and the seed's effect.
 pub struct PingPong {
     peer: Option<NodeId>,
     interval: Duration,
@@ -17,6 +20,7 @@ pub struct PingPong {
     next_seq: u64,
     sent_at: BTreeMap<u64, Timestamp>,
     started: bool,
+    jitter: Option<ChaCha8Rng>,
     out: Outbox,
 }
 
@@ -37,8 +41,15 @@ impl PingPong {
             next_seq: 0,
             sent_at: BTreeMap::new(),
             started: false,
+            jitter: None,
             out: Outbox::default(),
         }
+    }
+
+    /// Adds a random delay of up to `interval / 2` before each ping.
+    pub fn with_jitter(mut self, rng: ChaCha8Rng) -> Self {
+        self.jitter = Some(rng);
+        self
     }
 
     fn ping(&mut self, now: Timestamp) {
@@ -52,7 +63,9 @@ impl PingPong {
         self.sent_at.insert(seq, now);
         self.out.send(peer, Message::Ping { seq });
         if self.remaining > 0 {
-            self.out.set_timer(TICK, now + self.interval);
+            let half = self.interval.as_nanos() as u64 / 2;
+            let jitter = self.jitter.as_mut().map_or(0, |rng| rng.random_range(0..=half));
+            self.out.set_timer(TICK, now + self.interval + Duration::from_nanos(jitter));
         }
     }
 }
@@ -69,7 +82,7 @@ impl Node for PingPong {
             }
             Input::PeerDown(peer) => self.out.event(Event::PeerDown { peer }),
             Input::Timer(TICK) => self.ping(now),
-            Input::Timer(_) => {}
+            Input::Timer(_) | Input::Storage(_) | Input::Hypervisor(_) => {}
             Input::Message { from, msg: Message::Ping { seq } } => self.out.send(from, Message::Pong { seq }),
             Input::Message { from, msg: Message::Pong { seq } } => {
                 if let Some(sent) = self.sent_at.remove(&seq) {

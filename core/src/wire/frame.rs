@@ -164,3 +164,11 @@ impl Header {
         }
     }
 }
+
+/// Bytes `msg` occupies on the wire as one frame, computed without
+/// encoding it (simulated links charge serialization delay by this).
+pub fn frame_len<T: Serialize>(msg: &T) -> Result<usize, FrameError> {
+    postcard::serialize_with_flavor::<T, postcard::ser_flavors::Size, usize>(msg, postcard::ser_flavors::Size::default())
+        .map(|n| HEADER_LEN + n)
+        .map_err(|e| FrameError::Unencodable(e.to_string()))
+}

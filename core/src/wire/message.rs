@@ -12,6 +12,12 @@ pub enum Message {
 }
 
 impl Message {
+    /// Bytes a simulated link charges beyond the encoded frame: synthetic
+    /// block payloads stand for bytes they do not carry.
+    pub fn modelled_extra_bytes(&self) -> u64 {
+        0
+    }
+
     /// A short name for traces and logs.
     pub fn kind(&self) -> &'static str {
         match self {

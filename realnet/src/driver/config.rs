@@ -1,0 +1,168 @@
+//! What a driver needs to know about its node and the node's peers.
+
+use blockferry_core::NodeId;
+use blockferry_core::wire::MAX_FRAME_DEFAULT;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Another node this one talks to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Peer {
+    /// The peer's name as in the topology; checked against the handshake.
+    pub name: String,
+    /// Where to dial the peer (`"host:port"`). Only used when this node has
+    /// the lower id, since only the lower id dials.
+    pub addr: String,
+}
+
+/// How long to wait between dial attempts: `initial` after a connection
+/// breaks or a first attempt fails, doubling on every further failure up to
+/// `max`. No jitter: with exactly one dialer per pair there is no thundering
+/// herd to break up, and a jitter-free schedule keeps simulated runs easy to
+/// read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub initial: Duration,
+    pub max: Duration,
+}
+
+impl Backoff {
+    /// The delay after `current`, doubled and capped.
+    pub fn next(&self, current: Duration) -> Duration {
+        current.saturating_mul(2).min(self.max).max(self.initial)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(10) }
+    }
+}
+
+/// Default bound on a peer's queue of encoded frames not yet written.
+pub const MAX_QUEUED_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
+
+/// Everything a [`super::Driver`] needs besides the node, transport, clock
+/// and event sink.
+#[derive(Debug, Clone)]
+pub struct DriverConfig {
+    /// This node's name, sent in the handshake.
+    pub name: String,
+    /// This node's id: decides which side of each pair dials.
+    pub id: NodeId,
+    /// Where to listen for peers with a lower id (`"host:port"`, port 0 for
+    /// any; [`super::Driver::listen`] reports what was bound).
+    pub listen: String,
+    /// Every peer this node may talk to. Names must be unique and must not
+    /// be this node's.
+    pub peers: BTreeMap<NodeId, Peer>,
+    pub backoff: Backoff,
+    /// Largest frame payload accepted or sent.
+    pub max_frame: usize,
+    /// Bound on each peer's queue of unwritten frames; beyond it the oldest
+    /// are dropped.
+    pub max_queued_bytes: usize,
+    /// How long a dial may take before it counts as failed. Under turmoil a
+    /// connect into a partition never completes on its own.
+    pub connect_timeout: Duration,
+    /// How long either side waits for the other's hello.
+    pub handshake_timeout: Duration,
+}
+
+impl DriverConfig {
+    /// A configuration with no peers and default limits.
+    pub fn new(name: impl Into<String>, id: NodeId, listen: impl Into<String>) -> Self {
+        DriverConfig {
+            name: name.into(),
+            id,
+            listen: listen.into(),
+            peers: BTreeMap::new(),
+            backoff: Backoff::default(),
+            max_frame: MAX_FRAME_DEFAULT,
+            max_queued_bytes: MAX_QUEUED_BYTES_DEFAULT,
+            connect_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+        }
+    }
+
+    /// Adds (or replaces) a peer.
+    pub fn peer(mut self, id: NodeId, name: impl Into<String>, addr: impl Into<String>) -> Self {
+        self.peers.insert(id, Peer { name: name.into(), addr: addr.into() });
+        self
+    }
+
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.backoff = backoff;
+        self
+    }
+
+    /// Checks the configuration for mistakes that would otherwise show up
+    /// later as confusing handshake refusals or busy loops.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.name.is_empty() {
+            return Err(ConfigError::EmptyName(self.id));
+        }
+        if self.peers.contains_key(&self.id) {
+            return Err(ConfigError::SelfAsPeer(self.id));
+        }
+        let mut names: BTreeMap<&str, NodeId> = BTreeMap::new();
+        for (&id, peer) in &self.peers {
+            if peer.name.is_empty() {
+                return Err(ConfigError::EmptyName(id));
+            }
+            if peer.name == self.name {
+                return Err(ConfigError::DuplicateName { name: peer.name.clone(), first: self.id, second: id });
+            }
+            if let Some(first) = names.insert(&peer.name, id) {
+                return Err(ConfigError::DuplicateName { name: peer.name.clone(), first, second: id });
+            }
+        }
+        if self.backoff.initial.is_zero() || self.backoff.max < self.backoff.initial {
+            return Err(ConfigError::Backoff(self.backoff));
+        }
+        if self.max_frame == 0 {
+            return Err(ConfigError::ZeroLimit("max_frame"));
+        }
+        if self.max_queued_bytes == 0 {
+            return Err(ConfigError::ZeroLimit("max_queued_bytes"));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("node {0} has an empty name")]
+    EmptyName(NodeId),
+    #[error("node {0} lists itself as a peer")]
+    SelfAsPeer(NodeId),
+    #[error("name {name:?} is used by both {first} and {second}")]
+    DuplicateName { name: String, first: NodeId, second: NodeId },
+    #[error("backoff {0:?} must have 0 < initial <= max")]
+    Backoff(Backoff),
+    #[error("{0} must be positive")]
+    ZeroLimit(&'static str),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_duplicate_and_self() {
+        let base = DriverConfig::new("a", NodeId(0), "x:1");
+        assert_eq!(base.clone().peer(NodeId(1), "b", "").validate(), Ok(()));
+        assert!(matches!(base.clone().peer(NodeId(0), "b", "").validate(), Err(ConfigError::SelfAsPeer(_))));
+        assert!(matches!(base.clone().peer(NodeId(1), "a", "").validate(), Err(ConfigError::DuplicateName { .. })));
+        let dup = base.peer(NodeId(1), "b", "").peer(NodeId(2), "b", "");
+        assert!(matches!(dup.validate(), Err(ConfigError::DuplicateName { .. })));
+    }
+
+    #[test]
+    fn backoff_doubles_and_caps() {
+        let b = Backoff { initial: Duration::from_millis(100), max: Duration::from_millis(350) };
+        assert_eq!(b.next(Duration::from_millis(100)), Duration::from_millis(200));
+        assert_eq!(b.next(Duration::from_millis(200)), Duration::from_millis(350));
+        assert_eq!(b.next(Duration::from_millis(350)), Duration::from_millis(350));
+    }
+}
