@@ -6,12 +6,14 @@
 //! outputs; see [`node`] for the contract they follow.
 
 pub mod block;
+pub mod config;
 pub mod event;
 pub mod hypervisor;
 pub mod ids;
 pub mod manifest;
 pub mod node;
 pub mod payload;
+pub mod roles;
 pub mod storage;
 pub mod time;
 pub mod wire;

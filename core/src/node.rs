@@ -35,6 +35,9 @@ pub struct TimerId(pub u64);
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Input {
+    /// The node (re)starts: the first input after construction or a crash.
+    /// Roles with durable state recover it here.
+    Start,
     Message { from: NodeId, msg: Message },
     Timer(TimerId),
     /// A connection to the peer is established (both ends are told).

@@ -82,7 +82,7 @@ impl Node for PingPong {
             }
             Input::PeerDown(peer) => self.out.event(Event::PeerDown { peer }),
             Input::Timer(TICK) => self.ping(now),
-            Input::Timer(_) | Input::Storage(_) | Input::Hypervisor(_) => {}
+            Input::Start | Input::Timer(_) | Input::Storage(_) | Input::Hypervisor(_) => {}
             Input::Message { from, msg: Message::Ping { seq } } => self.out.send(from, Message::Pong { seq }),
             Input::Message { from, msg: Message::Pong { seq } } => {
                 if let Some(sent) = self.sent_at.remove(&seq) {
@@ -90,6 +90,7 @@ impl Node for PingPong {
                     self.out.event(Event::PongReceived { peer: from, seq, rtt_nanos });
                 }
             }
+            Input::Message { .. } => {}
         }
     }
 

@@ -1,28 +1,167 @@
 //! Every message one node sends another. The enum grows with the protocol;
 //! adding a variant at the end keeps older encodings decodable, anything
 //! else bumps [`super::PROTOCOL_VERSION`].
+//!
+//! Conversations (see ARCHITECTURE.md "Flows"): the manager drives hosts
+//! (snapshots) and proxies (disk tasks) and commits restore points at
+//! repositories; a source proxy reads from a host and writes to a
+//! repository. Every request carries the id its answer echoes (`op` for the
+//! manager's operations, `task` + `batch` for a task's pipeline).
 
+use crate::block::{BlockSize, Compression, Digest};
+use crate::hypervisor::{ChangedBlocks, SnapshotDisk};
+use crate::ids::{ChangeId, JobId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::payload::{BlockData, BlockPayload};
+use crate::time::Timestamp;
+use bitvec::vec::BitVec;
 use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Id of one manager operation (snapshot, commit, delete...).
+pub type OpId = u64;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// Liveness probe; answered with `Pong` carrying the same sequence.
     Ping { seq: u64 },
     Pong { seq: u64 },
+
+    // manager ↔ host
+    CreateSnapshot { op: OpId, vm: VmId },
+    SnapshotCreated { op: OpId, snap: SnapshotId, disks: Vec<SnapshotDisk> },
+    CommitSnapshot { op: OpId, snap: SnapshotId },
+    SnapshotCommitted { op: OpId },
+    HostFailed { op: OpId, reason: String },
+
+    // manager ↔ proxy
+    StartBackupTask(BackupTask),
+    TaskDone { task: TaskId, result: Result<TaskStats, String> },
+
+    // proxy ↔ host
+    GetChangedBlocks { task: TaskId, snap: SnapshotId, disk: u16, since: Option<ChangeId>, block_size: BlockSize },
+    ChangedBlocksReply { task: TaskId, reply: Result<ChangedBlocks, String> },
+    ReadBlocks { task: TaskId, batch: u64, snap: SnapshotId, disk: u16, block_size: BlockSize, blocks: Vec<u64> },
+    BlocksRead { task: TaskId, batch: u64, result: Result<Vec<(u64, BlockData)>, String> },
+
+    // proxy ↔ repository
+    GetDigests { task: TaskId, batch: u64, point: RestorePointId, disk: u16, blocks: Vec<u64> },
+    Digests { task: TaskId, batch: u64, result: Result<Vec<Digest>, String> },
+    HaveDigests { task: TaskId, batch: u64, digests: Vec<Digest> },
+    HaveReply { task: TaskId, batch: u64, have: BitVec },
+    PutBlocks { task: TaskId, batch: u64, target: DiskTarget, blocks: Vec<BlockRef> },
+    BlocksAck { task: TaskId, batch: u64, result: Result<(), String> },
+    FinishDisk { task: TaskId, target: DiskTarget, bytes: u64, block_size: BlockSize, base: Option<RestorePointId> },
+    DiskFinished { task: TaskId, result: Result<(), String> },
+
+    // manager ↔ repository
+    CommitPoint { op: OpId, point: RestorePointId, job: JobId, session: SessionId, vm: VmId, snapshot_at: Timestamp, parent: Option<RestorePointId>, disks: Vec<u16> },
+    PointCommitted { op: OpId, result: Result<(), String> },
+    AbortPoint { session: SessionId, vm: VmId },
+    DeletePoint { op: OpId, point: RestorePointId },
+    PointDeleted { op: OpId, result: Result<(), String> },
+}
+
+/// Which pending restore point and disk a block belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DiskTarget {
+    pub session: SessionId,
+    pub vm: VmId,
+    pub disk: u16,
+}
+
+/// One block of an incremental: its position and digest, and its payload
+/// unless the repository already has the digest (or it is a zero block).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockRef {
+    pub index: u64,
+    pub digest: Digest,
+    pub payload: Option<BlockPayload>,
+}
+
+/// How a disk task decides which blocks to send.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReadMode {
+    /// No previous point: read every allocated block.
+    Full,
+    /// Trust CBT: read blocks changed since this id (falls back to
+    /// `DigestCompare` if the host answers "CBT unavailable").
+    Changed { since: ChangeId },
+    /// Read every allocated block and send those whose digest differs from
+    /// the previous point's (no CBT, or a verification pass).
+    DigestCompare,
+}
+
+/// Everything a proxy needs to back up one disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackupTask {
+    pub task: TaskId,
+    pub job: JobId,
+    pub target: DiskTarget,
+    pub host: crate::ids::NodeId,
+    pub snap: SnapshotId,
+    pub disk_bytes: u64,
+    pub repository: crate::ids::NodeId,
+    pub base: Option<RestorePointId>,
+    pub mode: ReadMode,
+    pub block_size: BlockSize,
+    pub compression: Compression,
+}
+
+/// What a disk task did, for the session report and the byte accounting.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskStats {
+    /// Blocks in the disk.
+    pub blocks_total: u64,
+    /// Blocks read from the snapshot.
+    pub blocks_read: u64,
+    /// Blocks whose content differs from the previous point (or all
+    /// non-zero blocks on a full).
+    pub blocks_changed: u64,
+    /// Blocks whose payload crossed the network.
+    pub blocks_sent: u64,
+    /// Changed blocks the repository already had (deduplicated).
+    pub blocks_deduped: u64,
+    /// Zero blocks found among those read.
+    pub blocks_zero: u64,
+    /// Swap blocks skipped without reading.
+    pub blocks_swap: u64,
+    pub bytes_read: u64,
+    /// Payload bytes sent (compressed).
+    pub bytes_sent: u64,
+    /// Fell back from CBT to digest comparison.
+    pub cbt_fallback: bool,
+}
+
+impl TaskStats {
+    pub fn add(&mut self, other: &TaskStats) {
+        self.blocks_total += other.blocks_total;
+        self.blocks_read += other.blocks_read;
+        self.blocks_changed += other.blocks_changed;
+        self.blocks_sent += other.blocks_sent;
+        self.blocks_deduped += other.blocks_deduped;
+        self.blocks_zero += other.blocks_zero;
+        self.blocks_swap += other.blocks_swap;
+        self.bytes_read += other.bytes_read;
+        self.bytes_sent += other.bytes_sent;
+        self.cbt_fallback |= other.cbt_fallback;
+    }
 }
 
 impl Message {
     /// Bytes a simulated link charges beyond the encoded frame: synthetic
     /// block payloads stand for bytes they do not carry.
     pub fn modelled_extra_bytes(&self) -> u64 {
-        0
-    }
-
-    /// A short name for traces and logs.
-    pub fn kind(&self) -> &'static str {
         match self {
-            Message::Ping { .. } => "ping",
-            Message::Pong { .. } => "pong",
+            Message::PutBlocks { blocks, .. } => {
+                blocks.iter().filter_map(|b| b.payload.as_ref()).map(BlockPayload::modelled_extra_bytes).sum()
+            }
+            Message::BlocksRead { result: Ok(blocks), .. } => blocks
+                .iter()
+                .map(|(_, data)| match data {
+                    BlockData::Synthetic(s) if !s.digest.is_zero_block() => u64::from(s.raw_len),
+                    _ => 0,
+                })
+                .sum(),
+            _ => 0,
         }
     }
 }

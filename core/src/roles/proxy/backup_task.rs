@@ -1,0 +1,292 @@
+//! One disk backup, as a windowed pipeline of batches.
+//!
+//! 1. Ask the host which blocks to read (CBT since the base point's change
+//!    id; every allocated block on a full or a verification pass). If CBT is
+//!    unavailable, fall back to reading everything and comparing digests
+//!    with the base point's.
+//! 2. Walk those blocks in batches; at most [`WINDOW`] batches are in flight,
+//!    so memory stays flat whatever the disk size. Per batch: read from the
+//!    host (and fetch the base digests when comparing), encode (digest +
+//!    compress), drop zero blocks and unchanged ones, ask the repository
+//!    which digests it already has, send the rest with `PutBlocks`, wait for
+//!    the acknowledgement.
+//! 3. When every batch is acknowledged, `FinishDisk`; when the repository
+//!    confirms, report `TaskDone` to the manager.
+
+use crate::block::Digest;
+use crate::hypervisor::ChangedBlocks;
+use crate::ids::NodeId;
+use crate::node::Outbox;
+use crate::payload::{BlockData, BlockPayload, encode};
+use crate::wire::Message;
+use crate::wire::message::{BackupTask, BlockRef, ReadMode, TaskStats};
+use bitvec::vec::BitVec;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Batches in flight per task.
+pub const WINDOW: usize = 4;
+/// Plaintext bytes per batch (at least one block).
+pub const BATCH_BYTES: u64 = 8 * 1024 * 1024;
+
+#[derive(Debug, PartialEq, Eq)]
+pub enum Progress {
+    Running,
+    Finished,
+}
+
+impl Progress {
+    pub fn is_finished(&self) -> bool {
+        *self == Progress::Finished
+    }
+}
+
+#[derive(Debug)]
+enum Stage {
+    /// Waiting for the host's changed-block answer.
+    Planning,
+    /// Batches flowing.
+    Streaming,
+    /// `FinishDisk` sent.
+    Finishing,
+}
+
+#[derive(Debug, Default)]
+struct Batch {
+    blocks: Vec<u64>,
+    read: Option<Vec<(u64, BlockData)>>,
+    /// Base digests of `blocks`, when comparing (`None` until they arrive).
+    base: Option<Vec<Digest>>,
+    /// Encoded blocks waiting for the repository's `HaveReply`.
+    candidates: Vec<(u64, BlockPayload)>,
+    /// Zero blocks that replace non-zero base content.
+    zeroed: Vec<u64>,
+}
+
+#[derive(Debug)]
+pub struct BackupRun {
+    spec: BackupTask,
+    manager: NodeId,
+    stage: Stage,
+    compare: bool,
+    to_read: BitVec,
+    cursor: usize,
+    next_batch: u64,
+    batches: BTreeMap<u64, Batch>,
+    stats: TaskStats,
+}
+
+impl BackupRun {
+    pub fn start(manager: NodeId, spec: BackupTask, out: &mut Outbox) -> BackupRun {
+        let since = match spec.mode {
+            ReadMode::Changed { since } => Some(since),
+            ReadMode::Full | ReadMode::DigestCompare => None,
+        };
+        out.send(
+            spec.host,
+            Message::GetChangedBlocks { task: spec.task, snap: spec.snap, disk: spec.target.disk, since, block_size: spec.block_size },
+        );
+        let stats = TaskStats { blocks_total: spec.block_size.blocks_for(spec.disk_bytes), ..TaskStats::default() };
+        BackupRun {
+            compare: spec.mode == ReadMode::DigestCompare && spec.base.is_some(),
+            spec,
+            manager,
+            stage: Stage::Planning,
+            to_read: BitVec::new(),
+            cursor: 0,
+            next_batch: 0,
+            batches: BTreeMap::new(),
+            stats,
+        }
+    }
+
+    /// Whether the task talks to `peer` (and so cannot go on without it).
+    pub fn depends_on(&self, peer: NodeId) -> bool {
+        peer == self.spec.host || peer == self.spec.repository
+    }
+
+    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
+        match self.step(msg, out) {
+            Ok(progress) => progress,
+            Err(reason) => {
+                self.fail(reason, out);
+                Progress::Finished
+            }
+        }
+    }
+
+    pub fn fail(&mut self, reason: String, out: &mut Outbox) {
+        let reason = format!("{}: {reason}", self.spec.target_name());
+        out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
+    }
+
+    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+        match msg {
+            Message::ChangedBlocksReply { reply, .. } => self.plan(reply?, out),
+            Message::BlocksRead { batch, result, .. } => {
+                let blocks = result.map_err(|e| format!("reading blocks: {e}"))?;
+                self.batch(batch)?.read = Some(blocks);
+                self.try_encode(batch, out)
+            }
+            Message::Digests { batch, result, .. } => {
+                let digests = result.map_err(|e| format!("fetching base digests: {e}"))?;
+                self.batch(batch)?.base = Some(digests);
+                self.try_encode(batch, out)
+            }
+            Message::HaveReply { batch, have, .. } => self.send_blocks(batch, &have, out),
+            Message::BlocksAck { batch, result, .. } => {
+                result.map_err(|e| format!("repository refused blocks: {e}"))?;
+                self.batches.remove(&batch);
+                self.pump(out)
+            }
+            Message::DiskFinished { result, .. } => {
+                result.map_err(|e| format!("repository could not finish the disk: {e}"))?;
+                out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Ok(self.stats) });
+                Ok(Progress::Finished)
+            }
+            _ => Ok(Progress::Running),
+        }
+    }
+
+    fn batch(&mut self, id: u64) -> Result<&mut Batch, String> {
+        self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))
+    }
+
+    /// Decides which blocks to read from the host's changed-block answer.
+    fn plan(&mut self, changed: ChangedBlocks, out: &mut Outbox) -> Result<Progress, String> {
+        let total = self.stats.blocks_total as usize;
+        let (mut to_read, swap) = match changed {
+            ChangedBlocks::Known { changed, swap } => (changed, swap),
+            ChangedBlocks::Unavailable { swap } => {
+                self.stats.cbt_fallback = true;
+                self.compare = self.spec.base.is_some();
+                (BitVec::repeat(true, total), swap)
+            }
+        };
+        if to_read.len() != total {
+            return Err(format!("host answered {} blocks for a disk of {total}", to_read.len()));
+        }
+        let mut swap = swap;
+        swap.resize(total, false);
+        self.stats.blocks_swap = (to_read.clone() & &swap).count_ones() as u64;
+        to_read &= !swap;
+        self.to_read = to_read;
+        self.stage = Stage::Streaming;
+        self.pump(out)
+    }
+
+    /// Starts batches while the window has room; finishes when all are done.
+    fn pump(&mut self, out: &mut Outbox) -> Result<Progress, String> {
+        let per_batch = (BATCH_BYTES / u64::from(self.spec.block_size.bytes())).max(1) as usize;
+        while self.batches.len() < WINDOW {
+            let blocks: Vec<u64> = self.to_read[self.cursor..].iter_ones().take(per_batch).map(|i| (i + self.cursor) as u64).collect();
+            let Some(&last) = blocks.last() else { break };
+            self.cursor = last as usize + 1;
+            let id = self.next_batch;
+            self.next_batch += 1;
+            let spec = &self.spec;
+            out.send(
+                spec.host,
+                Message::ReadBlocks { task: spec.task, batch: id, snap: spec.snap, disk: spec.target.disk, block_size: spec.block_size, blocks: blocks.clone() },
+            );
+            if let (true, Some(point)) = (self.compare, spec.base) {
+                out.send(spec.repository, Message::GetDigests { task: spec.task, batch: id, point, disk: spec.target.disk, blocks: blocks.clone() });
+            }
+            self.batches.insert(id, Batch { blocks, ..Batch::default() });
+        }
+        if self.batches.is_empty() && matches!(self.stage, Stage::Streaming) {
+            self.stage = Stage::Finishing;
+            let spec = &self.spec;
+            out.send(
+                spec.repository,
+                Message::FinishDisk { task: spec.task, target: spec.target, bytes: spec.disk_bytes, block_size: spec.block_size, base: spec.base },
+            );
+        }
+        Ok(Progress::Running)
+    }
+
+    /// Once a batch's reads (and base digests) are in: encode and filter.
+    fn try_encode(&mut self, id: u64, out: &mut Outbox) -> Result<Progress, String> {
+        let compare = self.compare;
+        let compression = self.spec.compression;
+        let on_base = self.spec.base.is_some();
+        let batch = self.batch(id)?;
+        if batch.read.is_none() || (compare && batch.base.is_none()) {
+            return Ok(Progress::Running);
+        }
+        let read = batch.read.take().unwrap_or_default();
+        let base = batch.base.take();
+        if read.len() != batch.blocks.len() || read.iter().zip(&batch.blocks).any(|((i, _), want)| i != want) {
+            return Err(format!("host returned blocks other than the {} requested", batch.blocks.len()));
+        }
+        if base.as_ref().is_some_and(|b| b.len() != read.len()) {
+            return Err("repository returned the wrong number of base digests".into());
+        }
+        let mut stats = TaskStats::default();
+        for (n, (index, data)) in read.into_iter().enumerate() {
+            stats.blocks_read += 1;
+            stats.bytes_read += data.raw_len();
+            let payload = encode(&data, compression);
+            let digest = payload.digest();
+            let base_digest = base.as_ref().map(|b| b[n]);
+            if base_digest == Some(digest) {
+                continue;
+            }
+            if digest.is_zero_block() {
+                stats.blocks_zero += 1;
+                // On a full the manifest starts all-zero: nothing to record.
+                if on_base {
+                    stats.blocks_changed += 1;
+                    batch.zeroed.push(index);
+                }
+                continue;
+            }
+            stats.blocks_changed += 1;
+            batch.candidates.push((index, payload));
+        }
+        self.stats.add(&stats);
+        let batch = self.batch(id)?;
+        if batch.candidates.is_empty() {
+            return self.send_blocks(id, &BitVec::new(), out);
+        }
+        let digests: Vec<Digest> = batch.candidates.iter().map(|(_, p)| p.digest()).collect();
+        out.send(self.spec.repository, Message::HaveDigests { task: self.spec.task, batch: id, digests });
+        Ok(Progress::Running)
+    }
+
+    /// Sends the batch: payloads for digests the repository lacks (once per
+    /// digest), references for the rest.
+    fn send_blocks(&mut self, id: u64, have: &BitVec, out: &mut Outbox) -> Result<Progress, String> {
+        let batch = self.batch(id)?;
+        if have.len() != batch.candidates.len() {
+            return Err(format!("repository answered {} of {} digests", have.len(), batch.candidates.len()));
+        }
+        let candidates = std::mem::take(&mut batch.candidates);
+        let zeroed = std::mem::take(&mut batch.zeroed);
+        let mut blocks: Vec<BlockRef> = zeroed.into_iter().map(|index| BlockRef { index, digest: Digest::ZERO_BLOCK, payload: None }).collect();
+        let mut sent = BTreeSet::new();
+        for ((index, payload), have) in candidates.into_iter().zip(have.iter().by_vals()) {
+            let digest = payload.digest();
+            if have || !sent.insert(digest) {
+                self.stats.blocks_deduped += 1;
+                blocks.push(BlockRef { index, digest, payload: None });
+            } else {
+                self.stats.blocks_sent += 1;
+                self.stats.bytes_sent += payload.stored_len();
+                blocks.push(BlockRef { index, digest, payload: Some(payload) });
+            }
+        }
+        if blocks.is_empty() {
+            self.batches.remove(&id);
+            return self.pump(out);
+        }
+        out.send(self.spec.repository, Message::PutBlocks { task: self.spec.task, batch: id, target: self.spec.target, blocks });
+        Ok(Progress::Running)
+    }
+}
+
+impl BackupTask {
+    /// "vm3/disk1" style name for messages.
+    pub fn target_name(&self) -> String {
+        format!("{}/disk{}", self.target.vm, self.target.disk)
+    }
+}

@@ -1,0 +1,314 @@
+//! The repository role: blocks by digest, restore-point manifests, atomic
+//! commit, retention and garbage collection.
+//!
+//! * Blocks are deduplicated across every point of the repository: a proxy
+//!   asks `HaveDigests` and sends payloads only for what is missing.
+//! * A point being written is *pending*: per disk, the blocks that changed
+//!   (index → digest) on top of its base point. `FinishDisk` turns that into
+//!   the disk's full digest vector; nothing pending is visible to readers.
+//! * `CommitPoint` is atomic: blocks durable (`Sync`), then the manifest
+//!   durable (`PutManifest`), then the acknowledgement. A crash before the
+//!   manifest is durable leaves only unreferenced blocks, which GC removes.
+//! * Retention deletes manifests; blocks no manifest references are garbage,
+//!   collected only while no point is pending, so a block a proxy was just
+//!   told "we have it" cannot disappear under its task.
+
+use super::RequestIds;
+use crate::block::Digest;
+use crate::ids::{NodeId, RequestId, RestorePointId, SessionId, TaskId, VmId};
+use crate::manifest::{DiskManifest, Manifest};
+use crate::node::{Input, Node, Outbox, Output, TimerId};
+use crate::storage::{StorageCompletion, StorageOp, StorageReply, StorageRequest};
+use crate::time::Timestamp;
+use crate::wire::Message;
+use crate::wire::message::{BlockRef, DiskTarget, OpId};
+use bitvec::vec::BitVec;
+use std::collections::BTreeMap;
+
+/// A point being written, per disk.
+#[derive(Debug, Default)]
+struct PendingPoint {
+    disks: BTreeMap<u16, PendingDisk>,
+}
+
+#[derive(Debug, Default)]
+struct PendingDisk {
+    changes: BTreeMap<u64, Digest>,
+    finished: Option<DiskManifest>,
+}
+
+/// What to do when a storage request completes.
+#[derive(Debug)]
+enum Continuation {
+    Recover,
+    StoreBlocks { peer: NodeId, task: TaskId, batch: u64, target: DiskTarget, refs: Vec<(u64, Digest)>, stored: Vec<(Digest, u64)> },
+    CommitSync { peer: NodeId, op: OpId, manifest: Manifest },
+    CommitManifest { peer: NodeId, op: OpId, manifest: Manifest },
+    DeleteManifest { peer: NodeId, op: OpId, point: RestorePointId },
+    Collect,
+}
+
+/// Retries recovery when the store could not answer.
+const RECOVER_RETRY: TimerId = TimerId(1);
+const RECOVER_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
+
+#[derive(Debug, Default)]
+pub struct Repository {
+    now: Timestamp,
+    recovered: bool,
+    /// Messages that arrived while recovering, replayed after.
+    held: Vec<(NodeId, Message)>,
+    ids: RequestIds,
+    /// Every block in the store and how many manifests reference it.
+    blocks: BTreeMap<Digest, u64>,
+    manifests: BTreeMap<RestorePointId, Manifest>,
+    pending: BTreeMap<(SessionId, VmId), PendingPoint>,
+    requests: BTreeMap<RequestId, Continuation>,
+    out: Outbox,
+}
+
+impl Repository {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Committed restore points (what a reader may see).
+    pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
+        self.manifests.values()
+    }
+
+    fn storage(&mut self, op: StorageOp, then: Continuation) {
+        let id = self.ids.next();
+        self.requests.insert(id, then);
+        self.out.storage(StorageRequest { id, op });
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message) {
+        if !self.recovered {
+            self.held.push((from, msg));
+            return;
+        }
+        match msg {
+            Message::HaveDigests { task, batch, digests } => {
+                let have: BitVec = digests.iter().map(|d| self.blocks.contains_key(d)).collect();
+                self.out.send(from, Message::HaveReply { task, batch, have });
+            }
+            Message::GetDigests { task, batch, point, disk, blocks } => {
+                let result = self.digests_of(point, disk, &blocks);
+                self.out.send(from, Message::Digests { task, batch, result });
+            }
+            Message::PutBlocks { task, batch, target, blocks } => self.put_blocks(from, task, batch, target, blocks),
+            Message::FinishDisk { task, target, bytes, block_size, base } => {
+                let result = self.finish_disk(target, bytes, block_size, base);
+                self.out.send(from, Message::DiskFinished { task, result });
+            }
+            Message::CommitPoint { op, point, job, session, vm, snapshot_at, parent, disks } => {
+                match self.assemble(point, job, session, vm, snapshot_at, parent, &disks) {
+                    Ok(manifest) => self.storage(StorageOp::Sync, Continuation::CommitSync { peer: from, op, manifest }),
+                    Err(e) => self.out.send(from, Message::PointCommitted { op, result: Err(e) }),
+                }
+            }
+            Message::AbortPoint { session, vm } => {
+                self.pending.remove(&(session, vm));
+                self.collect_garbage();
+            }
+            Message::DeletePoint { op, point } => {
+                if self.manifests.contains_key(&point) {
+                    self.storage(StorageOp::DeleteManifest(point), Continuation::DeleteManifest { peer: from, op, point });
+                } else {
+                    self.out.send(from, Message::PointDeleted { op, result: Err(format!("no restore point {point}")) });
+                }
+            }
+            Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
+            _ => {}
+        }
+    }
+
+    fn digests_of(&self, point: RestorePointId, disk: u16, blocks: &[u64]) -> Result<Vec<Digest>, String> {
+        let manifest = self.manifests.get(&point).ok_or_else(|| format!("no restore point {point}"))?;
+        let disk = manifest.disks.iter().find(|d| d.index == disk).ok_or_else(|| format!("{point} has no disk {disk}"))?;
+        blocks
+            .iter()
+            .map(|&i| disk.digests.get(i as usize).copied().ok_or_else(|| format!("{point} disk {} has no block {i}", disk.index)))
+            .collect()
+    }
+
+    fn put_blocks(&mut self, peer: NodeId, task: TaskId, batch: u64, target: DiskTarget, blocks: Vec<BlockRef>) {
+        let mut refs = Vec::with_capacity(blocks.len());
+        let mut payloads = Vec::new();
+        let mut stored = Vec::new();
+        for block in blocks {
+            refs.push((block.index, block.digest));
+            match block.payload {
+                Some(payload) if !self.blocks.contains_key(&block.digest) => {
+                    stored.push((block.digest, payload.stored_len()));
+                    payloads.push(payload);
+                }
+                Some(_) => {}
+                None if block.digest.is_zero_block() || self.blocks.contains_key(&block.digest) => {}
+                None => {
+                    let reason = format!("block {:?} (index {}) was sent without payload but is not in the repository", block.digest, block.index);
+                    self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
+                    return;
+                }
+            }
+        }
+        let then = Continuation::StoreBlocks { peer, task, batch, target, refs, stored };
+        if payloads.is_empty() {
+            self.blocks_stored(then);
+        } else {
+            self.storage(StorageOp::PutBlocks(payloads), then);
+        }
+    }
+
+    fn blocks_stored(&mut self, then: Continuation) {
+        let Continuation::StoreBlocks { peer, task, batch, target, refs, stored } = then else { return };
+        for (digest, _) in stored {
+            self.blocks.entry(digest).or_insert(0);
+        }
+        let disk = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
+        disk.finished = None;
+        disk.changes.extend(refs);
+        self.out.send(peer, Message::BlocksAck { task, batch, result: Ok(()) });
+    }
+
+    fn finish_disk(&mut self, target: DiskTarget, bytes: u64, block_size: crate::BlockSize, base: Option<RestorePointId>) -> Result<(), String> {
+        let count = block_size.blocks_for(bytes) as usize;
+        let mut digests = match base {
+            None => vec![Digest::ZERO_BLOCK; count],
+            Some(point) => {
+                let manifest = self.manifests.get(&point).ok_or_else(|| format!("base restore point {point} is gone"))?;
+                let disk = manifest.disks.iter().find(|d| d.index == target.disk).ok_or_else(|| format!("base {point} has no disk {}", target.disk))?;
+                if disk.block_size != block_size {
+                    return Err(format!("base {point} uses {} byte blocks, this task {}", disk.block_size.bytes(), block_size.bytes()));
+                }
+                let mut v = disk.digests.clone();
+                v.resize(count, Digest::ZERO_BLOCK);
+                v
+            }
+        };
+        let pending = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
+        for (&index, &digest) in &pending.changes {
+            let slot = digests.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))?;
+            *slot = digest;
+        }
+        pending.finished = Some(DiskManifest { index: target.disk, bytes, block_size, digests });
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn assemble(
+        &mut self,
+        point: RestorePointId,
+        job: crate::JobId,
+        session: SessionId,
+        vm: VmId,
+        snapshot_at: Timestamp,
+        parent: Option<RestorePointId>,
+        disks: &[u16],
+    ) -> Result<Manifest, String> {
+        let pending = self.pending.get(&(session, vm)).ok_or_else(|| format!("nothing was written for {vm} in session {session}"))?;
+        let disks = disks
+            .iter()
+            .map(|d| pending.disks.get(d).and_then(|p| p.finished.clone()).ok_or_else(|| format!("disk {d} of {vm} is not finished")))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Manifest { point, job, session, vm, snapshot_at, parent, disks })
+    }
+
+    fn on_storage(&mut self, done: StorageCompletion) {
+        let Some(then) = self.requests.remove(&done.id) else { return };
+        match (then, done.result) {
+            (Continuation::Recover, Ok(StorageReply::Recovered { manifests, blocks })) => self.recovered_from(manifests, blocks),
+            (Continuation::Recover, _) => {
+                // Without its catalog the repository must not answer anything:
+                // retry recovery later rather than serve an empty repository.
+                self.out.set_timer(RECOVER_RETRY, self.now + RECOVER_RETRY_DELAY);
+            }
+            (then @ Continuation::StoreBlocks { .. }, Ok(_)) => self.blocks_stored(then),
+            (Continuation::StoreBlocks { peer, task, batch, .. }, Err(e)) => {
+                self.out.send(peer, Message::BlocksAck { task, batch, result: Err(e.to_string()) });
+            }
+            (Continuation::CommitSync { peer, op, manifest }, Ok(_)) => {
+                self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::CommitManifest { peer, op, manifest });
+            }
+            (Continuation::CommitManifest { peer, op, manifest }, Ok(_)) => {
+                for digest in manifest.referenced() {
+                    *self.blocks.entry(digest).or_insert(0) += 1;
+                }
+                self.pending.remove(&(manifest.session, manifest.vm));
+                self.manifests.insert(manifest.point, manifest);
+                self.out.send(peer, Message::PointCommitted { op, result: Ok(()) });
+            }
+            (Continuation::CommitSync { peer, op, .. } | Continuation::CommitManifest { peer, op, .. }, Err(e)) => {
+                self.out.send(peer, Message::PointCommitted { op, result: Err(e.to_string()) });
+            }
+            (Continuation::DeleteManifest { peer, op, point }, Ok(_)) => {
+                if let Some(manifest) = self.manifests.remove(&point) {
+                    for digest in manifest.referenced() {
+                        if let Some(refs) = self.blocks.get_mut(&digest) {
+                            *refs = refs.saturating_sub(1);
+                        }
+                    }
+                }
+                self.collect_garbage();
+                self.out.send(peer, Message::PointDeleted { op, result: Ok(()) });
+            }
+            (Continuation::DeleteManifest { peer, op, .. }, Err(e)) => {
+                self.out.send(peer, Message::PointDeleted { op, result: Err(e.to_string()) });
+            }
+            (Continuation::Collect, _) => {}
+        }
+    }
+
+    fn recovered_from(&mut self, manifests: Vec<Manifest>, blocks: Vec<Digest>) {
+        self.blocks = blocks.into_iter().map(|d| (d, 0)).collect();
+        self.manifests.clear();
+        for manifest in manifests {
+            for digest in manifest.referenced() {
+                *self.blocks.entry(digest).or_insert(0) += 1;
+            }
+            self.manifests.insert(manifest.point, manifest);
+        }
+        self.recovered = true;
+        self.collect_garbage();
+        for (from, msg) in std::mem::take(&mut self.held) {
+            self.on_message(from, msg);
+        }
+    }
+
+    /// Deletes blocks no manifest references, unless a point is pending.
+    fn collect_garbage(&mut self) {
+        if !self.pending.is_empty() {
+            return;
+        }
+        let garbage: Vec<Digest> = self.blocks.iter().filter(|&(_, &refs)| refs == 0).map(|(d, _)| *d).collect();
+        if garbage.is_empty() {
+            return;
+        }
+        for digest in &garbage {
+            self.blocks.remove(digest);
+        }
+        self.storage(StorageOp::DeleteBlocks(garbage), Continuation::Collect);
+        self.storage(StorageOp::Sync, Continuation::Collect);
+    }
+}
+
+impl Node for Repository {
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        self.now = now;
+        match input {
+            Input::Timer(RECOVER_RETRY) if !self.recovered => self.storage(StorageOp::Recover, Continuation::Recover),
+            Input::Start => {
+                *self = Repository { now, ..Repository::default() };
+                self.storage(StorageOp::Recover, Continuation::Recover);
+            }
+            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::Storage(done) => self.on_storage(done),
+            Input::Timer(_) | Input::PeerUp(_) | Input::PeerDown(_) | Input::Hypervisor(_) => {}
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+}
