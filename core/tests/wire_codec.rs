@@ -1,15 +1,82 @@
 //! Frame codec: every message round-trips; damaged, truncated, oversized and
 //! wrong-version frames are typed errors, never panics.
 
-use blockferry_core::Message;
+use blockferry_core::hypervisor::{ChangedBlocks, SnapshotDisk};
+use blockferry_core::payload::{BlockData, SyntheticBlock, encode};
+use blockferry_core::wire::message::{BlockRef, DiskTarget, TaskStats};
+use blockferry_core::{ChangeId, Compression, Digest, JobId, Message, RestorePointId, SessionId, SnapshotId, TaskId, Timestamp, VmId};
 use blockferry_core::wire::frame::{FrameDecoder, FrameError, HEADER_LEN, decode_frame, encode_frame, encode_frame_version, frame_len};
 use blockferry_core::wire::{Hello, PROTOCOL_VERSION};
 use proptest::prelude::*;
 
 const MAX: usize = 1 << 20;
 
+fn digest() -> impl Strategy<Value = Digest> {
+    any::<[u8; 32]>().prop_map(Digest)
+}
+
+fn block_data() -> impl Strategy<Value = BlockData> {
+    prop_oneof![
+        prop::collection::vec(any::<u8>(), 0..64).prop_map(BlockData::Bytes),
+        (digest(), any::<u32>(), 0u8..=100)
+            .prop_map(|(digest, raw_len, compressibility)| BlockData::Synthetic(SyntheticBlock { digest, raw_len, compressibility })),
+    ]
+}
+
+fn block_ref() -> impl Strategy<Value = BlockRef> {
+    (any::<u64>(), prop::option::of(block_data()), 0usize..5).prop_map(|(index, data, level)| {
+        let payload = data.map(|d| encode(&d, Compression::ALL[level]));
+        BlockRef { index, digest: payload.as_ref().map_or(Digest::ZERO_BLOCK, |p| p.digest()), payload }
+    })
+}
+
+fn target() -> impl Strategy<Value = DiskTarget> {
+    (any::<u64>(), any::<u32>(), any::<u16>()).prop_map(|(s, v, disk)| DiskTarget { session: SessionId(s), vm: VmId(v), disk })
+}
+
+fn result<T: std::fmt::Debug + Clone>(ok: impl Strategy<Value = T>) -> impl Strategy<Value = Result<T, String>> {
+    prop_oneof![ok.prop_map(Ok), ".{0,20}".prop_map(Err)]
+}
+
 fn message() -> impl Strategy<Value = Message> {
-    prop_oneof![any::<u64>().prop_map(|seq| Message::Ping { seq }), any::<u64>().prop_map(|seq| Message::Pong { seq }),]
+    prop_oneof![
+        any::<u64>().prop_map(|seq| Message::Ping { seq }),
+        any::<u64>().prop_map(|seq| Message::Pong { seq }),
+        (any::<u64>(), any::<u32>()).prop_map(|(op, vm)| Message::CreateSnapshot { op, vm: VmId(vm) }),
+        (any::<u64>(), any::<u64>(), prop::collection::vec((any::<u64>(), prop::option::of(any::<u64>())), 0..4)).prop_map(
+            |(op, snap, disks)| Message::SnapshotCreated {
+                op,
+                snap: SnapshotId(snap),
+                disks: disks.into_iter().map(|(bytes, c)| SnapshotDisk { bytes, change_id: c.map(ChangeId) }).collect()
+            }
+        ),
+        (any::<u64>(), any::<u64>(), prop::collection::vec(any::<bool>(), 0..100), prop::collection::vec(any::<bool>(), 0..100)).prop_map(
+            |(task, _, changed, swap)| Message::ChangedBlocksReply {
+                task: TaskId(task),
+                reply: Ok(ChangedBlocks::Known { changed: changed.into_iter().collect(), swap: swap.into_iter().collect() })
+            }
+        ),
+        (any::<u64>(), any::<u64>(), result(prop::collection::vec((any::<u64>(), block_data()), 0..4)))
+            .prop_map(|(task, batch, result)| Message::BlocksRead { task: TaskId(task), batch, result }),
+        (any::<u64>(), any::<u64>(), target(), prop::collection::vec(block_ref(), 0..4))
+            .prop_map(|(task, batch, target, blocks)| Message::PutBlocks { task: TaskId(task), batch, target, blocks }),
+        (any::<u64>(), any::<u64>(), prop::collection::vec(digest(), 0..8))
+            .prop_map(|(task, batch, digests)| Message::HaveDigests { task: TaskId(task), batch, digests }),
+        (any::<u64>(), result(any::<u64>()))
+            .prop_map(|(task, r)| Message::TaskDone { task: TaskId(task), result: r.map(|n| TaskStats { blocks_sent: n, ..TaskStats::default() }) }),
+        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>(), prop::option::of(any::<u64>()), prop::collection::vec(any::<u16>(), 0..4))
+            .prop_map(|(op, point, session, vm, at, parent, disks)| Message::CommitPoint {
+                op,
+                point: RestorePointId(point),
+                job: JobId(1),
+                session: SessionId(session),
+                vm: VmId(vm),
+                snapshot_at: Timestamp(at),
+                parent: parent.map(RestorePointId),
+                disks
+            }),
+        (any::<u64>(), result(Just(()))).prop_map(|(op, result)| Message::PointCommitted { op, result }),
+    ]
 }
 
 fn frame(msg: &Message) -> Vec<u8> {
