@@ -27,6 +27,8 @@
 //!
 //! # What the node sees
 //!
+//! * `Start` first, once per driver (a restarted process builds a new driver
+//!   and so starts its node again).
 //! * `PeerUp(p)` when a connection to `p` completes its handshake, and
 //!   exactly one `PeerDown(p)` when that connection ends (EOF, IO error, any
 //!   bad frame, or a send-queue overflow, see below). Ups and downs of a peer
@@ -53,6 +55,12 @@
 //! is closed too, so the loss is signalled by `PeerDown` rather than
 //! leaving a silent gap in an otherwise ordered stream.
 //!
+//! # Storage and hypervisor requests
+//!
+//! Handed to the [`Services`] given with [`Driver::with_services`] (none by
+//! default: every request fails at once). Each runs as its own task and its
+//! completion is fed back as one input.
+//!
 //! # Timers
 //!
 //! Kept in `(at, id)` order; every due timer is fed as its own input
@@ -67,11 +75,12 @@ mod timers;
 pub use config::{Backoff, ConfigError, DriverConfig, MAX_QUEUED_BYTES_DEFAULT, Peer};
 
 use crate::clock::Clock;
+use crate::services::{NoServices, Services};
 use crate::transport::Transport;
 use blockferry_core::wire::frame::HEADER_LEN;
 use blockferry_core::wire::{FrameDecoder, Message, encode_frame};
 use blockferry_core::{Event, Input, Node, NodeId, Output, Timestamp};
-use conn::{ConnError, ConnId, Ctx, NetEvent};
+use conn::{ConnError, ConnId, Ctx, TaskEvent};
 use queue::Outbound;
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -79,7 +88,7 @@ use std::io;
 use std::rc::Rc;
 use timers::Timers;
 use tokio::sync::{Notify, mpsc};
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 /// Receives every [`Event`] the node emits, with the `now` of the `handle`
 /// call that produced it. The simulator records a trace with it; realnet
@@ -133,7 +142,7 @@ struct PeerSlot {
 pub struct Driver<N: Node, T: Transport, C: Clock> {
     inner: Inner<N, T, C>,
     listener: Option<T::Listener>,
-    rx: mpsc::Receiver<NetEvent<T::Stream>>,
+    rx: mpsc::Receiver<TaskEvent<T::Stream>>,
 }
 
 /// The main loop's state: everything but the listener and the receiving end
@@ -152,7 +161,10 @@ struct Inner<N: Node, T: Transport, C: Clock> {
     /// connections are closed once the drain is complete (closing feeds
     /// `PeerDown`, which must not happen in the middle of a drain).
     overflowed: BTreeSet<NodeId>,
-    tx: mpsc::Sender<NetEvent<T::Stream>>,
+    tx: mpsc::Sender<TaskEvent<T::Stream>>,
+    services: Box<dyn Services>,
+    /// Storage and hypervisor requests in progress; aborted with the driver.
+    requests: JoinSet<()>,
 }
 
 impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
@@ -197,8 +209,17 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             next_conn: 0,
             overflowed: BTreeSet::new(),
             tx,
+            services: Box::new(NoServices),
+            requests: JoinSet::new(),
         };
         Ok(Driver { inner, listener: None, rx })
+    }
+
+    /// Lets `services` carry out the node's storage and hypervisor requests
+    /// (by default every request fails at once: [`NoServices`]).
+    pub fn with_services(mut self, services: Box<dyn Services>) -> Self {
+        self.inner.services = services;
+        self
     }
 
     /// Binds the listen address now (instead of at the start of `run`) and
@@ -232,11 +253,11 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             Err(e) => tracing::info!(node = %inner.ctx.own_name, id = %inner.ctx.own_id, "listening (address unknown: {e})"),
         }
 
-        let mut tasks = vec![TaskGuard(tokio::task::spawn_local(conn::accept_loop::<T>(
-            listener,
-            inner.ctx.clone(),
-            inner.tx.clone(),
-        )))];
+        // The node's first input, before anything from the network (the
+        // tasks spawned below cannot run before this task yields).
+        inner.feed(Input::Start);
+
+        let mut tasks = vec![TaskGuard(tokio::task::spawn_local(conn::accept_loop::<T>(listener, inner.ctx.clone(), inner.tx.clone())))];
         for (&peer, slot) in &inner.peers {
             if let Some(lost) = &slot.lost {
                 tasks.push(TaskGuard(tokio::task::spawn_local(conn::dial_loop(
@@ -251,11 +272,6 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             }
         }
 
-        // Outputs a node decided at construction go out before any input.
-        let now = inner.clock.now();
-        inner.drain(now);
-        inner.close_overflowed();
-
         let mut stop = std::pin::pin!(stop);
         loop {
             let deadline = inner.timers.next_deadline().map(|at| {
@@ -268,7 +284,7 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
                 _ = &mut stop => break,
                 () = sleep_until(deadline) => inner.fire_due_timers(),
                 ev = rx.recv() => match ev {
-                    Some(ev) => inner.on_net_event(ev),
+                    Some(ev) => inner.on_task_event(ev),
                     // Unreachable while `inner.tx` lives; stop cleanly anyway.
                     None => break,
                 },
@@ -281,10 +297,7 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
 
 impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
     async fn bind(&self) -> Result<T::Listener, DriverError> {
-        self.transport
-            .bind(&self.listen_addr)
-            .await
-            .map_err(|source| DriverError::Bind { addr: self.listen_addr.clone(), source })
+        self.transport.bind(&self.listen_addr).await.map_err(|source| DriverError::Bind { addr: self.listen_addr.clone(), source })
     }
 
     /// Feeds every due timer, earliest `(at, id)` first, each with its own
@@ -296,15 +309,16 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
         }
     }
 
-    fn on_net_event(&mut self, ev: NetEvent<T::Stream>) {
+    fn on_task_event(&mut self, ev: TaskEvent<T::Stream>) {
         match ev {
-            NetEvent::Up { peer, stream, decoder } => self.on_up(peer, stream, decoder),
-            NetEvent::Message { peer, conn, msg } => {
+            TaskEvent::Up { peer, stream, decoder } => self.on_up(peer, stream, decoder),
+            TaskEvent::Message { peer, conn, msg } => {
                 if self.is_current(peer, conn) {
                     self.feed(Input::Message { from: peer, msg });
                 }
             }
-            NetEvent::Closed { peer, conn, reason } => {
+            TaskEvent::Completed(input) => self.feed(input),
+            TaskEvent::Closed { peer, conn, reason } => {
                 if self.is_current(peer, conn) {
                     if self.detach(peer, &reason, true) {
                         self.feed(Input::PeerDown(peer));
@@ -328,14 +342,7 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
         let Some(slot) = self.peers.get_mut(&peer) else { return };
         let id = self.next_conn;
         self.next_conn += 1;
-        let task = tokio::task::spawn_local(conn::run_connection(
-            stream,
-            decoder,
-            peer,
-            id,
-            slot.out.clone(),
-            self.tx.clone(),
-        ));
+        let task = tokio::task::spawn_local(conn::run_connection(stream, decoder, peer, id, slot.out.clone(), self.tx.clone()));
         slot.conn = Some(Live { id, _task: TaskGuard(task) });
         tracing::info!(node = %self.ctx.own_name, peer = %slot.name, id = %peer, conn = id, "peer up");
         slot.out.ready.notify_one();
@@ -367,10 +374,8 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
                 "discarded frames not yet written when the connection ended"
             );
         }
-        if redial {
-            if let Some(lost) = &slot.lost {
-                lost.notify_one();
-            }
+        if let Some(lost) = slot.lost.as_ref().filter(|_| redial) {
+            lost.notify_one();
         }
         true
     }
@@ -401,19 +406,39 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
                 Output::Send { to, msg } => self.send(to, &msg),
                 Output::SetTimer { id, at } => self.timers.set(id, at),
                 Output::CancelTimer(id) => self.timers.cancel(id),
+                Output::Storage(request) => {
+                    let done = self.services.storage(now, request);
+                    self.start_request(async move { Input::Storage(done.await) });
+                }
+                Output::Hypervisor(request) => {
+                    let done = self.services.hypervisor(now, request);
+                    self.start_request(async move { Input::Hypervisor(done.await) });
+                }
                 Output::Event(event) => (self.sink)(now, &event),
             }
         }
     }
 
+    /// Runs a request as its own task; its completion comes back through
+    /// the task channel, so it is fed like any other input — never in the
+    /// middle of the drain that started it, even if it is ready at once.
+    fn start_request(&mut self, done: impl Future<Output = Input> + 'static) {
+        while self.requests.try_join_next().is_some() {}
+        let tx = self.tx.clone();
+        self.requests.spawn_local(async move {
+            let input = done.await;
+            let _ = tx.send(TaskEvent::Completed(input)).await;
+        });
+    }
+
     fn send(&mut self, to: NodeId, msg: &Message) {
         let Some(slot) = self.peers.get(&to) else {
-            tracing::warn!(node = %self.ctx.own_name, %to, kind = msg.kind(), "message for a node not in the peer table dropped");
+            tracing::warn!(node = %self.ctx.own_name, %to, "message for a node not in the peer table dropped");
             return;
         };
         let mut frame = Vec::new();
         if let Err(e) = encode_frame(msg, &mut frame) {
-            tracing::error!(node = %self.ctx.own_name, peer = %slot.name, kind = msg.kind(), "message dropped: {e}");
+            tracing::error!(node = %self.ctx.own_name, peer = %slot.name, "message dropped: {e}");
             return;
         }
         let payload = frame.len() - HEADER_LEN;
@@ -421,7 +446,7 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
             // The peer would refuse it and close the connection; better to
             // drop this one message loudly than lose everything in flight.
             tracing::error!(
-                node = %self.ctx.own_name, peer = %slot.name, kind = msg.kind(), payload, max = self.ctx.max_frame,
+                node = %self.ctx.own_name, peer = %slot.name, payload, max = self.ctx.max_frame,
                 "message larger than the frame limit dropped"
             );
             return;

@@ -4,13 +4,15 @@
 //! The driver is written once and used twice: over tokio's TCP here
 //! ([`transport::TokioTcp`]) and over turmoil's simulated TCP in
 //! `blockferry-sim`. Everything it needs from the outside world comes in
-//! through two small traits, [`transport::Transport`] and [`clock::Clock`],
-//! so it never knows which world it runs in.
+//! through small traits — [`transport::Transport`], [`clock::Clock`] and
+//! [`services::Services`] — so it never knows which world it runs in.
 
 pub mod clock;
 pub mod driver;
+pub mod services;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};
-pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Peer};
+pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Peer, tracing_sink};
+pub use services::{NoServices, Services};
 pub use transport::{TokioTcp, Transport};

@@ -4,3 +4,4 @@ pub mod des;
 pub mod net;
 pub mod seed;
 pub mod trace;
+pub mod turmoil_transport;

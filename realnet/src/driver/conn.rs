@@ -2,14 +2,14 @@
 //! task that reads frames in and writes queued frames out.
 //!
 //! Everything here runs as local tasks beside the driver's main loop and
-//! talks to it only through [`NetEvent`]s, so the node itself is touched by
+//! talks to it only through [`TaskEvent`]s, so the node itself is touched by
 //! the main loop alone, one input at a time.
 
 use super::config::Backoff;
 use super::queue::Outbound;
 use crate::transport::Transport;
-use blockferry_core::NodeId;
 use blockferry_core::wire::{FrameDecoder, FrameError, Hello, HelloError, Message, encode_frame};
+use blockferry_core::{Input, NodeId};
 use serde::de::DeserializeOwned;
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -29,8 +29,8 @@ pub(crate) type ConnId = u64;
 /// one by one instead of being coalesced.
 const IO_CHUNK: usize = 64 * 1024;
 
-/// What connection tasks tell the main loop.
-pub(crate) enum NetEvent<S> {
+/// What the driver's tasks tell the main loop.
+pub(crate) enum TaskEvent<S> {
     /// A handshake completed: the peer is who it claims and speaks our
     /// version. `decoder` holds any bytes that arrived after its hello.
     Up { peer: NodeId, stream: S, decoder: FrameDecoder },
@@ -38,6 +38,8 @@ pub(crate) enum NetEvent<S> {
     Message { peer: NodeId, conn: ConnId, msg: Message },
     /// The connection ended; nothing more will come from it.
     Closed { peer: NodeId, conn: ConnId, reason: ConnError },
+    /// A storage or hypervisor request completed.
+    Completed(Input),
 }
 
 /// Why a connection ended or was refused. Only ever logged: the node learns
@@ -104,22 +106,13 @@ async fn write_hello<W: AsyncWrite + Unpin>(wr: &mut W, name: &str) -> Result<()
     Ok(())
 }
 
-async fn with_timeout<T>(
-    what: &'static str,
-    after: Duration,
-    fut: impl Future<Output = Result<T, ConnError>>,
-) -> Result<T, ConnError> {
+async fn with_timeout<T>(what: &'static str, after: Duration, fut: impl Future<Output = Result<T, ConnError>>) -> Result<T, ConnError> {
     tokio::time::timeout(after, fut).await.map_err(|_| ConnError::Timeout { what, after })?
 }
 
 /// The dialer's side: connect, send our hello, check the answer comes from
 /// the node we meant to reach.
-async fn dial_once<T: Transport>(
-    transport: &T,
-    ctx: &Ctx,
-    name: &str,
-    addr: &str,
-) -> Result<(T::Stream, FrameDecoder), ConnError> {
+async fn dial_once<T: Transport>(transport: &T, ctx: &Ctx, name: &str, addr: &str) -> Result<(T::Stream, FrameDecoder), ConnError> {
     let mut stream = with_timeout("connect", ctx.connect_timeout, async { Ok(transport.connect(addr).await?) }).await?;
     let decoder = with_timeout("handshake", ctx.handshake_timeout, async {
         write_hello(&mut stream, &ctx.own_name).await?;
@@ -147,14 +140,14 @@ pub(crate) async fn dial_loop<T: Transport>(
     name: String,
     addr: String,
     lost: Rc<Notify>,
-    tx: mpsc::Sender<NetEvent<T::Stream>>,
+    tx: mpsc::Sender<TaskEvent<T::Stream>>,
 ) {
     let mut delay = ctx.backoff.initial;
     let mut failures: u64 = 0;
     loop {
         match dial_once(&*transport, &ctx, &name, &addr).await {
             Ok((stream, decoder)) => {
-                if tx.send(NetEvent::Up { peer, stream, decoder }).await.is_err() {
+                if tx.send(TaskEvent::Up { peer, stream, decoder }).await.is_err() {
                     return;
                 }
                 failures = 0;
@@ -207,7 +200,7 @@ where
 /// Accepts connections for the driver's lifetime. Each handshake runs in its
 /// own task so a silent caller cannot hold up the others; the set is owned
 /// here so they all stop when this task is aborted.
-pub(crate) async fn accept_loop<T: Transport>(listener: T::Listener, ctx: Rc<Ctx>, tx: mpsc::Sender<NetEvent<T::Stream>>) {
+pub(crate) async fn accept_loop<T: Transport>(listener: T::Listener, ctx: Rc<Ctx>, tx: mpsc::Sender<TaskEvent<T::Stream>>) {
     let mut handshakes = JoinSet::new();
     loop {
         while handshakes.try_join_next().is_some() {}
@@ -218,7 +211,7 @@ pub(crate) async fn accept_loop<T: Transport>(listener: T::Listener, ctx: Rc<Ctx
                 handshakes.spawn_local(async move {
                     match with_timeout("handshake", ctx.handshake_timeout, accept_handshake(stream, &ctx)).await {
                         Ok((peer, stream, decoder)) => {
-                            let _ = tx.send(NetEvent::Up { peer, stream, decoder }).await;
+                            let _ = tx.send(TaskEvent::Up { peer, stream, decoder }).await;
                         }
                         Err(e) => {
                             tracing::warn!(node = %ctx.own_name, %from, "refused incoming connection: {e}");
@@ -243,7 +236,7 @@ async fn read_loop<R: AsyncRead + Unpin, S>(
     mut decoder: FrameDecoder,
     peer: NodeId,
     conn: ConnId,
-    tx: &mpsc::Sender<NetEvent<S>>,
+    tx: &mpsc::Sender<TaskEvent<S>>,
 ) -> ConnError {
     let mut buf = vec![0; IO_CHUNK];
     loop {
@@ -251,7 +244,7 @@ async fn read_loop<R: AsyncRead + Unpin, S>(
             Ok(msg) => {
                 // A bounded channel: a node slower than the network pushes
                 // back on the socket instead of growing memory.
-                if tx.send(NetEvent::Message { peer, conn, msg }).await.is_err() {
+                if tx.send(TaskEvent::Message { peer, conn, msg }).await.is_err() {
                     return ConnError::DriverGone;
                 }
             }
@@ -302,7 +295,7 @@ pub(crate) async fn run_connection<S>(
     peer: NodeId,
     conn: ConnId,
     out: Rc<Outbound>,
-    tx: mpsc::Sender<NetEvent<S>>,
+    tx: mpsc::Sender<TaskEvent<S>>,
 ) where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -312,5 +305,5 @@ pub(crate) async fn run_connection<S>(
         e = read_loop(rd, decoder, peer, conn, &tx) => e,
         e = write_loop(wr, &out) => e,
     };
-    let _ = tx.send(NetEvent::Closed { peer, conn, reason }).await;
+    let _ = tx.send(TaskEvent::Closed { peer, conn, reason }).await;
 }

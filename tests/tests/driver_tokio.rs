@@ -1,0 +1,303 @@
+//! The realnet driver over real TCP on loopback: two core nodes exchange
+//! pings, a peer with the wrong protocol version (or name) is refused, and
+//! a corrupt or truncated frame costs a connection — never a panic — after
+//! which the dialer reconnects.
+
+use blockferry_core::wire::frame::encode_frame_version;
+use blockferry_core::wire::{FrameDecoder, Hello, Message, PROTOCOL_VERSION, encode_frame};
+use blockferry_core::{Event, NodeId, Timestamp};
+use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, TokioClock, TokioTcp};
+use blockferry_tests::fixtures::PingPong;
+use std::cell::RefCell;
+use std::future::Future;
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::{JoinHandle, LocalSet, spawn_local};
+
+type Log = Rc<RefCell<Vec<(Timestamp, Event)>>>;
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const N0: NodeId = NodeId(0);
+const N1: NodeId = NodeId(1);
+
+/// Runs `f` on a current-thread runtime inside a `LocalSet`, as realnet
+/// does, failing the test if it takes longer than a few seconds.
+fn local_test<F: Future<Output = TestResult>>(f: F) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let result = LocalSet::new().block_on(&rt, async { tokio::time::timeout(Duration::from_secs(8), f).await.expect("test timed out") });
+    if let Err(e) = result {
+        panic!("test failed: {e}");
+    }
+}
+
+fn sink(log: &Log) -> EventSink {
+    let log = log.clone();
+    Box::new(move |at, event| log.borrow_mut().push((at, event.clone())))
+}
+
+fn events(log: &Log) -> Vec<Event> {
+    log.borrow().iter().map(|(_, e)| e.clone()).collect()
+}
+
+fn pongs(log: &Log) -> Vec<u64> {
+    log.borrow()
+        .iter()
+        .filter_map(|(_, e)| match e {
+            Event::PongReceived { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect()
+}
+
+fn fast_backoff() -> Backoff {
+    Backoff { initial: Duration::from_millis(20), max: Duration::from_millis(200) }
+}
+
+fn config(name: &str, id: NodeId, peer_name: &str, peer_id: NodeId, peer_addr: &str) -> DriverConfig {
+    DriverConfig::new(name, id, "127.0.0.1:0").peer(peer_id, peer_name, peer_addr).with_backoff(fast_backoff())
+}
+
+/// Starts a driver in its own local task; it stops when `stop` turns true.
+fn start<N: blockferry_core::Node + 'static>(
+    driver: Driver<N, TokioTcp, TokioClock>,
+    stop: &watch::Receiver<bool>,
+) -> JoinHandle<Result<N, blockferry_realnet::DriverError>> {
+    let mut stop = stop.clone();
+    spawn_local(driver.run_until(async move {
+        let _ = stop.wait_for(|s| *s).await;
+    }))
+}
+
+/// Waits (in real time, bounded by the test timeout) until `cond` holds.
+async fn until(cond: impl Fn() -> bool) {
+    while !cond() {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A responder n1 listening on an ephemeral port; returns it with its address.
+async fn responder(log: &Log) -> Result<(Driver<PingPong, TokioTcp, TokioClock>, String), Box<dyn std::error::Error>> {
+    let mut d1 = Driver::new(
+        config("n1", N1, "n0", N0, "unused: n1 never dials n0"),
+        PingPong::responder(),
+        TokioTcp,
+        TokioClock::new(),
+        sink(log),
+    )?;
+    let addr = d1.listen().await?;
+    Ok((d1, addr))
+}
+
+#[test]
+fn two_nodes_ping_pong_over_loopback() {
+    local_test(async {
+        let (log0, log1) = (Log::default(), Log::default());
+        let (d1, addr1) = responder(&log1).await?;
+        let pinger = PingPong::pinger(N1, Duration::from_millis(100), 5);
+        let d0 = Driver::new(config("n0", N0, "n1", N1, &addr1), pinger, TokioTcp, TokioClock::new(), sink(&log0))?;
+
+        let (stop_tx, stop) = watch::channel(false);
+        let (h1, h0) = (start(d1, &stop), start(d0, &stop));
+        until(|| pongs(&log0).len() == 5).await;
+        stop_tx.send(true)?;
+        h0.await??;
+        h1.await??;
+
+        assert_eq!(pongs(&log0), vec![0, 1, 2, 3, 4]);
+        assert_eq!(events(&log0).first(), Some(&Event::PeerUp { peer: N1 }));
+        assert_eq!(events(&log1), vec![Event::PeerUp { peer: N0 }]);
+        // Pings go out every 100 ms, starting when the peer comes up.
+        let times: Vec<Timestamp> = log0.borrow().iter().map(|(t, _)| *t).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "event times go backwards: {times:?}");
+        Ok(())
+    });
+}
+
+/// Reads until the peer closes; returns how many bytes it sent first. A
+/// reset counts as closed.
+async fn drain_until_closed<R: AsyncRead + Unpin>(stream: &mut R) -> usize {
+    let mut total = 0;
+    let mut buf = [0u8; 1024];
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+#[test]
+fn wrong_version_or_unknown_name_is_refused() {
+    local_test(async {
+        let log1 = Log::default();
+        let (d1, addr1) = responder(&log1).await?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h1 = start(d1, &stop);
+
+        let bad_hellos = [
+            // The frame header itself carries version 99.
+            (Hello { node: "n0".into(), protocol_version: 99 }, 99),
+            // A well-framed hello that claims version 99.
+            (Hello { node: "n0".into(), protocol_version: 99 }, PROTOCOL_VERSION),
+            // The right version from a node not in the topology.
+            (Hello::new("mallory"), PROTOCOL_VERSION),
+        ];
+        for (hello, frame_version) in bad_hellos {
+            let mut raw = TcpStream::connect(&addr1).await?;
+            let mut frame = Vec::new();
+            encode_frame_version(&hello, frame_version, &mut frame)?;
+            raw.write_all(&frame).await?;
+            let answered = drain_until_closed(&mut raw).await;
+            assert_eq!(answered, 0, "{hello:?} in a version {frame_version} frame got an answer");
+        }
+
+        stop_tx.send(true)?;
+        h1.await??;
+        assert_eq!(events(&log1), vec![], "a refused peer must never be reported up");
+        Ok(())
+    });
+}
+
+/// A scripted peer's side of the protocol: frames in and out of a raw socket.
+struct RawPeer {
+    stream: TcpStream,
+    decoder: FrameDecoder,
+}
+
+impl RawPeer {
+    fn new(stream: TcpStream) -> Self {
+        RawPeer { stream, decoder: FrameDecoder::default() }
+    }
+
+    async fn send<T: serde::Serialize>(&mut self, msg: &T) -> TestResult {
+        let mut frame = Vec::new();
+        encode_frame(msg, &mut frame)?;
+        self.stream.write_all(&frame).await?;
+        Ok(())
+    }
+
+    async fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Box<dyn std::error::Error>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            if let Some(msg) = self.decoder.next_frame()? {
+                return Ok(msg);
+            }
+            let n = self.stream.read(&mut buf).await?;
+            if n == 0 {
+                return Err("peer closed the connection".into());
+            }
+            self.decoder.extend(&buf[..n]);
+        }
+    }
+}
+
+/// A frame whose checksum does not match its payload.
+fn corrupt_frame() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
+    let mut frame = Vec::new();
+    encode_frame(&Message::Pong { seq: 0 }, &mut frame)?;
+    let last = frame.len() - 1;
+    frame[last] ^= 0xff;
+    Ok(frame)
+}
+
+#[test]
+fn corrupt_frame_drops_the_connection_and_the_dialer_reconnects() {
+    local_test(async {
+        // A scripted n1: the first connection sends a corrupt frame after the
+        // handshake; the second behaves and answers pings.
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let fake: JoinHandle<TestResult> = spawn_local(async move {
+            let mut first = RawPeer::new(listener.accept().await?.0);
+            let hello: Hello = first.recv().await?;
+            assert_eq!(hello, Hello::new("n0"));
+            first.send(&Hello::new("n1")).await?;
+            first.stream.write_all(&corrupt_frame()?).await?;
+            drain_until_closed(&mut first.stream).await;
+
+            let mut second = RawPeer::new(listener.accept().await?.0);
+            let _: Hello = second.recv().await?;
+            second.send(&Hello::new("n1")).await?;
+            loop {
+                match second.recv::<Message>().await {
+                    Ok(Message::Ping { seq }) => second.send(&Message::Pong { seq }).await?,
+                    Ok(other) => return Err(format!("unexpected {other:?}").into()),
+                    Err(_) => return Ok(()), // the driver stopped
+                }
+            }
+        });
+
+        let log0 = Log::default();
+        let pinger = PingPong::pinger(N1, Duration::from_millis(100), 5);
+        let d0 = Driver::new(config("n0", N0, "n1", N1, &addr), pinger, TokioTcp, TokioClock::new(), sink(&log0))?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h0 = start(d0, &stop);
+        until(|| pongs(&log0).len() == 4).await;
+        stop_tx.send(true)?;
+        h0.await??;
+        fake.await??;
+
+        // Ping 0 went out on the first connection, which the corrupt frame
+        // killed; the rest went over the second.
+        let expected: Vec<Event> = [Event::PeerUp { peer: N1 }, Event::PeerDown { peer: N1 }, Event::PeerUp { peer: N1 }]
+            .into_iter()
+            .chain((1..5).map(|seq| Event::PongReceived { peer: N1, seq, rtt_nanos: 0 }))
+            .collect();
+        let got: Vec<Event> = events(&log0)
+            .into_iter()
+            .map(|e| match e {
+                Event::PongReceived { peer, seq, .. } => Event::PongReceived { peer, seq, rtt_nanos: 0 },
+                e => e,
+            })
+            .collect();
+        assert_eq!(got, expected);
+        Ok(())
+    });
+}
+
+#[test]
+fn newest_connection_wins_and_a_truncated_frame_is_a_peer_down() {
+    local_test(async {
+        let log1 = Log::default();
+        let (d1, addr1) = responder(&log1).await?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h1 = start(d1, &stop);
+
+        // n0 connects twice without closing the first connection (as after a
+        // restart whose old socket is not yet known dead).
+        let mut old = RawPeer::new(TcpStream::connect(&addr1).await?);
+        old.send(&Hello::new("n0")).await?;
+        let _: Hello = old.recv().await?;
+        until(|| events(&log1).len() == 1).await;
+
+        let mut new = RawPeer::new(TcpStream::connect(&addr1).await?);
+        new.send(&Hello::new("n0")).await?;
+        assert_eq!(new.recv::<Hello>().await?, Hello::new("n1"));
+        // The old connection is closed by the driver.
+        drain_until_closed(&mut old.stream).await;
+
+        new.send(&Message::Ping { seq: 7 }).await?;
+        assert_eq!(new.recv::<Message>().await?, Message::Pong { seq: 7 });
+
+        // Half a frame, then EOF.
+        let mut frame = Vec::new();
+        encode_frame(&Message::Ping { seq: 8 }, &mut frame)?;
+        new.stream.write_all(&frame[..frame.len() / 2]).await?;
+        new.stream.shutdown().await?;
+        until(|| events(&log1).len() == 4).await;
+        // Give a late (stale) close of the old connection the chance to show up.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+
+        stop_tx.send(true)?;
+        h1.await??;
+        assert_eq!(
+            events(&log1),
+            vec![Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 }, Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 },],
+            "one down per up, none for the replaced connection's own close"
+        );
+        Ok(())
+    });
+}
