@@ -112,13 +112,8 @@ pub enum Compression {
 }
 
 impl Compression {
-    pub const ALL: [Compression; 5] = [
-        Compression::None,
-        Compression::DedupeFriendly,
-        Compression::Optimal,
-        Compression::High,
-        Compression::Extreme,
-    ];
+    pub const ALL: [Compression; 5] =
+        [Compression::None, Compression::DedupeFriendly, Compression::Optimal, Compression::High, Compression::Extreme];
 
     /// The zstd level this setting maps to; `None` means store raw.
     pub fn zstd_level(self) -> Option<i32> {
@@ -198,10 +193,7 @@ pub fn encode_block(bytes: &[u8], compression: Compression) -> EncodedBlock {
         return EncodedBlock { digest: Digest::ZERO_BLOCK, raw_len, encoding: Encoding::Zero, payload: Vec::new() };
     }
     let digest = Digest::of(bytes);
-    let compressed = compression
-        .zstd_level()
-        .and_then(|level| zstd::bulk::compress(bytes, level).ok())
-        .filter(|c| c.len() < bytes.len());
+    let compressed = compression.zstd_level().and_then(|level| zstd::bulk::compress(bytes, level).ok()).filter(|c| c.len() < bytes.len());
     match compressed {
         Some(payload) => EncodedBlock { digest, raw_len, encoding: Encoding::Zstd, payload },
         None => EncodedBlock { digest, raw_len, encoding: Encoding::Raw, payload: bytes.to_vec() },

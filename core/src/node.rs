@@ -22,8 +22,8 @@
 
 use crate::event::Event;
 use crate::hypervisor::{HypervisorCompletion, HypervisorRequest};
-use crate::storage::{StorageCompletion, StorageRequest};
 use crate::ids::NodeId;
+use crate::storage::{StorageCompletion, StorageRequest};
 use crate::time::Timestamp;
 use crate::wire::Message;
 use serde::{Deserialize, Serialize};
@@ -38,7 +38,10 @@ pub enum Input {
     /// The node (re)starts: the first input after construction or a crash.
     /// Roles with durable state recover it here.
     Start,
-    Message { from: NodeId, msg: Message },
+    Message {
+        from: NodeId,
+        msg: Message,
+    },
     Timer(TimerId),
     /// A connection to the peer is established (both ends are told).
     PeerUp(NodeId),
@@ -52,8 +55,14 @@ pub enum Input {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Output {
-    Send { to: NodeId, msg: Message },
-    SetTimer { id: TimerId, at: Timestamp },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
+    SetTimer {
+        id: TimerId,
+        at: Timestamp,
+    },
     CancelTimer(TimerId),
     /// Ask the node's store to do something; the answer comes back as
     /// `Input::Storage` with the same request id.

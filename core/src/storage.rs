@@ -40,7 +40,10 @@ pub enum StorageReply {
     Done,
     /// In request order; a block that cannot be read is an error in place.
     Blocks(Vec<Result<BlockPayload, StorageError>>),
-    Recovered { manifests: Vec<Manifest>, blocks: Vec<Digest> },
+    Recovered {
+        manifests: Vec<Manifest>,
+        blocks: Vec<Digest>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

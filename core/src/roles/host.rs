@@ -5,12 +5,12 @@
 
 use super::RequestIds;
 use crate::hypervisor::{HypervisorCompletion, HypervisorOp, HypervisorReply, HypervisorRequest};
+use crate::ids::TaskId;
 use crate::ids::{NodeId, RequestId};
 use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::OpId;
-use crate::ids::TaskId;
 use std::collections::BTreeMap;
 
 /// Who asked for a hypervisor request, and how to phrase the answer.
@@ -20,6 +20,8 @@ enum Asker {
     Commit { peer: NodeId, op: OpId },
     Changed { peer: NodeId, task: TaskId },
     Read { peer: NodeId, task: TaskId, batch: u64 },
+    CreateVm { peer: NodeId, op: OpId },
+    Write { peer: NodeId, task: TaskId, batch: u64 },
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +52,12 @@ impl Host {
             Message::ReadBlocks { task, batch, snap, disk, block_size, blocks } => {
                 self.ask(Asker::Read { peer: from, task, batch }, HypervisorOp::ReadBlocks { snap, disk, block_size, blocks })
             }
+            Message::CreateVm { op, vm, name, disks } => {
+                self.ask(Asker::CreateVm { peer: from, op }, HypervisorOp::CreateVm { vm, name, disks })
+            }
+            Message::WriteBlocks { task, batch, vm, disk, block_size, blocks } => {
+                self.ask(Asker::Write { peer: from, task, batch }, HypervisorOp::WriteBlocks { vm, disk, block_size, blocks })
+            }
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
@@ -62,10 +70,21 @@ impl Host {
                 (peer, Message::SnapshotCreated { op, snap, disks })
             }
             (Asker::Commit { peer, op }, Ok(HypervisorReply::SnapshotCommitted)) => (peer, Message::SnapshotCommitted { op }),
-            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op }, Ok(other)) => {
+            (Asker::CreateVm { peer, op }, Ok(HypervisorReply::VmCreated)) => (peer, Message::VmCreated { op }),
+            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op }, Ok(other)) => {
                 (peer, Message::HostFailed { op, reason: format!("unexpected hypervisor reply {other:?}") })
             }
-            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op }, Err(reason)) => (peer, Message::HostFailed { op, reason }),
+            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op }, Err(reason)) => {
+                (peer, Message::HostFailed { op, reason })
+            }
+            (Asker::Write { peer, task, batch }, result) => {
+                let result = match result {
+                    Ok(HypervisorReply::BlocksWritten) => Ok(()),
+                    Ok(other) => Err(format!("unexpected hypervisor reply {other:?}")),
+                    Err(e) => Err(e),
+                };
+                (peer, Message::BlocksWritten { task, batch, result })
+            }
             (Asker::Changed { peer, task }, result) => {
                 let reply = match result {
                     Ok(HypervisorReply::ChangedBlocks(c)) => Ok(c),

@@ -46,6 +46,7 @@ enum Continuation {
     CommitManifest { peer: NodeId, op: OpId, manifest: Manifest },
     DeleteManifest { peer: NodeId, op: OpId, point: RestorePointId },
     Collect,
+    ReadPoint { peer: NodeId, task: TaskId, batch: u64, point: RestorePointId, disk: u16, indexes: Vec<u64> },
 }
 
 /// Retries recovery when the store could not answer.
@@ -119,9 +120,33 @@ impl Repository {
                     self.out.send(from, Message::PointDeleted { op, result: Err(format!("no restore point {point}")) });
                 }
             }
+            Message::ReadPoint { task, batch, point, disk, first, count } => self.read_point(from, task, batch, point, disk, first, count),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
+    }
+
+    /// Restore: the non-zero blocks of `count` blocks from `first`, read
+    /// from the store and returned with their indexes.
+    #[allow(clippy::too_many_arguments)]
+    fn read_point(&mut self, peer: NodeId, task: TaskId, batch: u64, point: RestorePointId, disk: u16, first: u64, count: u64) {
+        let end = match self.manifests.get(&point).and_then(|m| m.disks.iter().find(|d| d.index == disk)) {
+            Some(d) => (d.digests.len() as u64).min(first.saturating_add(count)),
+            None => {
+                let result = Err(format!("no restore point {point} with disk {disk}"));
+                return self.out.send(peer, Message::PointBlocks { task, batch, result });
+            }
+        };
+        let wanted: Vec<u64> = (first..end).collect();
+        let digests = match self.digests_of(point, disk, &wanted) {
+            Ok(d) => d,
+            Err(e) => return self.out.send(peer, Message::PointBlocks { task, batch, result: Err(e) }),
+        };
+        let (indexes, digests): (Vec<u64>, Vec<Digest>) = wanted.into_iter().zip(digests).filter(|(_, d)| !d.is_zero_block()).unzip();
+        if digests.is_empty() {
+            return self.out.send(peer, Message::PointBlocks { task, batch, result: Ok(Vec::new()) });
+        }
+        self.storage(StorageOp::GetBlocks(digests), Continuation::ReadPoint { peer, task, batch, point, disk, indexes });
     }
 
     fn digests_of(&self, point: RestorePointId, disk: u16, blocks: &[u64]) -> Result<Vec<Digest>, String> {
@@ -147,7 +172,8 @@ impl Repository {
                 Some(_) => {}
                 None if block.digest.is_zero_block() || self.blocks.contains_key(&block.digest) => {}
                 None => {
-                    let reason = format!("block {:?} (index {}) was sent without payload but is not in the repository", block.digest, block.index);
+                    let reason =
+                        format!("block {:?} (index {}) was sent without payload but is not in the repository", block.digest, block.index);
                     self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
                     return;
                 }
@@ -172,13 +198,23 @@ impl Repository {
         self.out.send(peer, Message::BlocksAck { task, batch, result: Ok(()) });
     }
 
-    fn finish_disk(&mut self, target: DiskTarget, bytes: u64, block_size: crate::BlockSize, base: Option<RestorePointId>) -> Result<(), String> {
+    fn finish_disk(
+        &mut self,
+        target: DiskTarget,
+        bytes: u64,
+        block_size: crate::BlockSize,
+        base: Option<RestorePointId>,
+    ) -> Result<(), String> {
         let count = block_size.blocks_for(bytes) as usize;
         let mut digests = match base {
             None => vec![Digest::ZERO_BLOCK; count],
             Some(point) => {
                 let manifest = self.manifests.get(&point).ok_or_else(|| format!("base restore point {point} is gone"))?;
-                let disk = manifest.disks.iter().find(|d| d.index == target.disk).ok_or_else(|| format!("base {point} has no disk {}", target.disk))?;
+                let disk = manifest
+                    .disks
+                    .iter()
+                    .find(|d| d.index == target.disk)
+                    .ok_or_else(|| format!("base {point} has no disk {}", target.disk))?;
                 if disk.block_size != block_size {
                     return Err(format!("base {point} uses {} byte blocks, this task {}", disk.block_size.bytes(), block_size.bytes()));
                 }
@@ -257,6 +293,18 @@ impl Repository {
                 self.out.send(peer, Message::PointDeleted { op, result: Err(e.to_string()) });
             }
             (Continuation::Collect, _) => {}
+            (Continuation::ReadPoint { peer, task, batch, point, disk, indexes }, result) => {
+                let result = match result {
+                    Ok(StorageReply::Blocks(blocks)) if blocks.len() == indexes.len() => indexes
+                        .into_iter()
+                        .zip(blocks)
+                        .map(|(i, b)| b.map(|b| (i, b)).map_err(|e| format!("restore point {point} disk {disk} block {i}: {e}")))
+                        .collect(),
+                    Ok(_) => Err("the store answered a different number of blocks".to_string()),
+                    Err(e) => Err(format!("restore point {point} disk {disk}: {e}")),
+                };
+                self.out.send(peer, Message::PointBlocks { task, batch, result });
+            }
         }
     }
 

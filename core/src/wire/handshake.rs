@@ -30,11 +30,7 @@ impl Hello {
     /// Checks a received hello's version against ours.
     pub fn check_version(&self) -> Result<(), HelloError> {
         if self.protocol_version != PROTOCOL_VERSION {
-            return Err(HelloError::VersionMismatch {
-                node: self.node.clone(),
-                got: self.protocol_version,
-                expected: PROTOCOL_VERSION,
-            });
+            return Err(HelloError::VersionMismatch { node: self.node.clone(), got: self.protocol_version, expected: PROTOCOL_VERSION });
         }
         Ok(())
     }

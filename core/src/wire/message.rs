@@ -10,7 +10,7 @@
 
 use crate::block::{BlockSize, Compression, Digest};
 use crate::hypervisor::{ChangedBlocks, SnapshotDisk};
-use crate::ids::{ChangeId, JobId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::ids::{ChangeId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 use crate::payload::{BlockData, BlockPayload};
 use crate::time::Timestamp;
 use bitvec::vec::BitVec;
@@ -22,42 +22,206 @@ pub type OpId = u64;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum Message {
     /// Liveness probe; answered with `Pong` carrying the same sequence.
-    Ping { seq: u64 },
-    Pong { seq: u64 },
+    Ping {
+        seq: u64,
+    },
+    Pong {
+        seq: u64,
+    },
 
     // manager ↔ host
-    CreateSnapshot { op: OpId, vm: VmId },
-    SnapshotCreated { op: OpId, snap: SnapshotId, disks: Vec<SnapshotDisk> },
-    CommitSnapshot { op: OpId, snap: SnapshotId },
-    SnapshotCommitted { op: OpId },
-    HostFailed { op: OpId, reason: String },
+    CreateSnapshot {
+        op: OpId,
+        vm: VmId,
+    },
+    SnapshotCreated {
+        op: OpId,
+        snap: SnapshotId,
+        disks: Vec<SnapshotDisk>,
+    },
+    CommitSnapshot {
+        op: OpId,
+        snap: SnapshotId,
+    },
+    SnapshotCommitted {
+        op: OpId,
+    },
+    HostFailed {
+        op: OpId,
+        reason: String,
+    },
 
     // manager ↔ proxy
     StartBackupTask(BackupTask),
-    TaskDone { task: TaskId, result: Result<TaskStats, String> },
+    TaskDone {
+        task: TaskId,
+        result: Result<TaskStats, String>,
+    },
 
     // proxy ↔ host
-    GetChangedBlocks { task: TaskId, snap: SnapshotId, disk: u16, since: Option<ChangeId>, block_size: BlockSize },
-    ChangedBlocksReply { task: TaskId, reply: Result<ChangedBlocks, String> },
-    ReadBlocks { task: TaskId, batch: u64, snap: SnapshotId, disk: u16, block_size: BlockSize, blocks: Vec<u64> },
-    BlocksRead { task: TaskId, batch: u64, result: Result<Vec<(u64, BlockData)>, String> },
+    GetChangedBlocks {
+        task: TaskId,
+        snap: SnapshotId,
+        disk: u16,
+        since: Option<ChangeId>,
+        block_size: BlockSize,
+    },
+    ChangedBlocksReply {
+        task: TaskId,
+        reply: Result<ChangedBlocks, String>,
+    },
+    ReadBlocks {
+        task: TaskId,
+        batch: u64,
+        snap: SnapshotId,
+        disk: u16,
+        block_size: BlockSize,
+        blocks: Vec<u64>,
+    },
+    BlocksRead {
+        task: TaskId,
+        batch: u64,
+        result: Result<Vec<(u64, BlockData)>, String>,
+    },
 
     // proxy ↔ repository
-    GetDigests { task: TaskId, batch: u64, point: RestorePointId, disk: u16, blocks: Vec<u64> },
-    Digests { task: TaskId, batch: u64, result: Result<Vec<Digest>, String> },
-    HaveDigests { task: TaskId, batch: u64, digests: Vec<Digest> },
-    HaveReply { task: TaskId, batch: u64, have: BitVec },
-    PutBlocks { task: TaskId, batch: u64, target: DiskTarget, blocks: Vec<BlockRef> },
-    BlocksAck { task: TaskId, batch: u64, result: Result<(), String> },
-    FinishDisk { task: TaskId, target: DiskTarget, bytes: u64, block_size: BlockSize, base: Option<RestorePointId> },
-    DiskFinished { task: TaskId, result: Result<(), String> },
+    GetDigests {
+        task: TaskId,
+        batch: u64,
+        point: RestorePointId,
+        disk: u16,
+        blocks: Vec<u64>,
+    },
+    Digests {
+        task: TaskId,
+        batch: u64,
+        result: Result<Vec<Digest>, String>,
+    },
+    HaveDigests {
+        task: TaskId,
+        batch: u64,
+        digests: Vec<Digest>,
+    },
+    HaveReply {
+        task: TaskId,
+        batch: u64,
+        have: BitVec,
+    },
+    PutBlocks {
+        task: TaskId,
+        batch: u64,
+        target: DiskTarget,
+        blocks: Vec<BlockRef>,
+    },
+    BlocksAck {
+        task: TaskId,
+        batch: u64,
+        result: Result<(), String>,
+    },
+    FinishDisk {
+        task: TaskId,
+        target: DiskTarget,
+        bytes: u64,
+        block_size: BlockSize,
+        base: Option<RestorePointId>,
+    },
+    DiskFinished {
+        task: TaskId,
+        result: Result<(), String>,
+    },
 
     // manager ↔ repository
-    CommitPoint { op: OpId, point: RestorePointId, job: JobId, session: SessionId, vm: VmId, snapshot_at: Timestamp, parent: Option<RestorePointId>, disks: Vec<u16> },
-    PointCommitted { op: OpId, result: Result<(), String> },
-    AbortPoint { session: SessionId, vm: VmId },
-    DeletePoint { op: OpId, point: RestorePointId },
-    PointDeleted { op: OpId, result: Result<(), String> },
+    CommitPoint {
+        op: OpId,
+        point: RestorePointId,
+        job: JobId,
+        session: SessionId,
+        vm: VmId,
+        snapshot_at: Timestamp,
+        parent: Option<RestorePointId>,
+        disks: Vec<u16>,
+    },
+    PointCommitted {
+        op: OpId,
+        result: Result<(), String>,
+    },
+    AbortPoint {
+        session: SessionId,
+        vm: VmId,
+    },
+    DeletePoint {
+        op: OpId,
+        point: RestorePointId,
+    },
+    PointDeleted {
+        op: OpId,
+        result: Result<(), String>,
+    },
+
+    // restore: operator → manager → host (new VM) and proxy (one task per disk)
+    RestoreVm {
+        op: OpId,
+        point: RestorePointId,
+        host: NodeId,
+        new_vm: VmId,
+        name: String,
+    },
+    RestoreDone {
+        op: OpId,
+        result: Result<(), String>,
+    },
+    CreateVm {
+        op: OpId,
+        vm: VmId,
+        name: String,
+        disks: Vec<u64>,
+    },
+    VmCreated {
+        op: OpId,
+    },
+    StartRestoreTask(RestoreTask),
+
+    // restore: proxy ↔ repository, proxy ↔ host
+    ReadPoint {
+        task: TaskId,
+        batch: u64,
+        point: RestorePointId,
+        disk: u16,
+        first: u64,
+        count: u64,
+    },
+    PointBlocks {
+        task: TaskId,
+        batch: u64,
+        result: Result<Vec<(u64, BlockPayload)>, String>,
+    },
+    WriteBlocks {
+        task: TaskId,
+        batch: u64,
+        vm: VmId,
+        disk: u16,
+        block_size: BlockSize,
+        blocks: Vec<(u64, BlockData)>,
+    },
+    BlocksWritten {
+        task: TaskId,
+        batch: u64,
+        result: Result<(), String>,
+    },
+}
+
+/// Everything a proxy needs to restore one disk of a restore point onto a
+/// new VM's disk.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RestoreTask {
+    pub task: TaskId,
+    pub point: RestorePointId,
+    pub repository: NodeId,
+    pub host: NodeId,
+    pub vm: VmId,
+    pub disk: u16,
+    pub disk_bytes: u64,
+    pub block_size: BlockSize,
 }
 
 /// Which pending restore point and disk a block belongs to.
@@ -96,10 +260,10 @@ pub struct BackupTask {
     pub task: TaskId,
     pub job: JobId,
     pub target: DiskTarget,
-    pub host: crate::ids::NodeId,
+    pub host: NodeId,
     pub snap: SnapshotId,
     pub disk_bytes: u64,
-    pub repository: crate::ids::NodeId,
+    pub repository: NodeId,
     pub base: Option<RestorePointId>,
     pub mode: ReadMode,
     pub block_size: BlockSize,
@@ -147,6 +311,47 @@ impl TaskStats {
 }
 
 impl Message {
+    /// A short name for logs and traces (never the payload).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Ping { .. } => "ping",
+            Message::Pong { .. } => "pong",
+            Message::CreateSnapshot { .. } => "create_snapshot",
+            Message::SnapshotCreated { .. } => "snapshot_created",
+            Message::CommitSnapshot { .. } => "commit_snapshot",
+            Message::SnapshotCommitted { .. } => "snapshot_committed",
+            Message::HostFailed { .. } => "host_failed",
+            Message::StartBackupTask(_) => "start_backup_task",
+            Message::StartRestoreTask(_) => "start_restore_task",
+            Message::RestoreVm { .. } => "restore_vm",
+            Message::RestoreDone { .. } => "restore_done",
+            Message::CreateVm { .. } => "create_vm",
+            Message::VmCreated { .. } => "vm_created",
+            Message::ReadPoint { .. } => "read_point",
+            Message::PointBlocks { .. } => "point_blocks",
+            Message::WriteBlocks { .. } => "write_blocks",
+            Message::BlocksWritten { .. } => "blocks_written",
+            Message::TaskDone { .. } => "task_done",
+            Message::GetChangedBlocks { .. } => "get_changed_blocks",
+            Message::ChangedBlocksReply { .. } => "changed_blocks_reply",
+            Message::ReadBlocks { .. } => "read_blocks",
+            Message::BlocksRead { .. } => "blocks_read",
+            Message::GetDigests { .. } => "get_digests",
+            Message::Digests { .. } => "digests",
+            Message::HaveDigests { .. } => "have_digests",
+            Message::HaveReply { .. } => "have_reply",
+            Message::PutBlocks { .. } => "put_blocks",
+            Message::BlocksAck { .. } => "blocks_ack",
+            Message::FinishDisk { .. } => "finish_disk",
+            Message::DiskFinished { .. } => "disk_finished",
+            Message::CommitPoint { .. } => "commit_point",
+            Message::PointCommitted { .. } => "point_committed",
+            Message::AbortPoint { .. } => "abort_point",
+            Message::DeletePoint { .. } => "delete_point",
+            Message::PointDeleted { .. } => "point_deleted",
+        }
+    }
+
     /// Bytes a simulated link charges beyond the encoded frame: synthetic
     /// block payloads stand for bytes they do not carry.
     pub fn modelled_extra_bytes(&self) -> u64 {
@@ -154,7 +359,8 @@ impl Message {
             Message::PutBlocks { blocks, .. } => {
                 blocks.iter().filter_map(|b| b.payload.as_ref()).map(BlockPayload::modelled_extra_bytes).sum()
             }
-            Message::BlocksRead { result: Ok(blocks), .. } => blocks
+            Message::PointBlocks { result: Ok(blocks), .. } => blocks.iter().map(|(_, p)| p.modelled_extra_bytes()).sum(),
+            Message::BlocksRead { result: Ok(blocks), .. } | Message::WriteBlocks { blocks, .. } => blocks
                 .iter()
                 .map(|(_, data)| match data {
                     BlockData::Synthetic(s) if !s.digest.is_zero_block() => u64::from(s.raw_len),

@@ -10,6 +10,7 @@
 //! repository (nothing becomes visible) and the snapshot is still removed,
 //! so the VM never keeps a stale delta.
 
+mod restore;
 mod scheduler;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
@@ -39,6 +40,8 @@ pub struct PointRecord {
     pub snapshot_at: Timestamp,
     /// Per disk, the CBT id the point's snapshot closed.
     pub change_ids: Vec<Option<ChangeId>>,
+    /// Per disk, its size.
+    pub disk_bytes: Vec<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,12 +79,19 @@ enum Op {
     CommitPoint { session: SessionId, vm: VmId, point: RestorePointId },
     Release { session: SessionId, vm: VmId },
     Delete { job: JobId, vm: VmId, point: RestorePointId },
+    CreateVm { restore: u64 },
+}
+
+/// What a disk task works for.
+#[derive(Debug, Clone, Copy)]
+enum TaskKind {
+    Backup { session: SessionId, vm: VmId },
+    Restore { restore: u64 },
 }
 
 #[derive(Debug, Clone, Copy)]
 struct Task {
-    session: SessionId,
-    vm: VmId,
+    kind: TaskKind,
     disk: u16,
     attempt: u32,
     proxy: Option<NodeId>,
@@ -106,6 +116,7 @@ pub struct Manager {
     catalog: BTreeMap<(JobId, VmId), VecDeque<PointRecord>>,
     ops: BTreeMap<OpId, Op>,
     tasks: BTreeMap<TaskId, Task>,
+    restores: BTreeMap<u64, restore::Restore>,
     scheduler: Scheduler,
     out: Outbox,
 }
@@ -122,6 +133,7 @@ impl Manager {
             catalog: BTreeMap::new(),
             ops: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            restores: BTreeMap::new(),
             scheduler: Scheduler::default(),
             out: Outbox::default(),
         }
@@ -169,7 +181,8 @@ impl Manager {
         self.out.event(Event::SessionStarted { job, session });
         let mut runs = BTreeMap::new();
         for vm in vms {
-            let run = VmRun { state: VmState::Snapshotting, snap: None, disks: Vec::new(), snapshot_at: self.now, open_tasks: 0, failure: None };
+            let run =
+                VmRun { state: VmState::Snapshotting, snap: None, disks: Vec::new(), snapshot_at: self.now, open_tasks: 0, failure: None };
             runs.insert(vm, run);
         }
         self.sessions.insert(session, Session { job, run: this_run, vms: runs });
@@ -203,7 +216,7 @@ impl Manager {
         for disk in 0..count {
             self.ids.task += 1;
             let task = TaskId(self.ids.task);
-            self.tasks.insert(task, Task { session, vm, disk: disk as u16, attempt: 1, proxy: None });
+            self.tasks.insert(task, Task { kind: TaskKind::Backup { session, vm }, disk: disk as u16, attempt: 1, proxy: None });
             self.scheduler.enqueue(task, now);
         }
         self.schedule();
@@ -211,36 +224,45 @@ impl Manager {
 
     /// Places due tasks on proxies and starts them.
     fn schedule(&mut self) {
-        let tasks = &self.tasks;
-        let sessions = &self.sessions;
-        let cfg = &self.cfg;
-        let needs = |task: TaskId| {
-            let job = tasks.get(&task).and_then(|t| sessions.get(&t.session)).map(|s| s.job);
-            match job.and_then(|j| cfg.jobs.iter().find(|spec| spec.id == j)).map(|j| &j.kind) {
-                Some(JobKind::Backup(b)) => (b.proxy, b.repository),
-                None => (None, NodeId(u32::MAX)),
-            }
-        };
-        let placed = self.scheduler.place(self.now, &self.cfg, needs);
+        let mut scheduler = std::mem::take(&mut self.scheduler);
+        let needs = |task: TaskId| self.tasks.get(&task).map_or((None, NodeId(u32::MAX)), |t| self.needs(t.kind));
+        let placed = scheduler.place(self.now, &self.cfg, needs);
+        self.scheduler = scheduler;
         for placement in placed {
-            self.start_task(placement.task, placement.proxy);
+            let Some(task) = self.tasks.get_mut(&placement.task) else { continue };
+            task.proxy = Some(placement.proxy);
+            match task.kind {
+                TaskKind::Backup { .. } => self.start_backup_task(placement.task, placement.proxy),
+                TaskKind::Restore { .. } => self.start_restore_task(placement.task, placement.proxy),
+            }
         }
         if let Some(due) = self.scheduler.next_due(self.now) {
             self.out.set_timer(SCHEDULER_WAKE, due);
         }
     }
 
-    fn start_task(&mut self, id: TaskId, proxy: NodeId) {
-        let Some(task) = self.tasks.get_mut(&id) else { return };
-        task.proxy = Some(proxy);
-        let task = *task;
-        let Some(session) = self.sessions.get(&task.session) else { return };
+    /// The proxy a task must run on (if its job names one) and the
+    /// repository it uses.
+    fn needs(&self, kind: TaskKind) -> (Option<NodeId>, NodeId) {
+        match kind {
+            TaskKind::Backup { session, .. } => match self.sessions.get(&session).and_then(|s| self.backup_job(s.job)) {
+                Some(b) => (b.proxy, b.repository),
+                None => (None, NodeId(u32::MAX)),
+            },
+            TaskKind::Restore { restore } => (None, self.restores.get(&restore).map_or(NodeId(u32::MAX), |r| r.repository)),
+        }
+    }
+
+    fn start_backup_task(&mut self, id: TaskId, proxy: NodeId) {
+        let Some(task) = self.tasks.get(&id).copied() else { return };
+        let TaskKind::Backup { session: session_id, vm } = task.kind else { return };
+        let Some(session) = self.sessions.get(&session_id) else { return };
         let (job, run_index) = (session.job, session.run);
         let Some(b) = self.backup_job(job).cloned() else { return };
-        let Some(run) = session.vms.get(&task.vm) else { return };
+        let Some(run) = session.vms.get(&vm) else { return };
         let (Some(snap), Some(disk)) = (run.snap, run.disks.get(task.disk as usize).copied()) else { return };
-        let host = self.cfg.vms.get(&task.vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
-        let base = self.catalog.get(&(job, task.vm)).and_then(|c| c.back());
+        let host = self.cfg.vms.get(&vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
+        let base = self.catalog.get(&(job, vm)).and_then(|c| c.back());
         let verify = b.verify_every.is_some_and(|n| n > 0 && run_index > 0 && run_index % u64::from(n) == 0);
         let mode = match base.map(|p| p.change_ids.get(task.disk as usize).copied().flatten()) {
             None => ReadMode::Full,
@@ -251,7 +273,7 @@ impl Manager {
         let spec = BackupTask {
             task: id,
             job,
-            target: DiskTarget { session: task.session, vm: task.vm, disk: task.disk },
+            target: DiskTarget { session: session_id, vm, disk: task.disk },
             host,
             snap,
             disk_bytes: disk.bytes,
@@ -263,8 +285,8 @@ impl Manager {
         };
         self.out.event(Event::TaskAssigned {
             task: id,
-            session: task.session,
-            disk: DiskId { vm: task.vm, index: task.disk },
+            session: session_id,
+            disk: DiskId { vm, index: task.disk },
             proxy,
             repository: b.repository,
             attempt: task.attempt,
@@ -275,19 +297,25 @@ impl Manager {
     fn on_task_done(&mut self, id: TaskId, result: Result<TaskStats, String>) {
         let Some(mut task) = self.tasks.remove(&id) else { return };
         let Some(proxy) = task.proxy else { return };
-        let repository = self.sessions.get(&task.session).and_then(|s| self.backup_job(s.job)).map(|b| b.repository);
-        self.scheduler.release(proxy, repository.unwrap_or(NodeId(u32::MAX)));
-        let disk = DiskId { vm: task.vm, index: task.disk };
-        self.out.event(Event::TaskFinished { task: id, session: task.session, disk, proxy, result: result.clone() });
+        self.scheduler.release(proxy, self.needs(task.kind).1);
+        let (session, vm) = match task.kind {
+            TaskKind::Backup { session, vm } => (session, vm),
+            TaskKind::Restore { restore } => {
+                self.restore_task_done(restore, result);
+                return self.schedule();
+            }
+        };
+        let disk = DiskId { vm, index: task.disk };
+        self.out.event(Event::TaskFinished { task: id, session, disk, proxy, result: result.clone() });
         match result {
-            Ok(_) => self.task_closed(task.session, task.vm, None),
+            Ok(_) => self.task_closed(session, vm, None),
             Err(_) if task.attempt < MAX_ATTEMPTS => {
                 task.attempt += 1;
                 task.proxy = None;
                 self.tasks.insert(id, task);
                 self.scheduler.enqueue(id, self.now + RETRY_DELAY);
             }
-            Err(reason) => self.task_closed(task.session, task.vm, Some(reason)),
+            Err(reason) => self.task_closed(session, vm, Some(reason)),
         }
         self.schedule();
     }
@@ -328,7 +356,13 @@ impl Manager {
         let Some(run) = self.vm_run(session, vm) else { return };
         match result {
             Ok(()) => {
-                let record = PointRecord { point, session, snapshot_at: run.snapshot_at, change_ids: run.disks.iter().map(|d| d.change_id).collect() };
+                let record = PointRecord {
+                    point,
+                    session,
+                    snapshot_at: run.snapshot_at,
+                    change_ids: run.disks.iter().map(|d| d.change_id).collect(),
+                    disk_bytes: run.disks.iter().map(|d| d.bytes).collect(),
+                };
                 let snap = run.snap.unwrap_or(SnapshotId(0));
                 let snapshot_at = run.snapshot_at;
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
@@ -393,6 +427,7 @@ impl Manager {
                 }
                 self.finish_vm(session, vm, Err(format!("snapshot failed: {reason}")));
             }
+            (Op::CreateVm { restore }, answer) => self.on_vm_created(restore, answer.map(|_| ())),
             (Op::Release { session, vm }, answer) => {
                 let Some(run) = self.vm_run(session, vm) else { return };
                 if let Err(reason) = answer
@@ -410,7 +445,8 @@ impl Manager {
     fn on_message(&mut self, from: NodeId, msg: Message) {
         match msg {
             Message::SnapshotCreated { op, snap, disks } => self.on_host_answer(op, Ok((snap, disks))),
-            Message::SnapshotCommitted { op } => self.on_host_answer(op, Ok((SnapshotId(0), Vec::new()))),
+            Message::SnapshotCommitted { op } | Message::VmCreated { op } => self.on_host_answer(op, Ok((SnapshotId(0), Vec::new()))),
+            Message::RestoreVm { op, point, host, new_vm, name } => self.start_restore(from, op, point, host, new_vm, name),
             Message::HostFailed { op, reason } => self.on_host_answer(op, Err(reason)),
             Message::TaskDone { task, result } => self.on_task_done(task, result),
             Message::PointCommitted { op, result } => {

@@ -37,7 +37,8 @@ impl Scheduler {
         let mut waiting = VecDeque::new();
         while let Some((task, not_before)) = self.queue.pop_front() {
             let (preferred, repository) = needs(task);
-            let repo_ok = cfg.repositories.get(&repository).is_none_or(|r| self.repo_load.get(&repository).copied().unwrap_or(0) < r.max_tasks);
+            let repo_ok =
+                cfg.repositories.get(&repository).is_none_or(|r| self.repo_load.get(&repository).copied().unwrap_or(0) < r.max_tasks);
             let proxy = if not_before <= now && repo_ok { self.free_proxy(cfg, preferred) } else { None };
             match proxy {
                 Some(proxy) => {
@@ -72,9 +73,6 @@ impl Scheduler {
             Some(p) => vec![p],
             None => cfg.proxies.keys().copied().collect(),
         };
-        candidates
-            .into_iter()
-            .filter(|p| cfg.proxies.get(p).is_some_and(|spec| load(p) < spec.task_slots))
-            .min_by_key(|p| (load(p), *p))
+        candidates.into_iter().filter(|p| cfg.proxies.get(p).is_some_and(|spec| load(p) < spec.task_slots)).min_by_key(|p| (load(p), *p))
     }
 }

@@ -186,10 +186,20 @@ impl BackupRun {
             let spec = &self.spec;
             out.send(
                 spec.host,
-                Message::ReadBlocks { task: spec.task, batch: id, snap: spec.snap, disk: spec.target.disk, block_size: spec.block_size, blocks: blocks.clone() },
+                Message::ReadBlocks {
+                    task: spec.task,
+                    batch: id,
+                    snap: spec.snap,
+                    disk: spec.target.disk,
+                    block_size: spec.block_size,
+                    blocks: blocks.clone(),
+                },
             );
             if let (true, Some(point)) = (self.compare, spec.base) {
-                out.send(spec.repository, Message::GetDigests { task: spec.task, batch: id, point, disk: spec.target.disk, blocks: blocks.clone() });
+                out.send(
+                    spec.repository,
+                    Message::GetDigests { task: spec.task, batch: id, point, disk: spec.target.disk, blocks: blocks.clone() },
+                );
             }
             self.batches.insert(id, Batch { blocks, ..Batch::default() });
         }
@@ -198,7 +208,13 @@ impl BackupRun {
             let spec = &self.spec;
             out.send(
                 spec.repository,
-                Message::FinishDisk { task: spec.task, target: spec.target, bytes: spec.disk_bytes, block_size: spec.block_size, base: spec.base },
+                Message::FinishDisk {
+                    task: spec.task,
+                    target: spec.target,
+                    bytes: spec.disk_bytes,
+                    block_size: spec.block_size,
+                    base: spec.base,
+                },
             );
         }
         Ok(Progress::Running)
@@ -262,7 +278,8 @@ impl BackupRun {
         }
         let candidates = std::mem::take(&mut batch.candidates);
         let zeroed = std::mem::take(&mut batch.zeroed);
-        let mut blocks: Vec<BlockRef> = zeroed.into_iter().map(|index| BlockRef { index, digest: Digest::ZERO_BLOCK, payload: None }).collect();
+        let mut blocks: Vec<BlockRef> =
+            zeroed.into_iter().map(|index| BlockRef { index, digest: Digest::ZERO_BLOCK, payload: None }).collect();
         let mut sent = BTreeSet::new();
         for ((index, payload), have) in candidates.into_iter().zip(have.iter().by_vals()) {
             let digest = payload.digest();

@@ -3,17 +3,49 @@
 //! the task it belongs to.
 
 mod backup_task;
+mod restore_task;
 
 use crate::ids::{NodeId, TaskId};
 use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
 use crate::wire::Message;
-use backup_task::BackupRun;
+use backup_task::{BackupRun, Progress};
+use restore_task::RestoreRun;
 use std::collections::BTreeMap;
+
+/// A task this proxy runs.
+#[derive(Debug)]
+enum Run {
+    Backup(BackupRun),
+    Restore(RestoreRun),
+}
+
+impl Run {
+    fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
+        match self {
+            Run::Backup(r) => r.on_message(msg, out),
+            Run::Restore(r) => r.on_message(msg, out),
+        }
+    }
+
+    fn depends_on(&self, peer: NodeId) -> bool {
+        match self {
+            Run::Backup(r) => r.depends_on(peer),
+            Run::Restore(r) => r.depends_on(peer),
+        }
+    }
+
+    fn fail(&mut self, reason: String, out: &mut Outbox) {
+        match self {
+            Run::Backup(r) => r.fail(reason, out),
+            Run::Restore(r) => r.fail(reason, out),
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub struct Proxy {
-    tasks: BTreeMap<TaskId, BackupRun>,
+    tasks: BTreeMap<TaskId, Run>,
     out: Outbox,
 }
 
@@ -31,7 +63,14 @@ impl Proxy {
         let task = match &msg {
             Message::StartBackupTask(spec) => {
                 let run = BackupRun::start(from, spec.clone(), &mut self.out);
-                self.tasks.insert(spec.task, run);
+                self.tasks.insert(spec.task, Run::Backup(run));
+                return;
+            }
+            Message::StartRestoreTask(spec) => {
+                let (run, progress) = RestoreRun::start(from, spec.clone(), &mut self.out);
+                if !progress.is_finished() {
+                    self.tasks.insert(spec.task, Run::Restore(run));
+                }
                 return;
             }
             Message::Ping { seq } => return self.out.send(from, Message::Pong { seq: *seq }),
@@ -40,7 +79,9 @@ impl Proxy {
             | Message::Digests { task, .. }
             | Message::HaveReply { task, .. }
             | Message::BlocksAck { task, .. }
-            | Message::DiskFinished { task, .. } => *task,
+            | Message::DiskFinished { task, .. }
+            | Message::PointBlocks { task, .. }
+            | Message::BlocksWritten { task, .. } => *task,
             _ => return,
         };
         if let Some(run) = self.tasks.get_mut(&task)

@@ -1,0 +1,113 @@
+//! Restores, driven by the manager: a requester (the operator CLI, or the
+//! simulator's checker) asks for a restore point to be restored onto a host
+//! as a new VM. The manager registers the VM on the host, then hands one
+//! restore task per disk to the scheduler like any other disk task, and
+//! answers `RestoreDone` when every disk is written (or one failed for good).
+
+use super::{Manager, Op, Task, TaskKind};
+use crate::BlockSize;
+use crate::event::Event;
+use crate::ids::{NodeId, RestorePointId, TaskId, VmId};
+use crate::wire::Message;
+use crate::wire::message::{OpId, RestoreTask, TaskStats};
+
+#[derive(Debug)]
+pub(super) struct Restore {
+    requester: NodeId,
+    requester_op: OpId,
+    point: RestorePointId,
+    pub(super) repository: NodeId,
+    host: NodeId,
+    vm: VmId,
+    block_size: BlockSize,
+    disk_bytes: Vec<u64>,
+    open_tasks: u32,
+    failure: Option<String>,
+}
+
+impl Manager {
+    pub(super) fn start_restore(
+        &mut self,
+        requester: NodeId,
+        requester_op: OpId,
+        point: RestorePointId,
+        host: NodeId,
+        vm: VmId,
+        name: String,
+    ) {
+        let found =
+            self.catalog.iter().find_map(|((job, _), chain)| chain.iter().find(|p| p.point == point).map(|p| (*job, p.disk_bytes.clone())));
+        let Some((job, disk_bytes)) = found else {
+            let result = Err(format!("restore point {point} is not in the catalog"));
+            return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
+        };
+        let Some(b) = self.backup_job(job) else { return };
+        let (repository, block_size) = (b.repository, b.block_size);
+        self.ids.op += 1;
+        let id = self.ids.op;
+        let disks = disk_bytes.clone();
+        let restore =
+            Restore { requester, requester_op, point, repository, host, vm, block_size, disk_bytes, open_tasks: 0, failure: None };
+        self.restores.insert(id, restore);
+        let op = self.op(Op::CreateVm { restore: id });
+        self.out.send(host, Message::CreateVm { op, vm, name, disks });
+    }
+
+    pub(super) fn on_vm_created(&mut self, restore: u64, result: Result<(), String>) {
+        let Some(r) = self.restores.get_mut(&restore) else { return };
+        if let Err(reason) = result {
+            r.failure = Some(format!("the host could not create the VM: {reason}"));
+            return self.finish_restore(restore);
+        }
+        r.open_tasks = r.disk_bytes.len() as u32;
+        if r.open_tasks == 0 {
+            return self.finish_restore(restore);
+        }
+        for disk in 0..r.disk_bytes.len() {
+            self.ids.task += 1;
+            let task = TaskId(self.ids.task);
+            self.tasks.insert(task, Task { kind: TaskKind::Restore { restore }, disk: disk as u16, attempt: 1, proxy: None });
+            self.scheduler.enqueue(task, self.now);
+        }
+        self.schedule();
+    }
+
+    pub(super) fn start_restore_task(&mut self, id: TaskId, proxy: NodeId) {
+        let Some(task) = self.tasks.get(&id).copied() else { return };
+        let TaskKind::Restore { restore } = task.kind else { return };
+        let Some(r) = self.restores.get(&restore) else { return };
+        let spec = RestoreTask {
+            task: id,
+            point: r.point,
+            repository: r.repository,
+            host: r.host,
+            vm: r.vm,
+            disk: task.disk,
+            disk_bytes: r.disk_bytes.get(task.disk as usize).copied().unwrap_or(0),
+            block_size: r.block_size,
+        };
+        self.out.send(proxy, Message::StartRestoreTask(spec));
+    }
+
+    /// A restore task ended. Restores are not retried: a failure (a damaged
+    /// block, say) is the answer the requester needs to see.
+    pub(super) fn restore_task_done(&mut self, restore: u64, result: Result<TaskStats, String>) {
+        let Some(r) = self.restores.get_mut(&restore) else { return };
+        r.open_tasks = r.open_tasks.saturating_sub(1);
+        if let Err(reason) = result
+            && r.failure.is_none()
+        {
+            r.failure = Some(reason);
+        }
+        if r.open_tasks == 0 {
+            self.finish_restore(restore);
+        }
+    }
+
+    fn finish_restore(&mut self, restore: u64) {
+        let Some(r) = self.restores.remove(&restore) else { return };
+        let result = r.failure.map_or(Ok(()), Err);
+        self.out.event(Event::RestoreFinished { point: r.point, host: r.host, vm: r.vm, result: result.clone() });
+        self.out.send(r.requester, Message::RestoreDone { op: r.requester_op, result });
+    }
+}

@@ -1,0 +1,125 @@
+//! One disk restore: stream a restore point's disk from the repository onto
+//! a new VM's disk through its host, in a window of batches.
+//!
+//! Per batch: `ReadPoint` (a range of block indexes; the repository returns
+//! the non-zero blocks), decode every payload — which verifies its digest, so
+//! a damaged block fails the restore naming it instead of writing wrong
+//! bytes — then `WriteBlocks` to the host and wait for `BlocksWritten`.
+
+use super::backup_task::{BATCH_BYTES, Progress, WINDOW};
+use crate::ids::NodeId;
+use crate::node::Outbox;
+use crate::payload::decode;
+use crate::wire::Message;
+use crate::wire::message::{RestoreTask, TaskStats};
+use std::collections::BTreeSet;
+
+#[derive(Debug)]
+pub struct RestoreRun {
+    spec: RestoreTask,
+    manager: NodeId,
+    /// Next block index to ask for.
+    next: u64,
+    blocks_total: u64,
+    next_batch: u64,
+    in_flight: BTreeSet<u64>,
+    stats: TaskStats,
+}
+
+impl RestoreRun {
+    pub fn start(manager: NodeId, spec: RestoreTask, out: &mut Outbox) -> (RestoreRun, Progress) {
+        let blocks_total = spec.block_size.blocks_for(spec.disk_bytes);
+        let mut run = RestoreRun {
+            spec,
+            manager,
+            next: 0,
+            blocks_total,
+            next_batch: 0,
+            in_flight: BTreeSet::new(),
+            stats: TaskStats { blocks_total, ..TaskStats::default() },
+        };
+        let progress = run.pump(out);
+        (run, progress)
+    }
+
+    pub fn depends_on(&self, peer: NodeId) -> bool {
+        peer == self.spec.host || peer == self.spec.repository
+    }
+
+    pub fn fail(&mut self, reason: String, out: &mut Outbox) {
+        let reason = format!("restore of {} disk {}: {reason}", self.spec.point, self.spec.disk);
+        out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
+    }
+
+    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
+        match self.step(msg, out) {
+            Ok(progress) => progress,
+            Err(reason) => {
+                self.fail(reason, out);
+                Progress::Finished
+            }
+        }
+    }
+
+    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+        match msg {
+            Message::PointBlocks { batch, result, .. } => {
+                let blocks = result?;
+                let mut data = Vec::with_capacity(blocks.len());
+                for (index, payload) in blocks {
+                    if index >= self.blocks_total {
+                        return Err(format!("repository sent block {index} beyond the disk's {}", self.blocks_total));
+                    }
+                    self.stats.blocks_sent += 1;
+                    self.stats.bytes_sent += payload.stored_len();
+                    let block = decode(&payload).map_err(|e| format!("block {index}: {e}"))?;
+                    data.push((index, block));
+                }
+                if data.is_empty() {
+                    self.in_flight.remove(&batch);
+                    return Ok(self.pump(out));
+                }
+                let spec = &self.spec;
+                out.send(
+                    spec.host,
+                    Message::WriteBlocks {
+                        task: spec.task,
+                        batch,
+                        vm: spec.vm,
+                        disk: spec.disk,
+                        block_size: spec.block_size,
+                        blocks: data,
+                    },
+                );
+                Ok(Progress::Running)
+            }
+            Message::BlocksWritten { batch, result, .. } => {
+                result.map_err(|e| format!("host could not write: {e}"))?;
+                self.in_flight.remove(&batch);
+                Ok(self.pump(out))
+            }
+            _ => Ok(Progress::Running),
+        }
+    }
+
+    fn pump(&mut self, out: &mut Outbox) -> Progress {
+        let per_batch = (BATCH_BYTES / u64::from(self.spec.block_size.bytes())).max(1);
+        while self.in_flight.len() < WINDOW && self.next < self.blocks_total {
+            let count = per_batch.min(self.blocks_total - self.next);
+            let batch = self.next_batch;
+            self.next_batch += 1;
+            let spec = &self.spec;
+            out.send(
+                spec.repository,
+                Message::ReadPoint { task: spec.task, batch, point: spec.point, disk: spec.disk, first: self.next, count },
+            );
+            self.next += count;
+            self.in_flight.insert(batch);
+        }
+        if self.in_flight.is_empty() {
+            out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Ok(self.stats) });
+            return Progress::Finished;
+        }
+        Progress::Running
+    }
+}
