@@ -110,3 +110,13 @@ impl Outbox {
         self.0.is_empty()
     }
 }
+
+/// A boxed node is a node: drivers can run roles chosen at run time.
+impl<N: Node + ?Sized> Node for Box<N> {
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        (**self).handle(now, input)
+    }
+    fn poll_output(&mut self) -> Option<Output> {
+        (**self).poll_output()
+    }
+}

@@ -3,10 +3,10 @@
 
 use blockferry_core::hypervisor::{ChangedBlocks, SnapshotDisk};
 use blockferry_core::payload::{BlockData, SyntheticBlock, encode};
-use blockferry_core::wire::message::{BlockRef, DiskTarget, TaskStats};
-use blockferry_core::{ChangeId, Compression, Digest, JobId, Message, RestorePointId, SessionId, SnapshotId, TaskId, Timestamp, VmId};
 use blockferry_core::wire::frame::{FrameDecoder, FrameError, HEADER_LEN, decode_frame, encode_frame, encode_frame_version, frame_len};
+use blockferry_core::wire::message::{BlockRef, DiskTarget, TaskStats};
 use blockferry_core::wire::{Hello, PROTOCOL_VERSION};
+use blockferry_core::{ChangeId, Compression, Digest, JobId, Message, RestorePointId, SessionId, SnapshotId, TaskId, Timestamp, VmId};
 use proptest::prelude::*;
 
 const MAX: usize = 1 << 20;
@@ -18,8 +18,11 @@ fn digest() -> impl Strategy<Value = Digest> {
 fn block_data() -> impl Strategy<Value = BlockData> {
     prop_oneof![
         prop::collection::vec(any::<u8>(), 0..64).prop_map(BlockData::Bytes),
-        (digest(), any::<u32>(), 0u8..=100)
-            .prop_map(|(digest, raw_len, compressibility)| BlockData::Synthetic(SyntheticBlock { digest, raw_len, compressibility })),
+        (digest(), any::<u32>(), 0u8..=100).prop_map(|(digest, raw_len, compressibility)| BlockData::Synthetic(SyntheticBlock {
+            digest,
+            raw_len,
+            compressibility
+        })),
     ]
 }
 
@@ -60,11 +63,24 @@ fn message() -> impl Strategy<Value = Message> {
             .prop_map(|(task, batch, result)| Message::BlocksRead { task: TaskId(task), batch, result }),
         (any::<u64>(), any::<u64>(), target(), prop::collection::vec(block_ref(), 0..4))
             .prop_map(|(task, batch, target, blocks)| Message::PutBlocks { task: TaskId(task), batch, target, blocks }),
-        (any::<u64>(), any::<u64>(), prop::collection::vec(digest(), 0..8))
-            .prop_map(|(task, batch, digests)| Message::HaveDigests { task: TaskId(task), batch, digests }),
-        (any::<u64>(), result(any::<u64>()))
-            .prop_map(|(task, r)| Message::TaskDone { task: TaskId(task), result: r.map(|n| TaskStats { blocks_sent: n, ..TaskStats::default() }) }),
-        (any::<u64>(), any::<u64>(), any::<u64>(), any::<u32>(), any::<u64>(), prop::option::of(any::<u64>()), prop::collection::vec(any::<u16>(), 0..4))
+        (any::<u64>(), any::<u64>(), prop::collection::vec(digest(), 0..8)).prop_map(|(task, batch, digests)| Message::HaveDigests {
+            task: TaskId(task),
+            batch,
+            digests
+        }),
+        (any::<u64>(), result(any::<u64>())).prop_map(|(task, r)| Message::TaskDone {
+            task: TaskId(task),
+            result: r.map(|n| TaskStats { blocks_sent: n, ..TaskStats::default() })
+        }),
+        (
+            any::<u64>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<u32>(),
+            any::<u64>(),
+            prop::option::of(any::<u64>()),
+            prop::collection::vec(any::<u16>(), 0..4)
+        )
             .prop_map(|(op, point, session, vm, at, parent, disks)| Message::CommitPoint {
                 op,
                 point: RestorePointId(point),

@@ -160,6 +160,10 @@ impl Des {
         &self.trace
     }
 
+    pub fn trace_mut(&mut self) -> &mut Trace {
+        &mut self.trace
+    }
+
     pub fn network(&self) -> &Network {
         &self.net
     }

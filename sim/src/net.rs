@@ -84,6 +84,11 @@ impl Network {
         self.link(a, b).map(|l| l.latency)
     }
 
+    /// Bytes sent so far inside sites (LAN) and between sites (WAN).
+    pub fn lan_wan_bytes(&self) -> (u64, u64) {
+        self.bytes.iter().fold((0, 0), |(lan, wan), ((a, b), n)| if a == b { (lan + n, wan) } else { (lan, wan + n) })
+    }
+
     /// Bytes sent from `from` to `to` so far.
     pub fn bytes_sent(&self, from: SiteId, to: SiteId) -> u64 {
         self.bytes.get(&(from, to)).copied().unwrap_or(0)

@@ -59,6 +59,11 @@ impl Trace {
         self.len == 0
     }
 
+    /// Takes the entries kept since the last call (the hash is unaffected).
+    pub fn take_entries(&mut self) -> Vec<TraceEntry> {
+        self.kept.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
     pub fn entries(&self) -> &[TraceEntry] {
         self.kept.as_deref().unwrap_or(&[])
     }

@@ -366,10 +366,13 @@ impl Manager {
                 let snap = run.snap.unwrap_or(SnapshotId(0));
                 let snapshot_at = run.snapshot_at;
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
+                let restoring: Vec<RestorePointId> = self.restores.values().map(|r| r.point).collect();
                 let chain = self.catalog.entry((job, vm)).or_default();
                 chain.push_back(record);
+                // Retention: drop the oldest points beyond the limit, but
+                // never one a restore is reading (it goes next time).
                 let mut expired = Vec::new();
-                while chain.len() > b.retention.max(1) as usize {
+                while chain.len() > b.retention.max(1) as usize && chain.front().is_some_and(|p| !restoring.contains(&p.point)) {
                     if let Some(old) = chain.pop_front() {
                         expired.push(old.point);
                     }

@@ -15,7 +15,7 @@ use crate::wire::message::{OpId, RestoreTask, TaskStats};
 pub(super) struct Restore {
     requester: NodeId,
     requester_op: OpId,
-    point: RestorePointId,
+    pub(super) point: RestorePointId,
     pub(super) repository: NodeId,
     host: NodeId,
     vm: VmId,

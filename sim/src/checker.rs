@@ -1,0 +1,164 @@
+//! The invariant checker: watches the event stream of a run and compares
+//! what the system claims against the oracle (the virtual hypervisors'
+//! frozen snapshots) and the simulated stores.
+//!
+//! Checked as events happen:
+//! * a committed restore point's manifest, read back from the repository's
+//!   store, equals its snapshot digest for digest (invariants 1 and 5: no
+//!   changed block skipped, nothing wrong stored), and is durable;
+//! * a proxy never runs more disk tasks than it has slots;
+//! * a finished restore wrote exactly the point's snapshot content onto the
+//!   new VM.
+//!
+//! At the end, every retained point must still be durable in its store
+//! (invariant 2) and every restore requested must have succeeded.
+
+use crate::topology::Topology;
+use crate::world::World;
+use blockferry_core::{BlockSize, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
+use std::collections::BTreeMap;
+
+/// A restore point the checker has verified and still expects to exist.
+#[derive(Debug, Clone)]
+pub struct Retained {
+    pub job: blockferry_core::JobId,
+    pub vm: VmId,
+    pub repository: NodeId,
+    pub host: NodeId,
+    pub snap: SnapshotId,
+    pub block_size: BlockSize,
+}
+
+#[derive(Debug, Default)]
+pub struct Checker {
+    violations: Vec<String>,
+    retained: BTreeMap<RestorePointId, Retained>,
+    proxy_load: BTreeMap<NodeId, u32>,
+    restores_ok: u64,
+}
+
+/// Blocks listed in a violation message, at most.
+const SHOW_BLOCKS: usize = 5;
+
+impl Checker {
+    pub fn violations(&self) -> &[String] {
+        &self.violations
+    }
+
+    pub fn retained(&self) -> &BTreeMap<RestorePointId, Retained> {
+        &self.retained
+    }
+
+    pub fn restores_ok(&self) -> u64 {
+        self.restores_ok
+    }
+
+    pub fn violation(&mut self, text: String) {
+        self.violations.push(text);
+    }
+
+    pub fn observe(&mut self, at: Timestamp, topo: &Topology, world: &World, event: &Event) {
+        match event {
+            Event::PointCommitted { job, vm, point, repository, host, snap, .. } => {
+                let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
+                let retained = Retained { job: *job, vm: *vm, repository: *repository, host: *host, snap: *snap, block_size };
+                self.retained.insert(*point, retained);
+            }
+            Event::PointRemoved { point, result: Ok(()), .. } => {
+                self.retained.remove(point);
+            }
+            Event::TaskAssigned { proxy, .. } => {
+                let load = self.proxy_load.entry(*proxy).or_default();
+                *load += 1;
+                let slots = topo.deployment.proxies.get(proxy).map_or(0, |p| p.task_slots);
+                if *load > slots {
+                    self.violations.push(format!("at {at}: proxy {} runs {} disk tasks with {slots} slots", topo.name(*proxy), *load));
+                }
+            }
+            Event::TaskFinished { proxy, .. } => {
+                if let Some(load) = self.proxy_load.get_mut(proxy) {
+                    *load = load.saturating_sub(1);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Invariant 1: the committed manifest equals the snapshot. Returns
+    /// the point's block size.
+    fn check_point(
+        &mut self,
+        at: Timestamp,
+        topo: &Topology,
+        world: &World,
+        point: RestorePointId,
+        repository: NodeId,
+        snap: SnapshotId,
+    ) -> Option<BlockSize> {
+        let repo = topo.name(repository);
+        let Some(store) = world.store(repo) else {
+            self.violations.push(format!("at {at}: {point} committed at {repo}, which has no store"));
+            return None;
+        };
+        let Some(manifest) = store.durable_manifests().find(|m| m.point == point) else {
+            self.violations.push(format!("at {at}: {point} reported committed but its manifest is not durable at {repo}"));
+            return None;
+        };
+        let expected_disks = world.hypervisors().vm_disks(manifest.vm).map_or(0, |d| d.len());
+        if manifest.disks.len() != expected_disks {
+            self.violations.push(format!("{point}: manifest has {} disks, the VM has {expected_disks}", manifest.disks.len()));
+        }
+        for disk in &manifest.disks {
+            let Some(expected) = world.hypervisors().snapshot_digests(snap, disk.index, disk.block_size) else {
+                self.violations.push(format!("{point} disk {}: the oracle has no content for {snap}", disk.index));
+                continue;
+            };
+            if let Some(text) = compare(&expected, &disk.digests) {
+                self.violations.push(format!("{point} ({repo}) disk {} differs from {snap}: {text}", disk.index));
+            }
+            if let Some(missing) = disk.digests.iter().position(|d| !d.is_zero_block() && !store.has_durable_block(d)) {
+                self.violations.push(format!("{point} disk {} references block {missing} which is not durable at {repo}", disk.index));
+            }
+        }
+        manifest.disks.first().map(|d| d.block_size)
+    }
+
+    /// A restore ended: it must have succeeded and written the snapshot.
+    pub fn check_restore(&mut self, world: &World, point: RestorePointId, vm: VmId, result: &Result<(), String>) {
+        let Some(retained) = self.retained.get(&point).cloned() else {
+            return self.violations.push(format!("restore of {point} finished, but the point is not retained"));
+        };
+        if let Err(reason) = result {
+            return self.violations.push(format!("restore of {point} failed: {reason}"));
+        }
+        let hv = world.hypervisors();
+        let Some(disks) = hv.vm_disks(retained.vm) else { return };
+        let block_size = retained.block_size;
+        for disk in 0..disks.len() as u16 {
+            let expected = hv.snapshot_digests(retained.snap, disk, block_size);
+            let actual = hv.vm_disk_digests(vm, disk, block_size);
+            match (expected, actual) {
+                (Some(e), Some(a)) => {
+                    if let Some(text) = compare(&e, &a) {
+                        return self.violations.push(format!("restore of {point} disk {disk} onto {vm}: {text}"));
+                    }
+                }
+                _ => return self.violations.push(format!("restore of {point} disk {disk}: no content to compare")),
+            }
+        }
+        self.restores_ok += 1;
+    }
+}
+
+/// `None` when equal; otherwise how many blocks differ and the first few.
+fn compare(expected: &[blockferry_core::Digest], actual: &[blockferry_core::Digest]) -> Option<String> {
+    if expected.len() != actual.len() {
+        return Some(format!("{} blocks, expected {}", actual.len(), expected.len()));
+    }
+    let differing: Vec<usize> = expected.iter().zip(actual).enumerate().filter(|(_, (e, a))| e != a).map(|(i, _)| i).collect();
+    if differing.is_empty() {
+        return None;
+    }
+    let shown: Vec<String> = differing.iter().take(SHOW_BLOCKS).map(|i| i.to_string()).collect();
+    Some(format!("{} of {} blocks differ (first: {})", differing.len(), expected.len(), shown.join(", ")))
+}

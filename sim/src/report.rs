@@ -1,0 +1,159 @@
+//! The run summary of SCENARIOS.md ("--json"), built from the event stream.
+//!
+//! Per job it counts sessions and retained restore points and adds up what
+//! the disk tasks did (blocks changed, blocks sent, payload bytes), with the
+//! last successful session's figures separately, so an incremental's cost
+//! can be read off directly.
+
+use crate::topology::Topology;
+use blockferry_core::wire::message::TaskStats;
+use blockferry_core::{Event, JobId, NodeId, SessionId, VmId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub scenario: String,
+    pub seed: u64,
+    pub engine: String,
+    pub ok: bool,
+    pub simulated_secs: u64,
+    pub trace_hash: String,
+    pub jobs: BTreeMap<String, JobSummary>,
+    pub bytes: Bytes,
+    pub violations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct JobSummary {
+    pub sessions_ok: u64,
+    pub sessions_failed: u64,
+    pub sessions_skipped: u64,
+    /// Restore points retained per VM (the fewest any VM of the job has).
+    pub restore_points: u64,
+    /// Restore points retained over all the job's VMs.
+    pub restore_points_total: u64,
+    pub task_retries: u64,
+    /// Summed over every task of the job.
+    pub blocks_read: u64,
+    pub blocks_changed: u64,
+    pub blocks_sent: u64,
+    pub blocks_deduped: u64,
+    pub bytes_sent: u64,
+    /// Payload bytes the job's tasks sent across WAN links.
+    pub wan_bytes: u64,
+    pub cbt_fallbacks: u64,
+    /// The last successful session's task totals.
+    pub last_session: SessionFigures,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct SessionFigures {
+    pub blocks_changed: u64,
+    pub blocks_sent: u64,
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Bytes {
+    /// Plaintext bytes read from snapshots.
+    pub read: u64,
+    /// Bytes on links inside a site.
+    pub sent_lan: u64,
+    /// Bytes on links between sites.
+    pub sent_wan: u64,
+    /// Payload bytes held by repositories at the end.
+    pub stored: u64,
+}
+
+/// Folds events into job figures as the run goes.
+#[derive(Debug, Default)]
+pub struct JobTally {
+    jobs: BTreeMap<JobId, JobSummary>,
+    session_job: BTreeMap<SessionId, JobId>,
+    open: BTreeMap<SessionId, SessionFigures>,
+    /// Retained points per (job, vm).
+    points: BTreeMap<(JobId, VmId), u64>,
+    /// Task id → (proxy, repository) for WAN attribution.
+    placement: BTreeMap<u64, (NodeId, NodeId)>,
+    pub bytes_read: u64,
+}
+
+impl JobTally {
+    pub fn observe(&mut self, topo: &Topology, event: &Event) {
+        match event {
+            Event::SessionStarted { job, session } => {
+                self.session_job.insert(*session, *job);
+                self.open.insert(*session, SessionFigures::default());
+            }
+            Event::SessionSkipped { job, .. } => self.job(*job).sessions_skipped += 1,
+            Event::TaskAssigned { task, proxy, repository, attempt, session, .. } => {
+                self.placement.insert(task.0, (*proxy, *repository));
+                if *attempt > 1
+                    && let Some(job) = self.session_job.get(session).copied()
+                {
+                    self.job(job).task_retries += 1;
+                }
+            }
+            Event::TaskFinished { task, session, result: Ok(stats), .. } => {
+                let Some(job) = self.session_job.get(session).copied() else { return };
+                let wan = match self.placement.get(&task.0) {
+                    Some((proxy, repo)) if topo.site_of(*proxy) != topo.site_of(*repo) => stats.bytes_sent,
+                    _ => 0,
+                };
+                self.bytes_read += stats.bytes_read;
+                add(self.job(job), stats, wan);
+                if let Some(open) = self.open.get_mut(session) {
+                    open.blocks_changed += stats.blocks_changed;
+                    open.blocks_sent += stats.blocks_sent;
+                    open.bytes_sent += stats.bytes_sent;
+                }
+            }
+            Event::PointCommitted { job, vm, .. } => *self.points.entry((*job, *vm)).or_default() += 1,
+            Event::PointRemoved { job, vm, result: Ok(()), .. } => {
+                let n = self.points.entry((*job, *vm)).or_default();
+                *n = n.saturating_sub(1);
+            }
+            Event::SessionFinished { job, session, ok } => {
+                let figures = self.open.remove(session).unwrap_or_default();
+                let j = self.job(*job);
+                if *ok {
+                    j.sessions_ok += 1;
+                    j.last_session = figures;
+                } else {
+                    j.sessions_failed += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn job(&mut self, job: JobId) -> &mut JobSummary {
+        self.jobs.entry(job).or_default()
+    }
+
+    /// Figures by job name (every job of the topology appears).
+    pub fn by_name(&self, topo: &Topology) -> BTreeMap<String, JobSummary> {
+        topo.deployment
+            .jobs
+            .iter()
+            .map(|spec| {
+                let mut j = self.jobs.get(&spec.id).cloned().unwrap_or_default();
+                let per_vm = spec.vms.iter().map(|vm| self.points.get(&(spec.id, *vm)).copied().unwrap_or(0));
+                j.restore_points = per_vm.clone().min().unwrap_or(0);
+                j.restore_points_total = per_vm.sum();
+                (spec.name.clone(), j)
+            })
+            .collect()
+    }
+}
+
+fn add(j: &mut JobSummary, s: &TaskStats, wan: u64) {
+    j.blocks_read += s.blocks_read;
+    j.blocks_changed += s.blocks_changed;
+    j.blocks_sent += s.blocks_sent;
+    j.blocks_deduped += s.blocks_deduped;
+    j.bytes_sent += s.bytes_sent;
+    j.wan_bytes += wan;
+    j.cbt_fallbacks += u64::from(s.cbt_fallback);
+}

@@ -1,0 +1,65 @@
+//! A scenario under the discrete-event engine.
+
+use super::RESTORE_WINDOW;
+use super::state::RunState;
+use crate::des::Des;
+use crate::report::Summary;
+use crate::scenario::Scenario;
+use blockferry_core::node::Input;
+use blockferry_core::{NodeId, Timestamp};
+
+/// The manager's node id (see `topology`).
+const MANAGER: NodeId = NodeId(0);
+/// Who asks for the end-of-run restores: not a node of the deployment, so
+/// the manager's answers to it go nowhere.
+const OPERATOR: NodeId = NodeId(u32::MAX);
+
+pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
+    let mut state = RunState::new(scenario, seed)?;
+    let mut des = Des::with_services(state.topo.network.clone(), Box::new(state.world.clone()));
+    des.keep_trace();
+    for info in state.topo.nodes.clone() {
+        let node = state.make_node(info.id).ok_or("node without a role")?;
+        des.add_node(info.site, node);
+        des.inject(Timestamp::ZERO, info.id, Input::Start);
+    }
+    des.connect_all();
+
+    let end = Timestamp::ZERO + scenario.duration;
+    let mut faults: Vec<_> = scenario.faults.iter().filter(|f| f.at <= end).collect();
+    faults.sort_by_key(|f| f.at);
+    for fault in faults {
+        run_until(&mut des, &mut state, fault.at);
+        state.apply_fault(&fault.kind)?;
+    }
+    run_until(&mut des, &mut state, end);
+    let (lan, wan) = des.network().lan_wan_bytes();
+    let (jobs, bytes) = state.figures(lan, wan);
+
+    // Prove every retained point restorable.
+    for msg in state.restore_requests() {
+        des.inject(end, MANAGER, Input::Message { from: OPERATOR, msg });
+    }
+    let deadline = end + RESTORE_WINDOW;
+    while !state.restores_done() && des.next_at().is_some_and(|t| t <= deadline) {
+        step(&mut des, &mut state);
+    }
+    let hash = des.trace().hash();
+    Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes))
+}
+
+/// Steps until `until`, feeding events to the run state.
+fn run_until(des: &mut Des, state: &mut RunState, until: Timestamp) {
+    while des.next_at().is_some_and(|t| t <= until) {
+        step(des, state);
+    }
+    des.run_until(until);
+    state.world.borrow_mut().advance_to(until);
+}
+
+fn step(des: &mut Des, state: &mut RunState) {
+    des.step();
+    for entry in des.trace_mut().take_entries() {
+        state.observe(entry.at, &entry.event);
+    }
+}

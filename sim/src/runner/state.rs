@@ -1,0 +1,163 @@
+//! What a run keeps beside the engine: the world, the checker, the report
+//! tally, and the end-of-run restores. Both engines feed it the same events.
+
+use crate::checker::Checker;
+use crate::report::{Bytes, JobTally, Summary};
+use crate::scenario::{FaultKind, Scenario};
+use crate::topology::{Role, Topology};
+use crate::world::{Binding, World};
+use blockferry_core::roles::{Host, Manager, Proxy, Repository};
+use blockferry_core::wire::Message;
+use blockferry_core::{Event, Node, NodeId, RestorePointId, Timestamp, VmId};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::rc::Rc;
+
+pub struct RunState {
+    pub topo: Topology,
+    pub world: Rc<RefCell<World>>,
+    pub checker: Checker,
+    pub tally: JobTally,
+    /// Restores asked for at the end, by point, and whether they finished.
+    pub restores: BTreeMap<RestorePointId, bool>,
+}
+
+impl RunState {
+    pub fn new(scenario: &Scenario, seed: u64) -> Result<RunState, String> {
+        let topo = Topology::build(scenario)?;
+        for fault in &scenario.faults {
+            match fault.kind {
+                FaultKind::CbtReset { .. } | FaultKind::CbtMiss { .. } => {}
+                ref other => return Err(format!("fault kind {:?} is not simulated by this build yet", other.name())),
+            }
+        }
+        let mut world = World::from_scenario(scenario, seed)?;
+        for node in &topo.nodes {
+            match node.role {
+                Role::Host => world.bind(node.id, Binding::Host(node.name.clone())),
+                Role::Repository => world.bind(node.id, Binding::Repository(node.name.clone())),
+                Role::Manager | Role::Proxy => {}
+            }
+        }
+        Ok(RunState {
+            topo,
+            world: Rc::new(RefCell::new(world)),
+            checker: Checker::default(),
+            tally: JobTally::default(),
+            restores: BTreeMap::new(),
+        })
+    }
+
+    /// A fresh state machine for node `id` (at start, or after a crash).
+    pub fn make_node(&self, id: NodeId) -> Option<Box<dyn Node>> {
+        let info = self.topo.nodes.get(id.0 as usize)?;
+        Some(match info.role {
+            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
+            Role::Host => Box::new(Host::new()),
+            Role::Proxy => Box::new(Proxy::new()),
+            Role::Repository => Box::new(Repository::new()),
+        })
+    }
+
+    /// One event of the run.
+    pub fn observe(&mut self, at: Timestamp, event: &Event) {
+        // Completions the store made durable by `at` must be visible.
+        self.world.borrow_mut().advance_to(at);
+        let world = self.world.borrow();
+        self.checker.observe(at, &self.topo, &world, event);
+        self.tally.observe(&self.topo, event);
+        if let Event::RestoreFinished { point, vm, result, .. } = event {
+            self.checker.check_restore(&world, *point, *vm, result);
+            self.restores.insert(*point, true);
+        }
+    }
+
+    /// Applies a scheduled fault to the world.
+    pub fn apply_fault(&mut self, kind: &FaultKind) -> Result<(), String> {
+        let vm_id = |name: &str| self.topo.vms.get(name).copied().ok_or_else(|| format!("unknown vm {name:?}"));
+        let mut world = self.world.borrow_mut();
+        match kind {
+            FaultKind::CbtReset { vm } => world.hypervisors_mut().cbt_reset(vm_id(vm)?),
+            FaultKind::CbtMiss { vm, blocks } => world.hypervisors_mut().cbt_miss(vm_id(vm)?, *blocks),
+            other => Err(format!("fault kind {:?} is not simulated by this build yet", other.name())),
+        }
+    }
+
+    /// The restore requests for every retained point: messages for the
+    /// manager, each onto a new VM on the point's original host.
+    pub fn restore_requests(&mut self) -> Vec<Message> {
+        let first_new_vm = self.topo.vms.len() as u32 + 1000;
+        let retained: Vec<_> = self.checker.retained().iter().map(|(p, r)| (*p, r.clone())).collect();
+        retained
+            .into_iter()
+            .enumerate()
+            .map(|(i, (point, r))| {
+                self.restores.insert(point, false);
+                let new_vm = VmId(first_new_vm + i as u32);
+                let name = format!("{}-restored-{point}", self.topo.deployment.vms.get(&r.vm).map_or("vm", |v| v.name.as_str()));
+                Message::RestoreVm { op: i as u64 + 1, point, host: r.host, new_vm, name }
+            })
+            .collect()
+    }
+
+    pub fn restores_done(&self) -> bool {
+        self.restores.values().all(|done| *done)
+    }
+
+    /// Job figures and bytes as of now.
+    pub fn figures(&self, sent_lan: u64, sent_wan: u64) -> (BTreeMap<String, crate::report::JobSummary>, Bytes) {
+        let stored = self.world.borrow().stores().map(|s| s.stats().bytes_stored).sum();
+        (self.tally.by_name(&self.topo), Bytes { read: self.tally.bytes_read, sent_lan, sent_wan, stored })
+    }
+
+    /// Checks the scenario's expectations and finishes the summary.
+    #[allow(clippy::too_many_arguments)]
+    pub fn summary(
+        mut self,
+        scenario: &Scenario,
+        seed: u64,
+        engine: &str,
+        simulated_secs: u64,
+        trace_hash: String,
+        jobs: BTreeMap<String, crate::report::JobSummary>,
+        bytes: Bytes,
+    ) -> Summary {
+        for (point, done) in &self.restores {
+            if !done {
+                self.checker.violation(format!("restore of {point} did not finish"));
+            }
+        }
+        for e in &scenario.expects {
+            let Some(j) = jobs.get(&e.job) else { continue };
+            let mut expect = |ok: bool, text: String| {
+                if !ok {
+                    self.checker.violation(format!("expectation for job {}: {text}", e.job));
+                }
+            };
+            if let Some(min) = e.min_restore_points {
+                expect(j.restore_points >= u64::from(min), format!("{} restore points, expected at least {min}", j.restore_points));
+            }
+            if let Some(max) = e.max_failed_sessions {
+                expect(j.sessions_failed <= u64::from(max), format!("{} failed sessions, expected at most {max}", j.sessions_failed));
+            }
+            if let Some(min) = e.min_sessions_ok {
+                expect(j.sessions_ok >= u64::from(min), format!("{} successful sessions, expected at least {min}", j.sessions_ok));
+            }
+            if let Some(max) = e.max_wan_bytes {
+                expect(j.wan_bytes <= max, format!("{} bytes over WAN, expected at most {max}", j.wan_bytes));
+            }
+        }
+        let violations = self.checker.violations().to_vec();
+        Summary {
+            scenario: scenario.name.clone(),
+            seed,
+            engine: engine.to_string(),
+            ok: violations.is_empty(),
+            simulated_secs,
+            trace_hash,
+            jobs,
+            bytes,
+            violations,
+        }
+    }
+}

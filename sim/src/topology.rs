@@ -1,0 +1,124 @@
+//! From a scenario to a deployment: node ids, the manager's configuration
+//! database, and the network model. Both engines build their world from
+//! this one mapping, so they run the same nodes with the same ids.
+//!
+//! Node ids: the manager is 0, then hosts, proxies and repositories in the
+//! order the scenario lists them. VM and job ids are their scenario indexes.
+
+use crate::net::{LinkSpec, Network, SiteId};
+use crate::scenario::{self, Scenario};
+use blockferry_core::config::{BackupJob, Deployment, JobKind, JobSpec, ProxySpec, RepositorySpec, VmSpec};
+use blockferry_core::{JobId, NodeId, VmId};
+use std::collections::BTreeMap;
+
+/// Disk tasks a repository accepts at once (the scenario format has no key
+/// for it yet).
+pub const REPOSITORY_MAX_TASKS: u32 = 8;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Manager,
+    Host,
+    Proxy,
+    Repository,
+}
+
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    pub id: NodeId,
+    pub name: String,
+    pub role: Role,
+    pub site: SiteId,
+}
+
+#[derive(Debug, Clone)]
+pub struct Topology {
+    pub nodes: Vec<NodeInfo>,
+    pub by_name: BTreeMap<String, NodeId>,
+    pub deployment: Deployment,
+    pub network: Network,
+    pub jobs: BTreeMap<String, JobId>,
+    pub vms: BTreeMap<String, VmId>,
+}
+
+/// The manager's node name (as `crash` faults name it).
+pub const MANAGER: &str = "manager";
+
+impl Topology {
+    /// Builds the topology. The scenario was validated, so every name it
+    /// references exists; a job kind this build does not run yet is skipped
+    /// with `unsupported` naming it.
+    pub fn build(s: &Scenario) -> Result<Topology, String> {
+        let site = |name: &str| s.site_index(name).map(|i| SiteId(i as u32)).ok_or_else(|| format!("unknown site {name:?}"));
+        let mut nodes = Vec::new();
+        let mut add = |name: &str, role: Role, site: SiteId| {
+            let id = NodeId(nodes.len() as u32);
+            nodes.push(NodeInfo { id, name: name.to_string(), role, site });
+            id
+        };
+        add(MANAGER, Role::Manager, site(&s.manager.site)?);
+        for h in &s.hosts {
+            add(&h.name, Role::Host, site(&h.site)?);
+        }
+        for p in &s.proxies {
+            add(&p.name, Role::Proxy, site(&p.site)?);
+        }
+        for r in &s.repositories {
+            add(&r.name, Role::Repository, site(&r.site)?);
+        }
+        let by_name: BTreeMap<String, NodeId> = nodes.iter().map(|n| (n.name.clone(), n.id)).collect();
+        let node = |name: &str| by_name.get(name).copied().ok_or_else(|| format!("unknown node {name:?}"));
+
+        let vms: BTreeMap<String, VmId> = s.vms.iter().enumerate().map(|(i, v)| (v.name.clone(), VmId(i as u32))).collect();
+        let vm = |name: &str| vms.get(name).copied().ok_or_else(|| format!("unknown vm {name:?}"));
+        let mut deployment = Deployment::default();
+        for v in &s.vms {
+            deployment.vms.insert(vm(&v.name)?, VmSpec { name: v.name.clone(), host: node(&v.host)? });
+        }
+        for p in &s.proxies {
+            deployment.proxies.insert(node(&p.name)?, ProxySpec { name: p.name.clone(), task_slots: p.task_slots });
+        }
+        for r in &s.repositories {
+            deployment.repositories.insert(node(&r.name)?, RepositorySpec { name: r.name.clone(), max_tasks: REPOSITORY_MAX_TASKS });
+        }
+        let mut jobs = BTreeMap::new();
+        for (i, j) in s.jobs.iter().enumerate() {
+            let id = JobId(i as u32);
+            jobs.insert(j.name.clone(), id);
+            let kind = match &j.kind {
+                scenario::JobKind::Backup(b) => JobKind::Backup(BackupJob {
+                    repository: node(&b.repository)?,
+                    proxy: b.proxy.as_deref().map(node).transpose()?,
+                    retention: b.retention,
+                    compression: j.compression,
+                    block_size: j.block_size,
+                    verify_every: j.verify_every,
+                }),
+                scenario::JobKind::Replication(_) => {
+                    return Err(format!("job {:?}: replication jobs are not supported by this build yet", j.name));
+                }
+            };
+            let vms = j.vms.iter().map(|n| vm(n)).collect::<Result<_, _>>()?;
+            deployment.jobs.push(JobSpec { id, name: j.name.clone(), vms, every: j.schedule, kind });
+        }
+
+        let mut network = Network::default();
+        for l in &s.links {
+            let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps) };
+            network.set_link(site(&l.between[0])?, site(&l.between[1])?, spec);
+        }
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms })
+    }
+
+    pub fn node(&self, name: &str) -> Option<&NodeInfo> {
+        self.by_name.get(name).map(|id| &self.nodes[id.0 as usize])
+    }
+
+    pub fn name(&self, id: NodeId) -> &str {
+        self.nodes.get(id.0 as usize).map_or("?", |n| n.name.as_str())
+    }
+
+    pub fn site_of(&self, id: NodeId) -> Option<SiteId> {
+        self.nodes.get(id.0 as usize).map(|n| n.site)
+    }
+}
