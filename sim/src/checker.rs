@@ -15,8 +15,8 @@
 
 use crate::topology::Topology;
 use crate::world::World;
-use blockferry_core::{BlockSize, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
-use std::collections::BTreeMap;
+use blockferry_core::{BlockSize, Digest, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A restore point the checker has verified and still expects to exist.
 #[derive(Debug, Clone)]
@@ -27,6 +27,7 @@ pub struct Retained {
     pub host: NodeId,
     pub snap: SnapshotId,
     pub block_size: BlockSize,
+    pub repository_name: String,
 }
 
 #[derive(Debug, Default)]
@@ -35,6 +36,9 @@ pub struct Checker {
     retained: BTreeMap<RestorePointId, Retained>,
     proxy_load: BTreeMap<NodeId, u32>,
     restores_ok: u64,
+    damaged_restores_refused: u64,
+    /// Blocks damaged at rest by `corrupt_block` faults, per repository.
+    damaged: BTreeMap<String, BTreeSet<Digest>>,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -53,6 +57,23 @@ impl Checker {
         self.restores_ok
     }
 
+    /// Whether the point's manifest references a block that is damaged at
+    /// rest now.
+    fn references_damage(&self, world: &World, point: RestorePointId, repository: &str) -> bool {
+        let Some(store) = world.store(repository) else { return false };
+        let Some(manifest) = store.manifests().find(|m| m.point == point) else { return false };
+        manifest.referenced().any(|d| store.is_damaged(&d))
+    }
+
+    pub fn damaged_restores_refused(&self) -> u64 {
+        self.damaged_restores_refused
+    }
+
+    /// A fault damaged these blocks at `repository`.
+    pub fn damaged(&mut self, repository: &str, digests: Vec<Digest>) {
+        self.damaged.entry(repository.to_string()).or_default().extend(digests);
+    }
+
     pub fn violation(&mut self, text: String) {
         self.violations.push(text);
     }
@@ -61,7 +82,9 @@ impl Checker {
         match event {
             Event::PointCommitted { job, vm, point, repository, host, snap, .. } => {
                 let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
-                let retained = Retained { job: *job, vm: *vm, repository: *repository, host: *host, snap: *snap, block_size };
+                let repository_name = topo.name(*repository).to_string();
+                let retained =
+                    Retained { job: *job, vm: *vm, repository: *repository, host: *host, snap: *snap, block_size, repository_name };
                 self.retained.insert(*point, retained);
             }
             Event::PointRemoved { point, result: Ok(()), .. } => {
@@ -129,6 +152,12 @@ impl Checker {
             return self.violations.push(format!("restore of {point} finished, but the point is not retained"));
         };
         if let Err(reason) = result {
+            // Refusing to restore a block damaged at rest is correct (never
+            // wrong bytes); failing for any other reason is not.
+            if self.references_damage(world, point, retained.repository_name.as_str()) {
+                self.damaged_restores_refused += 1;
+                return;
+            }
             return self.violations.push(format!("restore of {point} failed: {reason}"));
         }
         let hv = world.hypervisors();

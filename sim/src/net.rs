@@ -14,16 +14,18 @@ use std::time::Duration;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SiteId(pub u32);
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct LinkSpec {
     pub latency: Duration,
     /// Bits per second; `None` means unlimited.
     pub bandwidth_bps: Option<u64>,
+    /// Probability that a message breaks the connection it travels on.
+    pub loss: f64,
 }
 
 impl LinkSpec {
     /// A site's own LAN: 10 Gbit, 200 µs.
-    pub const LAN: LinkSpec = LinkSpec { latency: Duration::from_micros(200), bandwidth_bps: Some(10_000_000_000) };
+    pub const LAN: LinkSpec = LinkSpec { latency: Duration::from_micros(200), bandwidth_bps: Some(10_000_000_000), loss: 0.0 };
 
     /// Time `bytes` occupy the link.
     pub fn serialization_delay(&self, bytes: u64) -> Duration {
@@ -105,7 +107,7 @@ mod tests {
 
     #[test]
     fn one_mib_on_100_mbit_takes_about_84_ms() {
-        let spec = LinkSpec { latency: Duration::ZERO, bandwidth_bps: Some(100_000_000) };
+        let spec = LinkSpec { latency: Duration::ZERO, bandwidth_bps: Some(100_000_000), loss: 0.0 };
         let d = spec.serialization_delay(1024 * 1024);
         assert!((83..=84).contains(&d.as_millis()), "{d:?}");
     }
@@ -114,7 +116,7 @@ mod tests {
     fn messages_queue_behind_each_other_on_one_pipe() {
         let mut net = Network::default();
         let (a, b) = (SiteId(0), SiteId(1));
-        net.set_link(a, b, LinkSpec { latency: Duration::from_millis(40), bandwidth_bps: Some(8_000_000) });
+        net.set_link(a, b, LinkSpec { latency: Duration::from_millis(40), bandwidth_bps: Some(8_000_000), loss: 0.0 });
         // 1 MB at 8 Mbit/s = 1 s on the wire.
         let first = net.transmit(Timestamp::ZERO, a, b, 1_000_000).unwrap();
         let second = net.transmit(Timestamp::ZERO, a, b, 1_000_000).unwrap();

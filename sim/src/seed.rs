@@ -14,6 +14,10 @@ pub enum Stream {
     World,
     /// turmoil's world RNG.
     Turmoil,
+    /// Which messages lossy links break on (discrete-event engine).
+    Network,
+    /// Swarm: the scenario drawn for a seed.
+    Swarm,
 }
 
 impl Stream {
@@ -22,6 +26,8 @@ impl Stream {
             Stream::Node(n) => u64::from(n),
             Stream::World => 1 << 40,
             Stream::Turmoil => (1 << 40) + 1,
+            Stream::Network => (1 << 40) + 2,
+            Stream::Swarm => (1 << 40) + 3,
         }
     }
 }

@@ -39,6 +39,7 @@ pub struct Topology {
     pub network: Network,
     pub jobs: BTreeMap<String, JobId>,
     pub vms: BTreeMap<String, VmId>,
+    lossy: bool,
 }
 
 /// The manager's node name (as `crash` faults name it).
@@ -104,10 +105,15 @@ impl Topology {
 
         let mut network = Network::default();
         for l in &s.links {
-            let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps) };
+            let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps), loss: l.loss };
             network.set_link(site(&l.between[0])?, site(&l.between[1])?, spec);
         }
-        Ok(Topology { nodes, by_name, deployment, network, jobs, vms })
+        let lossy = s.links.iter().any(|l| l.loss > 0.0);
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, lossy })
+    }
+
+    pub fn has_lossy_links(&self) -> bool {
+        self.lossy
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {

@@ -1,6 +1,7 @@
 //! A scenario under the discrete-event engine.
 
 use super::RESTORE_WINDOW;
+use super::faults::{self, FaultStep};
 use super::state::RunState;
 use crate::des::Des;
 use crate::report::Summary;
@@ -26,11 +27,13 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
     des.connect_all();
 
     let end = Timestamp::ZERO + scenario.duration;
-    let mut faults: Vec<_> = scenario.faults.iter().filter(|f| f.at <= end).collect();
-    faults.sort_by_key(|f| f.at);
-    for fault in faults {
-        run_until(&mut des, &mut state, fault.at);
-        state.apply_fault(&fault.kind)?;
+    if let Some(rng) = state.loss_rng(seed) {
+        des.set_loss_rng(rng);
+    }
+    let (steps, _) = faults::timeline(scenario, &state.topo)?;
+    for (at, step) in steps.into_iter().filter(|(at, _)| *at <= end) {
+        run_until(&mut des, &mut state, at);
+        apply(&mut des, &mut state, at, &step)?;
     }
     run_until(&mut des, &mut state, end);
     let (lan, wan) = des.network().lan_wan_bytes();
@@ -46,6 +49,20 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
     }
     let hash = des.trace().hash();
     Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes))
+}
+
+/// Applies a fault step: the network's and the nodes' side here, the
+/// world's in the run state.
+fn apply(des: &mut Des, state: &mut RunState, at: Timestamp, step: &FaultStep) -> Result<(), String> {
+    match step {
+        FaultStep::Partition(a, b) => des.partition(*a, *b),
+        FaultStep::Repair(a, b) => des.repair(*a, *b),
+        FaultStep::Bandwidth(a, b, bps) => des.set_bandwidth(*a, *b, *bps),
+        FaultStep::Crash { node, .. } => des.crash(*node),
+        FaultStep::Restart(node) => des.restart(*node, state.make_node(*node).ok_or("restart of an unknown node")?),
+        _ => {}
+    }
+    state.apply_to_world(at, step)
 }
 
 /// Steps until `until`, feeding events to the run state.

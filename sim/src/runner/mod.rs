@@ -4,6 +4,7 @@
 //! point to prove it restorable.
 
 mod des_run;
+mod faults;
 mod operator;
 mod state;
 mod turmoil_run;

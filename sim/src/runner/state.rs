@@ -1,9 +1,10 @@
 //! What a run keeps beside the engine: the world, the checker, the report
 //! tally, and the end-of-run restores. Both engines feed it the same events.
 
+use super::faults::FaultStep;
 use crate::checker::Checker;
 use crate::report::{Bytes, JobTally, Summary};
-use crate::scenario::{FaultKind, Scenario};
+use crate::scenario::Scenario;
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
 use blockferry_core::roles::{Host, Manager, Proxy, Repository};
@@ -25,12 +26,6 @@ pub struct RunState {
 impl RunState {
     pub fn new(scenario: &Scenario, seed: u64) -> Result<RunState, String> {
         let topo = Topology::build(scenario)?;
-        for fault in &scenario.faults {
-            match fault.kind {
-                FaultKind::CbtReset { .. } | FaultKind::CbtMiss { .. } => {}
-                ref other => return Err(format!("fault kind {:?} is not simulated by this build yet", other.name())),
-            }
-        }
         let mut world = World::from_scenario(scenario, seed)?;
         for node in &topo.nodes {
             match node.role {
@@ -46,6 +41,11 @@ impl RunState {
             tally: JobTally::default(),
             restores: BTreeMap::new(),
         })
+    }
+
+    /// The RNG for message loss, when some link is lossy.
+    pub fn loss_rng(&self, seed: u64) -> Option<rand_chacha::ChaCha8Rng> {
+        self.topo.has_lossy_links().then(|| crate::seed::rng(seed, crate::seed::Stream::Network))
     }
 
     /// A fresh state machine for node `id` (at start, or after a crash).
@@ -72,15 +72,40 @@ impl RunState {
         }
     }
 
-    /// Applies a scheduled fault to the world.
-    pub fn apply_fault(&mut self, kind: &FaultKind) -> Result<(), String> {
-        let vm_id = |name: &str| self.topo.vms.get(name).copied().ok_or_else(|| format!("unknown vm {name:?}"));
+    /// Applies the world's side of a fault step (the engine applies the
+    /// network's and the nodes').
+    pub fn apply_to_world(&mut self, now: Timestamp, step: &FaultStep) -> Result<(), String> {
         let mut world = self.world.borrow_mut();
-        match kind {
-            FaultKind::CbtReset { vm } => world.hypervisors_mut().cbt_reset(vm_id(vm)?),
-            FaultKind::CbtMiss { vm, blocks } => world.hypervisors_mut().cbt_miss(vm_id(vm)?, *blocks),
-            other => Err(format!("fault kind {:?} is not simulated by this build yet", other.name())),
+        world.advance_to(now);
+        match step {
+            FaultStep::Crash { node, role: Role::Repository } => {
+                let name = self.topo.name(*node).to_string();
+                if let Some(store) = world.store_mut(&name) {
+                    store.crash(now);
+                }
+            }
+            FaultStep::DiskFull { repository, full } => match world.store_mut(repository) {
+                Some(s) => s.set_full(*full),
+                None => return Err(format!("disk_full names {repository:?}, which is not a repository")),
+            },
+            FaultStep::Corrupt { repository, blocks, draw } => {
+                let mut rng = world.fault_rng("corrupt_block", *draw);
+                let Some(s) = world.store_mut(repository) else {
+                    return Err(format!("corrupt_block names {repository:?}, which is not a repository"));
+                };
+                let damaged = s.corrupt(*blocks as usize, &mut rng);
+                drop(world);
+                self.checker.damaged(repository, damaged);
+            }
+            FaultStep::CbtReset(vm) => world.hypervisors_mut().cbt_reset(*vm)?,
+            FaultStep::CbtMiss(vm, blocks) => world.hypervisors_mut().cbt_miss(*vm, *blocks)?,
+            FaultStep::Crash { .. }
+            | FaultStep::Restart(_)
+            | FaultStep::Partition(..)
+            | FaultStep::Repair(..)
+            | FaultStep::Bandwidth(..) => {}
         }
+        Ok(())
     }
 
     /// The restore requests for every retained point: messages for the
