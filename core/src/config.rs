@@ -49,6 +49,7 @@ pub struct JobSpec {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum JobKind {
     Backup(BackupJob),
+    Replication(ReplicationJob),
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,4 +63,42 @@ pub struct BackupJob {
     pub block_size: BlockSize,
     /// Every Nth session reads all blocks and compares digests.
     pub verify_every: Option<u32>,
+    /// Re-hash the newest point's blocks at rest this often.
+    pub health_check: Option<Duration>,
+}
+
+/// Replica VM ids start here: `REPLICA_VM_BASE + source id`. Scenario VMs
+/// are numbered from 0 and the simulator's end-of-run restores from
+/// `n + 1000`, so a replica id can never collide with either.
+pub const REPLICA_VM_BASE: u32 = 100_000;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationJob {
+    /// Reads the source VM's snapshot and sends blocks across.
+    pub source_proxy: NodeId,
+    /// Receives blocks and writes them to the replica through `target_host`.
+    pub target_proxy: NodeId,
+    pub target_host: NodeId,
+    /// Keeps the replica metadata (digest vector per replica point).
+    pub metadata_repository: NodeId,
+    /// Replica restore points (host snapshots of the replica) kept.
+    pub restore_points: u32,
+    pub compression: Compression,
+    pub block_size: BlockSize,
+    /// Every Nth session compares digests instead of trusting CBT.
+    pub verify_every: Option<u32>,
+    /// Seeding: the first run restores the newest point of this backup job
+    /// onto the replica, then sends only what differs.
+    pub seed_from: Option<JobId>,
+    /// Mapping: source VM → an existing VM on `target_host` that becomes
+    /// its replica.
+    pub map: BTreeMap<VmId, VmId>,
+}
+
+impl ReplicationJob {
+    /// The replica of `source`: the mapped VM, or a new VM with id
+    /// [`REPLICA_VM_BASE`] + source id.
+    pub fn replica_of(&self, source: VmId) -> VmId {
+        self.map.get(&source).copied().unwrap_or(VmId(REPLICA_VM_BASE.saturating_add(source.0)))
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::ids::{DiskId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 use crate::time::Timestamp;
-use crate::wire::message::TaskStats;
+use crate::wire::message::{ReplicaAction, TaskStats};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -63,6 +63,24 @@ pub enum Event {
         snap: SnapshotId,
         snapshot_at: Timestamp,
     },
+    /// A point the repository holds that the catalog lacked (its commit
+    /// acknowledgement was lost, or the manager restarted) was adopted.
+    PointAdopted {
+        job: JobId,
+        vm: VmId,
+        point: RestorePointId,
+        repository: NodeId,
+        host: NodeId,
+        snap: SnapshotId,
+    },
+    /// A health check of the job's newest points ended: which points hold
+    /// damaged blocks (the next backup re-reads them from the source).
+    HealthChecked {
+        job: JobId,
+        damaged_points: Vec<RestorePointId>,
+        damaged_blocks: u64,
+        error: Option<String>,
+    },
     PointRemoved {
         job: JobId,
         vm: VmId,
@@ -87,4 +105,81 @@ pub enum Event {
         vm: VmId,
         result: Result<(), String>,
     },
+
+    /// A VM of a session was not processed, and why (a seeded job without
+    /// a seed backup, a replica that is failed over, ...).
+    VmSkipped {
+        job: JobId,
+        session: SessionId,
+        vm: VmId,
+        reason: String,
+    },
+    /// A replica restore point exists: `snap` is the replica's snapshot on
+    /// the target host holding it; `origin` is the content it must hold;
+    /// `metadata` tells whether its digest vector is stored.
+    ReplicaPointCommitted {
+        job: JobId,
+        session: SessionId,
+        vm: VmId,
+        replica: VmId,
+        point: RestorePointId,
+        snap: SnapshotId,
+        origin: ReplicaOrigin,
+        metadata: bool,
+    },
+    ReplicaPointRemoved {
+        job: JobId,
+        vm: VmId,
+        point: RestorePointId,
+        result: Result<(), String>,
+    },
+    /// An operator action on the replica of `vm` ended.
+    ReplicaActionFinished {
+        job: JobId,
+        vm: VmId,
+        replica: VmId,
+        action: ReplicaAction,
+        result: Result<ActionOutcome, String>,
+    },
+}
+
+/// What a replica restore point must hold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaOrigin {
+    /// The source VM as this snapshot froze it.
+    Source { snap: SnapshotId },
+    /// The seed: this backup restore point, restored.
+    Seed { point: RestorePointId },
+    /// A mapped VM's own content before its first sync.
+    Mapped,
+}
+
+/// What a successful replica action left behind, for the checker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ActionOutcome {
+    /// The replica runs from `point`; `snap` froze its content at power-on.
+    FailedOver {
+        point: RestorePointId,
+        snap: SnapshotId,
+    },
+    /// The replica is back at its newest point (`snap`), powered off.
+    FailoverUndone {
+        point: RestorePointId,
+        snap: SnapshotId,
+    },
+    /// The source holds the replica's final content: `source_snap` (the
+    /// source after the sync) must equal `replica_snap`. `before` froze the
+    /// source before it; `session` names the sync's disk tasks.
+    FailedBack {
+        replica_snap: SnapshotId,
+        source_snap: SnapshotId,
+        before: SnapshotId,
+        session: SessionId,
+    },
+    /// The source is back as `source_snap` froze it before the failback.
+    FailbackUndone {
+        source_snap: SnapshotId,
+    },
+    FailbackCommitted,
+    PermanentlyFailedOver,
 }

@@ -29,6 +29,12 @@ pub enum HypervisorOp {
     CreateVm { vm: VmId, name: String, disks: Vec<u64> },
     /// Write blocks to a VM's disk (restore, replica sync).
     WriteBlocks { vm: VmId, disk: u16, block_size: BlockSize, blocks: Vec<(u64, BlockData)> },
+    /// Return the VM's disks to a live snapshot's content: what a replica
+    /// does to drop an unfinished sync (its newest restore point is a
+    /// snapshot), or to fail over to an older point. The snapshot stays.
+    RevertToSnapshot { snap: SnapshotId },
+    /// Power the VM on (its guest starts writing) or off.
+    SetPower { vm: VmId, on: bool },
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,10 +63,15 @@ pub enum ChangedBlocks {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum HypervisorReply {
-    SnapshotCreated { snap: SnapshotId, disks: Vec<SnapshotDisk> },
+    SnapshotCreated {
+        snap: SnapshotId,
+        disks: Vec<SnapshotDisk>,
+    },
     ChangedBlocks(ChangedBlocks),
     BlocksRead(Vec<(u64, BlockData)>),
     SnapshotCommitted,
     VmCreated,
     BlocksWritten,
+    /// A revert or power change is done.
+    Done,
 }

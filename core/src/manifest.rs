@@ -8,7 +8,7 @@
 //! are garbage.
 
 use crate::block::{BlockSize, Digest};
-use crate::ids::{JobId, RestorePointId, SessionId, VmId};
+use crate::ids::{ChangeId, JobId, RestorePointId, SessionId, SnapshotId, VmId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +20,8 @@ pub struct Manifest {
     pub vm: VmId,
     /// The snapshot instant: the point holds the disks as they were then.
     pub snapshot_at: Timestamp,
+    /// The hypervisor snapshot the point was read from.
+    pub snapshot: SnapshotId,
     /// The point this one was built on, if any (for display; every point is
     /// complete on its own).
     pub parent: Option<RestorePointId>,
@@ -30,11 +32,48 @@ pub struct Manifest {
 pub struct DiskManifest {
     pub index: u16,
     pub bytes: u64,
+    /// The CBT id the snapshot closed for this disk: the next incremental
+    /// asks for changes since it.
+    pub change_id: Option<ChangeId>,
     pub block_size: BlockSize,
     pub digests: Vec<Digest>,
 }
 
+/// A restore point without its digests: what the manager's catalog keeps,
+/// what `CommitPoint` carries and what `ListPoints` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointHeader {
+    pub point: RestorePointId,
+    pub job: JobId,
+    pub session: SessionId,
+    pub vm: VmId,
+    pub snapshot_at: Timestamp,
+    pub snapshot: SnapshotId,
+    pub parent: Option<RestorePointId>,
+    pub disks: Vec<PointDisk>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PointDisk {
+    pub index: u16,
+    pub bytes: u64,
+    pub change_id: Option<ChangeId>,
+}
+
 impl Manifest {
+    pub fn header(&self) -> PointHeader {
+        PointHeader {
+            point: self.point,
+            job: self.job,
+            session: self.session,
+            vm: self.vm,
+            snapshot_at: self.snapshot_at,
+            snapshot: self.snapshot,
+            parent: self.parent,
+            disks: self.disks.iter().map(|d| PointDisk { index: d.index, bytes: d.bytes, change_id: d.change_id }).collect(),
+        }
+    }
+
     /// Every non-zero digest this point references (with repeats).
     pub fn referenced(&self) -> impl Iterator<Item = Digest> + '_ {
         self.disks.iter().flat_map(|d| d.digests.iter().copied()).filter(|d| !d.is_zero_block())

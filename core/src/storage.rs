@@ -27,6 +27,13 @@ pub enum StorageOp {
     GetBlocks(Vec<Digest>),
     /// After a restart: what survived.
     Recover,
+    /// Write one replica point's metadata (its digest vectors, shaped as a
+    /// manifest whose blocks are not in this store) durably and atomically.
+    PutReplicaMetadata(Manifest),
+    /// Forget a replica point's metadata, durably.
+    DeleteReplicaMetadata(RestorePointId),
+    /// The replica metadata that survived (answered `ReplicaMetadata`).
+    RecoverReplicaMetadata,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +51,7 @@ pub enum StorageReply {
         manifests: Vec<Manifest>,
         blocks: Vec<Digest>,
     },
+    ReplicaMetadata(Vec<Manifest>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]

@@ -2,6 +2,7 @@
 //! wrong-version frames are typed errors, never panics.
 
 use blockferry_core::hypervisor::{ChangedBlocks, SnapshotDisk};
+use blockferry_core::manifest::{PointDisk, PointHeader};
 use blockferry_core::payload::{BlockData, SyntheticBlock, encode};
 use blockferry_core::wire::frame::{FrameDecoder, FrameError, HEADER_LEN, decode_frame, encode_frame, encode_frame_version, frame_len};
 use blockferry_core::wire::message::{BlockRef, DiskTarget, TaskStats};
@@ -79,17 +80,20 @@ fn message() -> impl Strategy<Value = Message> {
             any::<u32>(),
             any::<u64>(),
             prop::option::of(any::<u64>()),
-            prop::collection::vec(any::<u16>(), 0..4)
+            prop::collection::vec((any::<u16>(), any::<u64>(), prop::option::of(any::<u64>())), 0..4)
         )
             .prop_map(|(op, point, session, vm, at, parent, disks)| Message::CommitPoint {
                 op,
-                point: RestorePointId(point),
-                job: JobId(1),
-                session: SessionId(session),
-                vm: VmId(vm),
-                snapshot_at: Timestamp(at),
-                parent: parent.map(RestorePointId),
-                disks
+                header: PointHeader {
+                    point: RestorePointId(point),
+                    job: JobId(1),
+                    session: SessionId(session),
+                    vm: VmId(vm),
+                    snapshot_at: Timestamp(at),
+                    snapshot: SnapshotId(at ^ 1),
+                    parent: parent.map(RestorePointId),
+                    disks: disks.into_iter().map(|(index, bytes, c)| PointDisk { index, bytes, change_id: c.map(ChangeId) }).collect(),
+                },
             }),
         (any::<u64>(), result(Just(()))).prop_map(|(op, result)| Message::PointCommitted { op, result }),
     ]

@@ -13,6 +13,10 @@
 //! At the end, every retained point must still be durable in its store
 //! (invariant 2) and every restore requested must have succeeded.
 
+mod replication;
+
+pub use replication::ReplicationChecker;
+
 use crate::topology::Topology;
 use crate::world::World;
 use blockferry_core::{BlockSize, Digest, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
@@ -39,6 +43,8 @@ pub struct Checker {
     damaged_restores_refused: u64,
     /// Blocks damaged at rest by `corrupt_block` faults, per repository.
     damaged: BTreeMap<String, BTreeSet<Digest>>,
+    /// Replicas: invariants 3 and 4, failover and failback.
+    replication: ReplicationChecker,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -69,6 +75,12 @@ impl Checker {
         self.damaged_restores_refused
     }
 
+    /// The manager crashed: the tasks it had placed are void (its successor
+    /// aborts them), so their slots are free.
+    pub fn manager_crashed(&mut self) {
+        self.proxy_load.clear();
+    }
+
     /// A fault damaged these blocks at `repository`.
     pub fn damaged(&mut self, repository: &str, digests: Vec<Digest>) {
         self.damaged.entry(repository.to_string()).or_default().extend(digests);
@@ -78,9 +90,28 @@ impl Checker {
         self.violations.push(text);
     }
 
+    pub fn replication(&self) -> &ReplicationChecker {
+        &self.replication
+    }
+
+    /// End-of-run checks beyond the restores: replica points still intact.
+    pub fn finish(&mut self, topo: &Topology, world: &World) {
+        self.replication.finish(topo, world, &mut self.violations);
+    }
+
     pub fn observe(&mut self, at: Timestamp, topo: &Topology, world: &World, event: &Event) {
+        self.replication.observe(at, topo, world, event, &mut self.violations);
         match event {
             Event::PointCommitted { job, vm, point, repository, host, snap, .. } => {
+                let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
+                let repository_name = topo.name(*repository).to_string();
+                let retained =
+                    Retained { job: *job, vm: *vm, repository: *repository, host: *host, snap: *snap, block_size, repository_name };
+                self.retained.insert(*point, retained);
+            }
+            Event::PointAdopted { job, vm, point, repository, host, snap } => {
+                // Committed while nobody was listening (or before a manager
+                // restart): it must be as right as any other point.
                 let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
                 let repository_name = topo.name(*repository).to_string();
                 let retained =

@@ -7,6 +7,7 @@ pub mod report;
 pub mod runner;
 pub mod scenario;
 pub mod seed;
+pub mod swarm;
 pub mod topology;
 pub mod trace;
 pub mod turmoil_transport;

@@ -2,6 +2,7 @@
 
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::Scenario;
+use blockferry_sim::swarm;
 use clap::{Parser, Subcommand, ValueEnum};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -29,6 +30,32 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Draw and run a random scenario per seed; exits 1 if any fails.
+    Swarm {
+        /// How many seeds to run.
+        #[arg(long)]
+        seeds: u64,
+        /// The first seed (seeds run from it upwards).
+        #[arg(long, default_value_t = 0)]
+        first_seed: u64,
+        #[arg(long, value_enum, default_value_t = EngineArg::Des)]
+        engine: EngineArg,
+        /// Write each failing seed's scenario to DIR/swarm-SEED.toml.
+        #[arg(long, value_name = "DIR")]
+        save_failures: Option<PathBuf>,
+        /// Print the drawn scenario of every seed, not only failures.
+        #[arg(long)]
+        show: bool,
+    },
+}
+
+impl EngineArg {
+    fn choice(self) -> EngineChoice {
+        match self {
+            EngineArg::Des => EngineChoice::Des,
+            EngineArg::Turmoil => EngineChoice::Turmoil,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -48,10 +75,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let engine = engine.map(|e| match e {
-                EngineArg::Des => EngineChoice::Des,
-                EngineArg::Turmoil => EngineChoice::Turmoil,
-            });
+            let engine = engine.map(EngineArg::choice);
             let summary = match runner::run(&scenario, seed, engine) {
                 Ok(s) => s,
                 Err(e) => {
@@ -77,5 +101,36 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         }
+        Command::Swarm { seeds, first_seed, engine, save_failures, show } => swarm(seeds, first_seed, engine.choice(), save_failures, show),
     }
+}
+
+fn swarm(seeds: u64, first_seed: u64, engine: EngineChoice, save_failures: Option<PathBuf>, show: bool) -> ExitCode {
+    let started = std::time::Instant::now();
+    let mut failed = 0u64;
+    for seed in first_seed..first_seed.saturating_add(seeds) {
+        let run = swarm::run_seed(seed, engine);
+        if show {
+            println!("# seed {seed}: {}\n{}", run.draw.options(), run.draw.toml);
+        }
+        if run.ok() {
+            continue;
+        }
+        failed += 1;
+        print!("{}", swarm::failure_report(&run));
+        if let Some(dir) = &save_failures {
+            let path = dir.join(format!("swarm-{seed}.toml"));
+            match std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, &run.draw.toml)) {
+                Ok(()) => println!("  scenario: {}", path.display()),
+                Err(e) => eprintln!("  could not write {}: {e}", path.display()),
+            }
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    println!(
+        "swarm: {seeds} seeds from {first_seed} ({}), {failed} failed, {secs:.1} s ({:.0} seeds/min)",
+        engine.name(),
+        seeds as f64 * 60.0 / secs.max(1e-9)
+    );
+    if failed == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) }
 }

@@ -5,11 +5,15 @@
 //! last successful session's figures separately, so an incremental's cost
 //! can be read off directly.
 
+mod replication;
+
+pub use replication::{ActionRecord, FirstSync, ReplicationFigures, Transfer};
+
 use crate::topology::Topology;
 use blockferry_core::wire::message::TaskStats;
-use blockferry_core::{Event, JobId, NodeId, SessionId, VmId};
+use blockferry_core::{Event, JobId, NodeId, RestorePointId, SessionId, Timestamp, VmId};
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
@@ -21,7 +25,22 @@ pub struct Summary {
     pub trace_hash: String,
     pub jobs: BTreeMap<String, JobSummary>,
     pub bytes: Bytes,
+    /// Present when the scenario has faults: how soon after the last one
+    /// ended every job completed a successful session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub liveness: Option<Liveness>,
     pub violations: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Liveness {
+    /// When the last fault ended.
+    pub faults_end_secs: u64,
+    /// Every job must succeed within this long after it.
+    pub bound_secs: u64,
+    /// Per job: seconds from the end of the faults to its first successful
+    /// session's end (`None`: none in the run).
+    pub recovered_after_secs: BTreeMap<String, Option<u64>>,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -45,7 +64,19 @@ pub struct JobSummary {
     pub cbt_fallbacks: u64,
     /// The last successful session's task totals.
     pub last_session: SessionFigures,
+    /// Health checks run, and damaged blocks they found.
+    pub health_checks: u64,
+    pub damaged_blocks_found: u64,
+    /// Why VMs failed (the first few reasons, for the operator).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub failures: Vec<String>,
+    /// Replication jobs only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication: Option<ReplicationFigures>,
 }
+
+/// Failure reasons kept per job.
+const FAILURES_KEPT: usize = 5;
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct SessionFigures {
@@ -73,16 +104,26 @@ pub struct JobTally {
     session_job: BTreeMap<SessionId, JobId>,
     open: BTreeMap<SessionId, SessionFigures>,
     /// Retained points per (job, vm).
-    points: BTreeMap<(JobId, VmId), u64>,
+    points: BTreeMap<(JobId, VmId), BTreeSet<RestorePointId>>,
+    /// When each job's successful sessions ended.
+    ok_at: BTreeMap<JobId, Vec<Timestamp>>,
     /// Task id → (proxy, repository) for WAN attribution.
     placement: BTreeMap<u64, (NodeId, NodeId)>,
     pub bytes_read: u64,
+    /// Bytes on WAN links so far, when the engine measures them (set before
+    /// each step's events are observed).
+    pub wan_now: Option<u64>,
+    /// Per session: WAN bytes when it started, then its total once finished.
+    session_wan: BTreeMap<SessionId, u64>,
 }
 
 impl JobTally {
-    pub fn observe(&mut self, topo: &Topology, event: &Event) {
+    pub fn observe(&mut self, topo: &Topology, at: Timestamp, event: &Event) {
         match event {
             Event::SessionStarted { job, session } => {
+                if let Some(wan) = self.wan_now {
+                    self.session_wan.insert(*session, wan);
+                }
                 self.session_job.insert(*session, *job);
                 self.open.insert(*session, SessionFigures::default());
             }
@@ -109,23 +150,52 @@ impl JobTally {
                     open.bytes_sent += stats.bytes_sent;
                 }
             }
-            Event::PointCommitted { job, vm, .. } => *self.points.entry((*job, *vm)).or_default() += 1,
-            Event::PointRemoved { job, vm, result: Ok(()), .. } => {
-                let n = self.points.entry((*job, *vm)).or_default();
-                *n = n.saturating_sub(1);
+            Event::PointCommitted { job, vm, point, .. }
+            | Event::PointAdopted { job, vm, point, .. }
+            | Event::ReplicaPointCommitted { job, vm, point, .. } => {
+                self.points.entry((*job, *vm)).or_default().insert(*point);
+            }
+            Event::PointRemoved { job, vm, point, result: Ok(()) } | Event::ReplicaPointRemoved { job, vm, point, result: Ok(()) } => {
+                self.points.entry((*job, *vm)).or_default().remove(point);
+            }
+            Event::HealthChecked { job, damaged_blocks, .. } => {
+                let j = self.job(*job);
+                j.health_checks += 1;
+                j.damaged_blocks_found += damaged_blocks;
+            }
+            Event::VmFinished { job, vm, result: Err(reason), .. } => {
+                let j = self.job(*job);
+                if j.failures.len() < FAILURES_KEPT {
+                    j.failures.push(format!("at {at}: {vm}: {reason}"));
+                }
             }
             Event::SessionFinished { job, session, ok } => {
+                if let (Some(start), Some(now)) = (self.session_wan.get_mut(session), self.wan_now) {
+                    *start = now.saturating_sub(*start);
+                }
                 let figures = self.open.remove(session).unwrap_or_default();
                 let j = self.job(*job);
                 if *ok {
                     j.sessions_ok += 1;
                     j.last_session = figures;
+                    self.ok_at.entry(*job).or_default().push(at);
                 } else {
                     j.sessions_failed += 1;
                 }
             }
             _ => {}
         }
+    }
+
+    /// How long after `after` the job's first successful session ended.
+    pub fn recovered_after(&self, job: JobId, after: Timestamp) -> Option<std::time::Duration> {
+        self.ok_at.get(&job)?.iter().find(|t| **t > after).map(|t| *t - after)
+    }
+
+    /// Bytes a finished session put on WAN links (everything, not only its
+    /// payloads), when measured.
+    pub fn session_wan(&self, session: SessionId) -> Option<u64> {
+        self.session_wan.get(&session).copied().filter(|_| !self.open.contains_key(&session))
     }
 
     fn job(&mut self, job: JobId) -> &mut JobSummary {
@@ -139,7 +209,7 @@ impl JobTally {
             .iter()
             .map(|spec| {
                 let mut j = self.jobs.get(&spec.id).cloned().unwrap_or_default();
-                let per_vm = spec.vms.iter().map(|vm| self.points.get(&(spec.id, *vm)).copied().unwrap_or(0));
+                let per_vm = spec.vms.iter().map(|vm| self.points.get(&(spec.id, *vm)).map_or(0, |p| p.len() as u64));
                 j.restore_points = per_vm.clone().min().unwrap_or(0);
                 j.restore_points_total = per_vm.sum();
                 (spec.name.clone(), j)

@@ -7,7 +7,9 @@
 
 use crate::net::{LinkSpec, Network, SiteId};
 use crate::scenario::{self, Scenario};
-use blockferry_core::config::{BackupJob, Deployment, JobKind, JobSpec, ProxySpec, RepositorySpec, VmSpec};
+use blockferry_core::config::{
+    BackupJob, Deployment, JobKind, JobSpec, ProxySpec, REPLICA_VM_BASE, ReplicationJob, RepositorySpec, VmSpec,
+};
 use blockferry_core::{JobId, NodeId, VmId};
 use std::collections::BTreeMap;
 
@@ -94,10 +96,9 @@ impl Topology {
                     compression: j.compression,
                     block_size: j.block_size,
                     verify_every: j.verify_every,
+                    health_check: b.health_check,
                 }),
-                scenario::JobKind::Replication(_) => {
-                    return Err(format!("job {:?}: replication jobs are not supported by this build yet", j.name));
-                }
+                scenario::JobKind::Replication(r) => replication_job(s, j, r, &node, &vm)?,
             };
             let vms = j.vms.iter().map(|n| vm(n)).collect::<Result<_, _>>()?;
             deployment.jobs.push(JobSpec { id, name: j.name.clone(), vms, every: j.schedule, kind });
@@ -127,4 +128,72 @@ impl Topology {
     pub fn site_of(&self, id: NodeId) -> Option<SiteId> {
         self.nodes.get(id.0 as usize).map(|n| n.site)
     }
+}
+
+/// A replication job of the manager's configuration, with the checks the
+/// scenario parser leaves to the deployment: the two ends of a disk task
+/// need two proxies, a seed must come from a repository in the DR site, and
+/// replica ids must stay clear of scenario VM ids.
+fn replication_job(
+    s: &Scenario,
+    j: &scenario::Job,
+    r: &scenario::ReplicationJob,
+    node: &impl Fn(&str) -> Result<NodeId, String>,
+    vm: &impl Fn(&str) -> Result<VmId, String>,
+) -> Result<JobKind, String> {
+    let what = format!("job {:?}", j.name);
+    if r.source_proxy == r.target_proxy {
+        return Err(format!("{what}: source_proxy and target_proxy must be two proxies (each runs one end of every disk task)"));
+    }
+    if s.vms.len() >= REPLICA_VM_BASE as usize {
+        return Err(format!("{what}: at most {REPLICA_VM_BASE} vms (replica ids start there)"));
+    }
+    let seed_from = match &r.seed_from {
+        Some(name) => {
+            let index = s.jobs.iter().position(|x| &x.name == name).ok_or_else(|| format!("{what}: unknown seed job {name:?}"))?;
+            let dr_site = s.host(&r.target_host).map(|h| h.site.as_str());
+            if let scenario::JobKind::Backup(b) = &s.jobs[index].kind
+                && s.repository(&b.repository).map(|x| x.site.as_str()) != dr_site
+            {
+                return Err(format!(
+                    "{what} seeds from job {name:?}, whose repository {:?} is not in the DR site of target host {:?}",
+                    b.repository, r.target_host
+                ));
+            }
+            Some(JobId(index as u32))
+        }
+        None => None,
+    };
+    let map = r.map.iter().map(|(source, target)| Ok((vm(source)?, vm(target)?))).collect::<Result<BTreeMap<_, _>, String>>()?;
+    Ok(JobKind::Replication(ReplicationJob {
+        source_proxy: node(&r.source_proxy)?,
+        target_proxy: node(&r.target_proxy)?,
+        target_host: node(&r.target_host)?,
+        metadata_repository: node(&r.metadata_repository)?,
+        restore_points: r.restore_points,
+        compression: j.compression,
+        block_size: j.block_size,
+        verify_every: j.verify_every,
+        seed_from,
+        map,
+    }))
+}
+
+/// The guest each replica runs once failed over: its source VM's workload.
+/// Ids as the manager names replicas (`ReplicationJob::replica_of`).
+pub fn replica_guests(s: &Scenario) -> Vec<(VmId, scenario::Workload)> {
+    let index = |name: &str| s.vm_index(name).map(|i| VmId(i as u32));
+    let mut guests = Vec::new();
+    for j in &s.jobs {
+        let scenario::JobKind::Replication(r) = &j.kind else { continue };
+        for name in &j.vms {
+            let (Some(source), Some(spec)) = (index(name), s.vm(name).and_then(|v| v.workload)) else { continue };
+            let replica = match r.map.get(name) {
+                Some(target) => index(target),
+                None => Some(VmId(REPLICA_VM_BASE.saturating_add(source.0))),
+            };
+            guests.extend(replica.map(|replica| (replica, spec)));
+        }
+    }
+    guests
 }

@@ -16,12 +16,37 @@ use std::collections::BTreeMap;
 /// Who asked for a hypervisor request, and how to phrase the answer.
 #[derive(Debug)]
 enum Asker {
-    Snapshot { peer: NodeId, op: OpId },
-    Commit { peer: NodeId, op: OpId },
-    Changed { peer: NodeId, task: TaskId },
-    Read { peer: NodeId, task: TaskId, batch: u64 },
-    CreateVm { peer: NodeId, op: OpId },
-    Write { peer: NodeId, task: TaskId, batch: u64 },
+    Snapshot {
+        peer: NodeId,
+        op: OpId,
+    },
+    Commit {
+        peer: NodeId,
+        op: OpId,
+    },
+    Changed {
+        peer: NodeId,
+        task: TaskId,
+    },
+    Read {
+        peer: NodeId,
+        task: TaskId,
+        batch: u64,
+    },
+    CreateVm {
+        peer: NodeId,
+        op: OpId,
+    },
+    Write {
+        peer: NodeId,
+        task: TaskId,
+        batch: u64,
+    },
+    /// A revert or power change: answered `HostDone`.
+    Done {
+        peer: NodeId,
+        op: OpId,
+    },
 }
 
 #[derive(Debug, Default)]
@@ -58,6 +83,8 @@ impl Host {
             Message::WriteBlocks { task, batch, vm, disk, block_size, blocks } => {
                 self.ask(Asker::Write { peer: from, task, batch }, HypervisorOp::WriteBlocks { vm, disk, block_size, blocks })
             }
+            Message::RevertVm { op, snap } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::RevertToSnapshot { snap }),
+            Message::SetPower { op, vm, on } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::SetPower { vm, on }),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
@@ -71,12 +98,15 @@ impl Host {
             }
             (Asker::Commit { peer, op }, Ok(HypervisorReply::SnapshotCommitted)) => (peer, Message::SnapshotCommitted { op }),
             (Asker::CreateVm { peer, op }, Ok(HypervisorReply::VmCreated)) => (peer, Message::VmCreated { op }),
-            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op }, Ok(other)) => {
-                (peer, Message::HostFailed { op, reason: format!("unexpected hypervisor reply {other:?}") })
-            }
-            (Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op }, Err(reason)) => {
-                (peer, Message::HostFailed { op, reason })
-            }
+            (Asker::Done { peer, op }, Ok(HypervisorReply::Done)) => (peer, Message::HostDone { op }),
+            (
+                Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op } | Asker::Done { peer, op },
+                Ok(other),
+            ) => (peer, Message::HostFailed { op, reason: format!("unexpected hypervisor reply {other:?}") }),
+            (
+                Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op } | Asker::Done { peer, op },
+                Err(reason),
+            ) => (peer, Message::HostFailed { op, reason }),
             (Asker::Write { peer, task, batch }, result) => {
                 let result = match result {
                     Ok(HypervisorReply::BlocksWritten) => Ok(()),

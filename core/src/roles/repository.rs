@@ -16,14 +16,17 @@
 use super::RequestIds;
 use crate::block::Digest;
 use crate::ids::{NodeId, RequestId, RestorePointId, SessionId, TaskId, VmId};
-use crate::manifest::{DiskManifest, Manifest};
+use crate::manifest::{DiskManifest, Manifest, PointHeader};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
+use crate::payload::decode;
 use crate::storage::{StorageCompletion, StorageOp, StorageReply, StorageRequest};
 use crate::time::Timestamp;
 use crate::wire::Message;
-use crate::wire::message::{BlockRef, DiskTarget, OpId};
+use crate::wire::message::{BlockRef, DamagedBlock, DiskTarget, OpId};
 use bitvec::vec::BitVec;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+
+mod replica_meta;
 
 /// A point being written, per disk.
 #[derive(Debug, Default)]
@@ -37,16 +40,63 @@ struct PendingDisk {
     finished: Option<DiskManifest>,
 }
 
+/// Blocks read per storage request during a health check.
+const HEALTH_CHUNK: usize = 256;
+
+/// A health check in progress.
+#[derive(Debug)]
+struct HealthRun {
+    peer: NodeId,
+    op: OpId,
+    /// Every checked digest and where the checked points use it.
+    uses: BTreeMap<Digest, Vec<(RestorePointId, u16, u64)>>,
+    todo: Vec<Digest>,
+    damaged: Vec<Digest>,
+}
+
 /// What to do when a storage request completes.
 #[derive(Debug)]
 enum Continuation {
+    /// A chunk of a health check's reads.
+    Health {
+        check: u64,
+        digests: Vec<Digest>,
+    },
     Recover,
-    StoreBlocks { peer: NodeId, task: TaskId, batch: u64, target: DiskTarget, refs: Vec<(u64, Digest)>, stored: Vec<(Digest, u64)> },
-    CommitSync { peer: NodeId, op: OpId, manifest: Manifest },
-    CommitManifest { peer: NodeId, op: OpId, manifest: Manifest },
-    DeleteManifest { peer: NodeId, op: OpId, point: RestorePointId },
+    StoreBlocks {
+        peer: NodeId,
+        task: TaskId,
+        batch: u64,
+        target: DiskTarget,
+        refs: Vec<(u64, Digest)>,
+        stored: Vec<(Digest, u64)>,
+    },
+    CommitSync {
+        peer: NodeId,
+        op: OpId,
+        manifest: Manifest,
+    },
+    CommitManifest {
+        peer: NodeId,
+        op: OpId,
+        manifest: Manifest,
+    },
+    DeleteManifest {
+        peer: NodeId,
+        op: OpId,
+        point: RestorePointId,
+    },
     Collect,
-    ReadPoint { peer: NodeId, task: TaskId, batch: u64, point: RestorePointId, disk: u16, indexes: Vec<u64> },
+    ReadPoint {
+        peer: NodeId,
+        task: TaskId,
+        batch: u64,
+        point: RestorePointId,
+        disk: u16,
+        indexes: Vec<u64>,
+    },
+    /// Replica metadata (see `replica_meta`).
+    Replica(replica_meta::Then),
 }
 
 /// Retries recovery when the store could not answer.
@@ -65,6 +115,13 @@ pub struct Repository {
     manifests: BTreeMap<RestorePointId, Manifest>,
     pending: BTreeMap<(SessionId, VmId), PendingPoint>,
     requests: BTreeMap<RequestId, Continuation>,
+    /// Blocks a health check found damaged: reported missing to proxies, so
+    /// the next backup sends them again, which repairs them.
+    damaged: BTreeSet<Digest>,
+    health: BTreeMap<u64, HealthRun>,
+    next_check: u64,
+    /// Replica metadata of replication jobs.
+    replica: replica_meta::ReplicaMeta,
     out: Outbox,
 }
 
@@ -91,7 +148,7 @@ impl Repository {
         }
         match msg {
             Message::HaveDigests { task, batch, digests } => {
-                let have: BitVec = digests.iter().map(|d| self.blocks.contains_key(d)).collect();
+                let have: BitVec = digests.iter().map(|d| self.blocks.contains_key(d) && !self.damaged.contains(d)).collect();
                 self.out.send(from, Message::HaveReply { task, batch, have });
             }
             Message::GetDigests { task, batch, point, disk, blocks } => {
@@ -103,15 +160,35 @@ impl Repository {
                 let result = self.finish_disk(target, bytes, block_size, base);
                 self.out.send(from, Message::DiskFinished { task, result });
             }
-            Message::CommitPoint { op, point, job, session, vm, snapshot_at, parent, disks } => {
-                match self.assemble(point, job, session, vm, snapshot_at, parent, &disks) {
-                    Ok(manifest) => self.storage(StorageOp::Sync, Continuation::CommitSync { peer: from, op, manifest }),
-                    Err(e) => self.out.send(from, Message::PointCommitted { op, result: Err(e) }),
-                }
-            }
+            Message::CommitPoint { op, header } => match self.assemble(header) {
+                Ok(manifest) => self.storage(StorageOp::Sync, Continuation::CommitSync { peer: from, op, manifest }),
+                Err(e) => self.out.send(from, Message::PointCommitted { op, result: Err(e) }),
+            },
             Message::AbortPoint { session, vm } => {
                 self.pending.remove(&(session, vm));
                 self.collect_garbage();
+            }
+            Message::AbortPendingBefore { before } => {
+                self.pending.retain(|(session, _), _| *session >= before);
+                self.collect_garbage();
+            }
+            Message::HealthCheck { op, points } => self.start_health_check(from, op, &points),
+            Message::ListPoints { op } => {
+                let points = self.manifests.values().map(Manifest::header).collect();
+                self.out.send(from, Message::Points { op, points });
+            }
+            Message::GetProgress { task, target } => {
+                let changes = self.pending.get(&(target.session, target.vm)).and_then(|p| p.disks.get(&target.disk)).map(|d| &d.changes);
+                let mut done = BitVec::new();
+                if let Some(changes) = changes
+                    && let Some((&last, _)) = changes.last_key_value()
+                {
+                    done.resize(last as usize + 1, false);
+                    for &index in changes.keys() {
+                        done.set(index as usize, true);
+                    }
+                }
+                self.out.send(from, Message::Progress { task, done });
             }
             Message::DeletePoint { op, point } => {
                 if self.manifests.contains_key(&point) {
@@ -121,6 +198,11 @@ impl Repository {
                 }
             }
             Message::ReadPoint { task, batch, point, disk, first, count } => self.read_point(from, task, batch, point, disk, first, count),
+            msg @ (Message::PutReplicaDisk { .. }
+            | Message::GetReplicaDigests { .. }
+            | Message::CommitReplicaPoint { .. }
+            | Message::AbortReplicaPoint { .. }
+            | Message::DeleteReplicaPoint { .. }) => self.on_replica_message(from, msg),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
@@ -165,7 +247,7 @@ impl Repository {
         for block in blocks {
             refs.push((block.index, block.digest));
             match block.payload {
-                Some(payload) if !self.blocks.contains_key(&block.digest) => {
+                Some(payload) if !self.blocks.contains_key(&block.digest) || self.damaged.contains(&block.digest) => {
                     stored.push((block.digest, payload.stored_len()));
                     payloads.push(payload);
                 }
@@ -191,6 +273,7 @@ impl Repository {
         let Continuation::StoreBlocks { peer, task, batch, target, refs, stored } = then else { return };
         for (digest, _) in stored {
             self.blocks.entry(digest).or_insert(0);
+            self.damaged.remove(&digest);
         }
         let disk = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
         disk.finished = None;
@@ -228,32 +311,88 @@ impl Repository {
             let slot = digests.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))?;
             *slot = digest;
         }
-        pending.finished = Some(DiskManifest { index: target.disk, bytes, block_size, digests });
+        pending.finished = Some(DiskManifest { index: target.disk, bytes, change_id: None, block_size, digests });
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn assemble(
-        &mut self,
-        point: RestorePointId,
-        job: crate::JobId,
-        session: SessionId,
-        vm: VmId,
-        snapshot_at: Timestamp,
-        parent: Option<RestorePointId>,
-        disks: &[u16],
-    ) -> Result<Manifest, String> {
+    fn assemble(&mut self, header: PointHeader) -> Result<Manifest, String> {
+        let (session, vm) = (header.session, header.vm);
         let pending = self.pending.get(&(session, vm)).ok_or_else(|| format!("nothing was written for {vm} in session {session}"))?;
-        let disks = disks
+        let disks = header
+            .disks
             .iter()
-            .map(|d| pending.disks.get(d).and_then(|p| p.finished.clone()).ok_or_else(|| format!("disk {d} of {vm} is not finished")))
+            .map(|d| {
+                let mut disk = pending
+                    .disks
+                    .get(&d.index)
+                    .and_then(|p| p.finished.clone())
+                    .ok_or_else(|| format!("disk {} of {vm} is not finished", d.index))?;
+                disk.change_id = d.change_id;
+                Ok(disk)
+            })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Manifest { point, job, session, vm, snapshot_at, parent, disks })
+        let PointHeader { point, job, session, vm, snapshot_at, snapshot, parent, .. } = header;
+        Ok(Manifest { point, job, session, vm, snapshot_at, snapshot, parent, disks })
+    }
+
+    /// Starts re-reading every block of `points` from the store.
+    fn start_health_check(&mut self, peer: NodeId, op: OpId, points: &[RestorePointId]) {
+        let mut uses: BTreeMap<Digest, Vec<(RestorePointId, u16, u64)>> = BTreeMap::new();
+        for point in points {
+            let Some(manifest) = self.manifests.get(point) else {
+                let result = Err(format!("no restore point {point}"));
+                return self.out.send(peer, Message::HealthReport { op, result });
+            };
+            for disk in &manifest.disks {
+                for (index, digest) in disk.digests.iter().enumerate().filter(|(_, d)| !d.is_zero_block()) {
+                    uses.entry(*digest).or_default().push((*point, disk.index, index as u64));
+                }
+            }
+        }
+        self.next_check += 1;
+        let check = self.next_check;
+        let todo = uses.keys().copied().collect();
+        self.health.insert(check, HealthRun { peer, op, uses, todo, damaged: Vec::new() });
+        self.health_step(check);
+    }
+
+    /// Reads the next chunk of a health check, or reports when done.
+    fn health_step(&mut self, check: u64) {
+        let Some(run) = self.health.get_mut(&check) else { return };
+        if run.todo.is_empty() {
+            let Some(run) = self.health.remove(&check) else { return };
+            let mut found = Vec::new();
+            for digest in run.damaged {
+                self.damaged.insert(digest);
+                for &(point, disk, index) in run.uses.get(&digest).into_iter().flatten() {
+                    found.push(DamagedBlock { point, disk, index, digest });
+                }
+            }
+            return self.out.send(run.peer, Message::HealthReport { op: run.op, result: Ok(found) });
+        }
+        let keep = run.todo.len().saturating_sub(HEALTH_CHUNK);
+        let digests: Vec<Digest> = run.todo.split_off(keep);
+        self.storage(StorageOp::GetBlocks(digests.clone()), Continuation::Health { check, digests });
     }
 
     fn on_storage(&mut self, done: StorageCompletion) {
         let Some(then) = self.requests.remove(&done.id) else { return };
         match (then, done.result) {
+            (Continuation::Health { check, digests }, result) => {
+                let Some(run) = self.health.get_mut(&check) else { return };
+                match result {
+                    Ok(StorageReply::Blocks(blocks)) => {
+                        for (digest, block) in digests.iter().zip(blocks) {
+                            let intact = block.is_ok_and(|b| b.digest() == *digest && decode(&b).is_ok());
+                            if !intact {
+                                run.damaged.push(*digest);
+                            }
+                        }
+                    }
+                    Ok(_) | Err(_) => run.damaged.extend(digests),
+                }
+                self.health_step(check);
+            }
             (Continuation::Recover, Ok(StorageReply::Recovered { manifests, blocks })) => self.recovered_from(manifests, blocks),
             (Continuation::Recover, _) => {
                 // Without its catalog the repository must not answer anything:
@@ -293,6 +432,7 @@ impl Repository {
                 self.out.send(peer, Message::PointDeleted { op, result: Err(e.to_string()) });
             }
             (Continuation::Collect, _) => {}
+            (Continuation::Replica(then), result) => self.on_replica_storage(then, result),
             (Continuation::ReadPoint { peer, task, batch, point, disk, indexes }, result) => {
                 let result = match result {
                     Ok(StorageReply::Blocks(blocks)) if blocks.len() == indexes.len() => indexes

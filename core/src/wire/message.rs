@@ -11,8 +11,8 @@
 use crate::block::{BlockSize, Compression, Digest};
 use crate::hypervisor::{ChangedBlocks, SnapshotDisk};
 use crate::ids::{ChangeId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::manifest::PointHeader;
 use crate::payload::{BlockData, BlockPayload};
-use crate::time::Timestamp;
 use bitvec::vec::BitVec;
 use serde::{Deserialize, Serialize};
 
@@ -133,13 +133,7 @@ pub enum Message {
     // manager ↔ repository
     CommitPoint {
         op: OpId,
-        point: RestorePointId,
-        job: JobId,
-        session: SessionId,
-        vm: VmId,
-        snapshot_at: Timestamp,
-        parent: Option<RestorePointId>,
-        disks: Vec<u16>,
+        header: PointHeader,
     },
     PointCommitted {
         op: OpId,
@@ -148,6 +142,40 @@ pub enum Message {
     AbortPoint {
         session: SessionId,
         vm: VmId,
+    },
+    /// The manager (re)started: pending points of sessions older than
+    /// `before` belong to a manager that is gone.
+    AbortPendingBefore {
+        before: SessionId,
+    },
+    /// What committed points the repository holds (catalog rebuild).
+    ListPoints {
+        op: OpId,
+    },
+    Points {
+        op: OpId,
+        points: Vec<PointHeader>,
+    },
+    /// Which blocks of a pending disk the repository has acknowledged, so a
+    /// retried task resumes instead of starting over.
+    GetProgress {
+        task: TaskId,
+        target: DiskTarget,
+    },
+    Progress {
+        task: TaskId,
+        done: BitVec,
+    },
+    /// The manager (re)started: tasks of its previous incarnation are void.
+    AbortTasks,
+    /// Health check: re-read and verify every block of these points.
+    HealthCheck {
+        op: OpId,
+        points: Vec<RestorePointId>,
+    },
+    HealthReport {
+        op: OpId,
+        result: Result<Vec<DamagedBlock>, String>,
     },
     DeletePoint {
         op: OpId,
@@ -208,6 +236,213 @@ pub enum Message {
         batch: u64,
         result: Result<(), String>,
     },
+
+    // replication: manager → sending proxy; sender ↔ receiving proxy
+    StartReplicaTask(ReplicaTask),
+    /// Sets up the receiving end of a replica disk task (sent before any
+    /// block of it, on the same connection).
+    OpenReplica(ReplicaSink),
+    /// "Hash these blocks of what you hold": the receiver reads them from
+    /// its host and answers `Digests`.
+    HashBlocks {
+        task: TaskId,
+        batch: u64,
+        blocks: Vec<u64>,
+    },
+    /// Blocks to write to the replica; every ref carries its payload (a
+    /// zero block's is empty).
+    ReplicaBlocks {
+        task: TaskId,
+        batch: u64,
+        blocks: Vec<BlockRef>,
+    },
+    ReplicaAck {
+        task: TaskId,
+        batch: u64,
+        result: Result<(), String>,
+    },
+    /// Every batch is written: report the metadata, then answer.
+    FinishReplica {
+        task: TaskId,
+    },
+    ReplicaFinished {
+        task: TaskId,
+        result: Result<(), String>,
+    },
+
+    // replication: receiving proxy / sender ↔ metadata repository
+    /// One chunk of a replica point's disk metadata: its digest vector is
+    /// `base`'s (all zero when `None`) with `changes` applied. `first`
+    /// starts the disk over (a retried task); `last` finishes it and is
+    /// answered with `DiskFinished`.
+    PutReplicaDisk {
+        task: TaskId,
+        point: RestorePointId,
+        base: Option<RestorePointId>,
+        disk: u16,
+        bytes: u64,
+        block_size: BlockSize,
+        changes: Vec<(u64, Digest)>,
+        first: bool,
+        last: bool,
+    },
+    /// Digests of a replica point's blocks (answered with `Digests`).
+    GetReplicaDigests {
+        task: TaskId,
+        batch: u64,
+        point: RestorePointId,
+        disk: u16,
+        blocks: Vec<u64>,
+    },
+
+    // replication: manager ↔ metadata repository
+    /// Makes a replica point's reported metadata durable. The header's
+    /// `snapshot` is the replica's snapshot on the target host, its disks'
+    /// change ids the source's CBT ids the point was synced at.
+    CommitReplicaPoint {
+        op: OpId,
+        header: PointHeader,
+    },
+    ReplicaPointCommitted {
+        op: OpId,
+        result: Result<(), String>,
+    },
+    AbortReplicaPoint {
+        point: RestorePointId,
+    },
+    DeleteReplicaPoint {
+        op: OpId,
+        point: RestorePointId,
+    },
+    ReplicaPointDeleted {
+        op: OpId,
+        result: Result<(), String>,
+    },
+
+    // replication: manager ↔ host
+    RevertVm {
+        op: OpId,
+        snap: SnapshotId,
+    },
+    SetPower {
+        op: OpId,
+        vm: VmId,
+        on: bool,
+    },
+    /// A revert or power change is done.
+    HostDone {
+        op: OpId,
+    },
+
+    // operator → manager: failover and failback
+    ReplicaAction {
+        op: OpId,
+        /// The source VM whose replica the action is about.
+        vm: VmId,
+        action: ReplicaAction,
+    },
+    ReplicaActionDone {
+        op: OpId,
+        result: Result<(), String>,
+    },
+}
+
+/// An operator action on a replica.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReplicaAction {
+    /// Power the replica on at a restore point, counted back from the
+    /// newest (0 = newest).
+    Failover { back: u32 },
+    /// Discard what the replica did since failover; the source runs again.
+    UndoFailover,
+    /// Sync the replica's changes back to the source VM and run it there.
+    Failback,
+    /// Keep the failback: the replica becomes a replica again.
+    CommitFailback,
+    /// Return the source to its state before failback; the replica runs.
+    UndoFailback,
+    /// The replica becomes the production VM: its restore points go and
+    /// the VM leaves the job.
+    PermanentFailover,
+}
+
+impl ReplicaAction {
+    /// The action's name as scenario files spell it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            ReplicaAction::Failover { .. } => "failover",
+            ReplicaAction::UndoFailover => "undo_failover",
+            ReplicaAction::Failback => "failback",
+            ReplicaAction::CommitFailback => "commit_failback",
+            ReplicaAction::UndoFailback => "undo_failback",
+            ReplicaAction::PermanentFailover => "permanent_failover",
+        }
+    }
+}
+
+/// Where a replica task's sender learns what the receiving VM holds, when
+/// it compares digests instead of trusting CBT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BaseDigests {
+    /// The receiver hashes its VM locally (mapping, seeding, missing
+    /// metadata, failback).
+    Target,
+    /// Replica metadata of this point at the metadata repository.
+    Metadata { repository: NodeId, point: RestorePointId },
+}
+
+/// Blocks the receiving VM changed on its own since the content both sides
+/// share (the source VM during failover): they are sent too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetChanges {
+    pub host: NodeId,
+    pub snap: SnapshotId,
+    pub since: ChangeId,
+}
+
+/// Everything the sending proxy needs to sync one disk onto a replica (or,
+/// on failback, a replica's disk back onto its source).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaTask {
+    pub task: TaskId,
+    /// Read side: a snapshot of `vm` on `host`.
+    pub host: NodeId,
+    pub vm: VmId,
+    pub snap: SnapshotId,
+    pub mode: ReadMode,
+    pub base: BaseDigests,
+    pub target_changes: Option<TargetChanges>,
+    pub compression: Compression,
+    /// Write side.
+    pub sink: ReplicaSink,
+}
+
+/// The receiving end of a replica disk task.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicaSink {
+    pub task: TaskId,
+    pub proxy: NodeId,
+    pub host: NodeId,
+    pub vm: VmId,
+    pub disk: u16,
+    pub disk_bytes: u64,
+    pub block_size: BlockSize,
+    /// A live snapshot of `vm` to read when asked to hash (`BaseDigests::Target`).
+    pub hash_snap: Option<SnapshotId>,
+    pub report: MetadataReport,
+}
+
+/// Where and how the receiver reports the replica metadata of its disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetadataReport {
+    pub repository: NodeId,
+    /// The point this sync builds: `base`'s vector plus what was hashed and
+    /// written (all zero plus that when `None`).
+    pub point: RestorePointId,
+    pub base: Option<RestorePointId>,
+    /// Seeding and mapping: the point of the VM's content before the sync,
+    /// whose vector is what the receiver hashed.
+    pub initial: Option<RestorePointId>,
 }
 
 /// Everything a proxy needs to restore one disk of a restore point onto a
@@ -222,6 +457,16 @@ pub struct RestoreTask {
     pub disk: u16,
     pub disk_bytes: u64,
     pub block_size: BlockSize,
+}
+
+/// A block a health check found damaged or missing at rest, and where a
+/// checked point uses it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DamagedBlock {
+    pub point: RestorePointId,
+    pub disk: u16,
+    pub index: u64,
+    pub digest: Digest,
 }
 
 /// Which pending restore point and disk a block belongs to.
@@ -268,6 +513,11 @@ pub struct BackupTask {
     pub mode: ReadMode,
     pub block_size: BlockSize,
     pub compression: Compression,
+    /// A retry: ask the repository what it already acknowledged and skip it.
+    pub resume: bool,
+    /// Blocks to read and send whatever CBT or the base says: a health
+    /// check found them damaged at the repository.
+    pub reread: Vec<u64>,
 }
 
 /// What a disk task did, for the session report and the byte accounting.
@@ -293,6 +543,8 @@ pub struct TaskStats {
     pub bytes_sent: u64,
     /// Fell back from CBT to digest comparison.
     pub cbt_fallback: bool,
+    /// Blocks an earlier attempt already delivered (skipped on resume).
+    pub blocks_resumed: u64,
 }
 
 impl TaskStats {
@@ -307,6 +559,7 @@ impl TaskStats {
         self.bytes_read += other.bytes_read;
         self.bytes_sent += other.bytes_sent;
         self.cbt_fallback |= other.cbt_fallback;
+        self.blocks_resumed += other.blocks_resumed;
     }
 }
 
@@ -347,8 +600,35 @@ impl Message {
             Message::CommitPoint { .. } => "commit_point",
             Message::PointCommitted { .. } => "point_committed",
             Message::AbortPoint { .. } => "abort_point",
+            Message::AbortPendingBefore { .. } => "abort_pending_before",
+            Message::ListPoints { .. } => "list_points",
+            Message::Points { .. } => "points",
+            Message::GetProgress { .. } => "get_progress",
+            Message::Progress { .. } => "progress",
+            Message::AbortTasks => "abort_tasks",
+            Message::HealthCheck { .. } => "health_check",
+            Message::HealthReport { .. } => "health_report",
             Message::DeletePoint { .. } => "delete_point",
             Message::PointDeleted { .. } => "point_deleted",
+            Message::StartReplicaTask(_) => "start_replica_task",
+            Message::OpenReplica(_) => "open_replica",
+            Message::HashBlocks { .. } => "hash_blocks",
+            Message::ReplicaBlocks { .. } => "replica_blocks",
+            Message::ReplicaAck { .. } => "replica_ack",
+            Message::FinishReplica { .. } => "finish_replica",
+            Message::ReplicaFinished { .. } => "replica_finished",
+            Message::PutReplicaDisk { .. } => "put_replica_disk",
+            Message::GetReplicaDigests { .. } => "get_replica_digests",
+            Message::CommitReplicaPoint { .. } => "commit_replica_point",
+            Message::ReplicaPointCommitted { .. } => "replica_point_committed",
+            Message::AbortReplicaPoint { .. } => "abort_replica_point",
+            Message::DeleteReplicaPoint { .. } => "delete_replica_point",
+            Message::ReplicaPointDeleted { .. } => "replica_point_deleted",
+            Message::RevertVm { .. } => "revert_vm",
+            Message::SetPower { .. } => "set_power",
+            Message::HostDone { .. } => "host_done",
+            Message::ReplicaAction { .. } => "replica_action",
+            Message::ReplicaActionDone { .. } => "replica_action_done",
         }
     }
 
@@ -356,7 +636,7 @@ impl Message {
     /// block payloads stand for bytes they do not carry.
     pub fn modelled_extra_bytes(&self) -> u64 {
         match self {
-            Message::PutBlocks { blocks, .. } => {
+            Message::PutBlocks { blocks, .. } | Message::ReplicaBlocks { blocks, .. } => {
                 blocks.iter().filter_map(|b| b.payload.as_ref()).map(BlockPayload::modelled_extra_bytes).sum()
             }
             Message::PointBlocks { result: Ok(blocks), .. } => blocks.iter().map(|(_, p)| p.modelled_extra_bytes()).sum(),

@@ -1,6 +1,7 @@
 //! A scenario under the discrete-event engine.
 
 use super::RESTORE_WINDOW;
+use super::actions::{self, Timed};
 use super::faults::{self, FaultStep};
 use super::state::RunState;
 use crate::des::Des;
@@ -30,10 +31,14 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
     if let Some(rng) = state.loss_rng(seed) {
         des.set_loss_rng(rng);
     }
-    let (steps, _) = faults::timeline(scenario, &state.topo)?;
-    for (at, step) in steps.into_iter().filter(|(at, _)| *at <= end) {
+    let (steps, faults_end) = faults::timeline(scenario, &state.topo)?;
+    let timeline = actions::merge(steps, actions::requests(scenario, &state.topo)?);
+    for (at, item) in timeline.into_iter().filter(|(at, _)| *at <= end) {
         run_until(&mut des, &mut state, at);
-        apply(&mut des, &mut state, at, &step)?;
+        match item {
+            Timed::Fault(step) => apply(&mut des, &mut state, at, &step)?,
+            Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: OPERATOR, msg }),
+        }
     }
     run_until(&mut des, &mut state, end);
     let (lan, wan) = des.network().lan_wan_bytes();
@@ -48,7 +53,8 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
         step(&mut des, &mut state);
     }
     let hash = des.trace().hash();
-    Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes))
+    let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
+    Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes, faults_end))
 }
 
 /// Applies a fault step: the network's and the nodes' side here, the
@@ -75,6 +81,9 @@ fn run_until(des: &mut Des, state: &mut RunState, until: Timestamp) {
 }
 
 fn step(des: &mut Des, state: &mut RunState) {
+    // WAN bytes before the step: what sessions starting or ending in it are
+    // measured from.
+    state.tally.wan_now = Some(des.network().lan_wan_bytes().1);
     des.step();
     for entry in des.trace_mut().take_entries() {
         state.observe(entry.at, &entry.event);

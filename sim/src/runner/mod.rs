@@ -3,6 +3,7 @@
 //! report, applies the fault schedule, and finally restores every retained
 //! point to prove it restorable.
 
+mod actions;
 mod des_run;
 mod faults;
 mod operator;

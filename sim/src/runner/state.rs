@@ -3,7 +3,7 @@
 
 use super::faults::FaultStep;
 use crate::checker::Checker;
-use crate::report::{Bytes, JobTally, Summary};
+use crate::report::{Bytes, JobTally, Liveness, Summary};
 use crate::scenario::Scenario;
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
@@ -22,6 +22,10 @@ pub struct RunState {
     /// Restores asked for at the end, by point, and whether they finished.
     pub restores: BTreeMap<RestorePointId, bool>,
 }
+
+/// Beyond two schedule periods, how long a job may take to recover after
+/// the faults end (its retries back off up to half an hour).
+pub const LIVENESS_SLACK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl RunState {
     pub fn new(scenario: &Scenario, seed: u64) -> Result<RunState, String> {
@@ -65,7 +69,7 @@ impl RunState {
         self.world.borrow_mut().advance_to(at);
         let world = self.world.borrow();
         self.checker.observe(at, &self.topo, &world, event);
-        self.tally.observe(&self.topo, event);
+        self.tally.observe(&self.topo, at, event);
         if let Event::RestoreFinished { point, vm, result, .. } = event {
             self.checker.check_restore(&world, *point, *vm, result);
             self.restores.insert(*point, true);
@@ -78,6 +82,7 @@ impl RunState {
         let mut world = self.world.borrow_mut();
         world.advance_to(now);
         match step {
+            FaultStep::Crash { role: Role::Manager, .. } => self.checker.manager_crashed(),
             FaultStep::Crash { node, role: Role::Repository } => {
                 let name = self.topo.name(*node).to_string();
                 if let Some(store) = world.store_mut(&name) {
@@ -132,7 +137,9 @@ impl RunState {
     /// Job figures and bytes as of now.
     pub fn figures(&self, sent_lan: u64, sent_wan: u64) -> (BTreeMap<String, crate::report::JobSummary>, Bytes) {
         let stored = self.world.borrow().stores().map(|s| s.stats().bytes_stored).sum();
-        (self.tally.by_name(&self.topo), Bytes { read: self.tally.bytes_read, sent_lan, sent_wan, stored })
+        let mut jobs = self.tally.by_name(&self.topo);
+        self.checker.replication().annotate(&self.topo, |session| self.tally.session_wan(session), &mut jobs);
+        (jobs, Bytes { read: self.tally.bytes_read, sent_lan, sent_wan, stored })
     }
 
     /// Checks the scenario's expectations and finishes the summary.
@@ -146,7 +153,10 @@ impl RunState {
         trace_hash: String,
         jobs: BTreeMap<String, crate::report::JobSummary>,
         bytes: Bytes,
+        faults_end: Option<Timestamp>,
     ) -> Summary {
+        let liveness = faults_end.map(|end| self.check_liveness(scenario, end));
+        self.checker.finish(&self.topo, &self.world.borrow());
         for (point, done) in &self.restores {
             if !done {
                 self.checker.violation(format!("restore of {point} did not finish"));
@@ -182,7 +192,29 @@ impl RunState {
             trace_hash,
             jobs,
             bytes,
+            liveness,
             violations,
         }
+    }
+
+    /// Invariant 6: once the faults stop, every job completes a successful
+    /// session within a bound (two schedule periods, plus the retries a
+    /// failing task may still be waiting out).
+    fn check_liveness(&mut self, scenario: &Scenario, faults_end: Timestamp) -> Liveness {
+        let bound = scenario.jobs.iter().map(|j| j.schedule * 2).max().unwrap_or_default() + LIVENESS_SLACK;
+        let run_end = Timestamp::ZERO + scenario.duration;
+        let mut recovered = BTreeMap::new();
+        for spec in &self.topo.deployment.jobs {
+            let after = self.tally.recovered_after(spec.id, faults_end);
+            if run_end.saturating_since(faults_end) >= bound && after.is_none_or(|d| d > bound) {
+                self.checker.violation(format!(
+                    "liveness: job {} had no successful session within {}s after the faults ended at {faults_end}",
+                    spec.name,
+                    bound.as_secs()
+                ));
+            }
+            recovered.insert(spec.name.clone(), after.map(|d| d.as_secs()));
+        }
+        Liveness { faults_end_secs: faults_end.as_duration().as_secs(), bound_secs: bound.as_secs(), recovered_after_secs: recovered }
     }
 }

@@ -114,6 +114,12 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
         }
     }
 
+    // Operator actions go out through the operator node at their time.
+    let actions = super::actions::requests(scenario, &topo)?;
+    for (at, msg) in actions.into_iter().filter(|(at, _)| at.as_duration() <= end) {
+        step_until(&mut sim, at.as_duration())?;
+        mailbox.borrow_mut().push_back(msg);
+    }
     step_until(&mut sim, end)?;
     let (jobs, bytes) = state.borrow().figures(0, 0);
     let requests = state.borrow_mut().restore_requests();
@@ -125,7 +131,7 @@ pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
     drop(sim);
     let hash = trace.borrow().hash();
     let state = Rc::try_unwrap(state).map_err(|_| "run state still shared after the simulation")?.into_inner();
-    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes))
+    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, None))
 }
 
 fn step_until(sim: &mut turmoil::Sim<'_>, until: Duration) -> Result<(), String> {

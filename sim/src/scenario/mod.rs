@@ -114,6 +114,18 @@ pub struct Vm {
     /// Share of blocks the guest reports as swap, in [0, 1].
     pub swap_fraction: f64,
     pub workload: Option<Workload>,
+    /// A ready-to-use copy of another VM (what replica mapping adopts):
+    /// it starts with that VM's content as it was `copy_age` before the
+    /// run (the source's workload having run meanwhile).
+    pub copy: Option<Copy>,
+}
+
+/// Where a copied VM's content comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub of: String,
+    /// How old the copy is at time zero.
+    pub age: Duration,
 }
 
 /// Guest writes.

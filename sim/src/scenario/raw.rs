@@ -79,6 +79,8 @@ pub struct RawVm {
     pub compressibility: Option<f64>,
     pub swap_fraction: Option<f64>,
     pub workload: Option<RawWorkload>,
+    pub copy_of: Option<String>,
+    pub copy_age: Option<Dur>,
 }
 
 #[derive(Debug, Deserialize)]

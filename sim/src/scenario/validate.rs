@@ -68,7 +68,24 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
             }
             None => None,
         };
+        let copy = match (&vm.copy_of, vm.copy_age) {
+            (None, None) => None,
+            (None, Some(_)) => return Err(err(format!("{what}: copy_age needs copy_of"))),
+            (Some(of), age) => {
+                let source =
+                    raw.vms.iter().find(|v| &v.name == of).ok_or_else(|| err(format!("{what} names unknown vm {of:?} in copy_of")))?;
+                if source.copy_of.is_some() || of == &vm.name {
+                    return Err(err(format!("{what}: copy_of must name a VM that is not itself a copy")));
+                }
+                let sizes = |v: &super::raw::RawVm| v.disks.iter().map(|d| d.0).collect::<Vec<u64>>();
+                if sizes(source) != sizes(vm) {
+                    return Err(err(format!("{what} copies vm {of:?}, but their disks differ")));
+                }
+                Some(Copy { of: of.clone(), age: age.map(|a| a.0).unwrap_or_default() })
+            }
+        };
         vms.push(Vm {
+            copy,
             zero_fraction: fraction(vm.zero_fraction.unwrap_or(0.0), "zero_fraction", &what, origin)?,
             compressibility: fraction(vm.compressibility.unwrap_or(DEFAULT_COMPRESSIBILITY), "compressibility", &what, origin)?,
             swap_fraction: fraction(vm.swap_fraction.unwrap_or(0.0), "swap_fraction", &what, origin)?,

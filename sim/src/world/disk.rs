@@ -53,6 +53,9 @@ pub struct Generated {
 #[derive(Clone, Debug)]
 pub struct Disk {
     id: DiskId,
+    /// Whose initial content this disk starts with: itself, or — a copy
+    /// of another VM's disk — that disk (same bytes, same digests).
+    initial_origin: DiskId,
     bytes: u64,
     fine_bytes: u64,
     nfine: u64,
@@ -87,6 +90,7 @@ impl Disk {
         let hot = if hot.is_empty() && nfine > 0 { hot.start..hot.start + 1 } else { hot };
         Disk {
             id,
+            initial_origin: id,
             bytes,
             fine_bytes: u64::from(fine.bytes()),
             nfine,
@@ -103,6 +107,7 @@ impl Disk {
         let nfine = fine.blocks_for(bytes);
         Disk {
             id,
+            initial_origin: id,
             bytes,
             fine_bytes: u64::from(fine.bytes()),
             nfine,
@@ -112,6 +117,12 @@ impl Disk {
             log: Vec::new(),
             history: BTreeMap::new(),
         }
+    }
+
+    /// A copy of this disk's initial content (layout, zero blocks, swap)
+    /// as disk `id`, with no writes of its own yet.
+    pub fn copy_as(&self, id: DiskId) -> Disk {
+        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), history: BTreeMap::new(), ..self.clone() }
     }
 
     pub fn id(&self) -> DiskId {
@@ -180,7 +191,7 @@ impl Disk {
     }
 
     fn initial(&self, index: u64) -> Fine {
-        if self.initially_zero(index) { Fine::Zero } else { Fine::Gen { origin: self.id, index, generation: 0 } }
+        if self.initially_zero(index) { Fine::Zero } else { Fine::Gen { origin: self.initial_origin, index, generation: 0 } }
     }
 
     fn content_of(&self, index: u64, entry: &Entry) -> Fine {

@@ -145,6 +145,9 @@ pub struct Hypervisors {
     miss_rng: ChaCha8Rng,
     misses: Vec<CbtMiss>,
     guest_writes: u64,
+    /// The guest each VM runs when powered on: scenario VMs their own
+    /// workload, replicas their source's (registered by the runner).
+    guests: BTreeMap<VmId, Workload>,
 }
 
 type OpResult = Result<(Timestamp, HypervisorReply), String>;
@@ -167,6 +170,7 @@ impl Hypervisors {
             next_change: 1,
             misses: Vec::new(),
             guest_writes: 0,
+            guests: BTreeMap::new(),
         }
     }
 
@@ -183,6 +187,13 @@ impl Hypervisors {
         let zero_chunk = u64::from(coarse.bytes() / fine.bytes());
         for (i, vm) in s.vms.iter().enumerate() {
             hv.add_vm(VmId(u32::try_from(i).map_err(|_| "too many vms")?), vm, zero_chunk)?;
+        }
+        for (i, vm) in s.vms.iter().enumerate() {
+            if let Some(copy) = &vm.copy {
+                let source = s.vm_index(&copy.of).ok_or_else(|| format!("vm {:?} copies unknown vm {:?}", vm.name, copy.of))?;
+                let spec = s.vms[source].workload;
+                hv.make_copy(VmId(i as u32), VmId(source as u32), copy.age, spec)?;
+            }
         }
         Ok(hv)
     }
@@ -224,9 +235,38 @@ impl Hypervisors {
         self.vms
             .insert(id, VmState { name: vm.name.clone(), host: vm.host.clone(), disks, cbt_epoch: 0, cbt_reset: Vec::new(), cbt_miss: 0 });
         if let Some(spec) = vm.workload {
+            self.guests.insert(id, spec);
             let rng = key.rng("workload", &[vm.name.as_bytes()]);
             if let Some(w) = GuestWorkload::new(spec, rng, Timestamp::ZERO, targets) {
                 self.workloads.insert(id, w);
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes `copy`'s disks a copy of `source`'s initial content, then runs
+    /// the source's guest for `age` before time zero: the copy is as the
+    /// source was `age` ago. Called before the run starts.
+    fn make_copy(&mut self, copy: VmId, source: VmId, age: std::time::Duration, spec: Option<Workload>) -> Result<(), String> {
+        let (disks, name) = {
+            let state = self.vms.get(&copy).ok_or_else(|| format!("no vm {copy}"))?;
+            (state.disks, state.name.clone())
+        };
+        let mut targets = Vec::new();
+        for index in 0..disks {
+            let src = self.contents.disk(DiskId { vm: source, index }).ok_or_else(|| format!("{source} has no disk {index}"))?;
+            targets.push(DiskTarget { index, bytes: src.bytes(), fine_count: src.fine_count(), hot: src.hot() });
+            let copied = src.copy_as(DiskId { vm: copy, index });
+            self.contents.insert(copied);
+        }
+        let Some(spec) = spec else { return Ok(()) };
+        let rng = self.contents.key().rng("copy-age", &[name.as_bytes()]);
+        let Some(mut guest) = GuestWorkload::new(spec, rng, Timestamp::ZERO, targets) else { return Ok(()) };
+        let end = Timestamp::ZERO + age;
+        while guest.next_at() <= end {
+            let (index, fine) = guest.pop();
+            if let Some(disk) = self.contents.disk_mut(DiskId { vm: source, index }) {
+                disk.write_guest(fine);
             }
         }
         Ok(())
@@ -289,6 +329,8 @@ impl Hypervisors {
             HypervisorOp::CommitSnapshot { snap } => self.commit_snapshot(now, access, snap),
             HypervisorOp::CreateVm { vm, name, disks } => self.create_vm(now, access, vm, name, &disks),
             HypervisorOp::WriteBlocks { vm, disk, block_size, blocks } => self.write_blocks(now, access, vm, disk, block_size, blocks),
+            HypervisorOp::RevertToSnapshot { snap } => self.revert(now, access, snap),
+            HypervisorOp::SetPower { vm, on } => self.set_power(now, access, vm, on),
         };
         match result {
             Ok((at, reply)) => (at, HypervisorCompletion { id: request.id, result: Ok(reply) }),
@@ -502,6 +544,59 @@ impl Hypervisors {
         }
         self.vms.insert(vm, VmState { name, host: host.to_string(), disks: count, cbt_epoch: 0, cbt_reset: Vec::new(), cbt_miss: 0 });
         Ok((now + self.timing.create_vm, HypervisorReply::VmCreated))
+    }
+
+    /// Returns the VM's disks to the snapshot's content: every fine block
+    /// written since gets its old content written back (so CBT sees the
+    /// revert as the change it is, and every other snapshot keeps its own
+    /// frozen content).
+    fn revert(&mut self, now: Timestamp, access: Access<'_>, snap: SnapshotId) -> OpResult {
+        let s = self.snapshots.get(&snap).ok_or_else(|| format!("no snapshot {snap}"))?;
+        let host = self.vm_for(access, s.info.vm)?.host.clone();
+        if s.info.committed_at.is_some() {
+            return Err(format!("snapshot {snap} was committed: nothing to revert to"));
+        }
+        let positions = s.positions.clone().ok_or_else(|| format!("snapshot {snap} is still being created"))?;
+        let vm = s.info.vm;
+        let mut bytes = 0;
+        for (index, position) in (0u16..).zip(positions) {
+            let Some(d) = self.contents.disk_mut(DiskId { vm, index }) else { continue };
+            let now_at = d.position();
+            let touched: std::collections::BTreeSet<u64> = d.written_between(position, now_at).collect();
+            for fine in touched {
+                let old = d.fine_at(fine, position);
+                if d.fine_at(fine, now_at) != old {
+                    bytes += d.fine_len(fine);
+                    d.write(fine, old);
+                }
+            }
+        }
+        let at = self.io(&host, now, bytes, self.timing.write_bytes_per_sec);
+        Ok((at.max(now + self.timing.commit_snapshot), HypervisorReply::Done))
+    }
+
+    /// Powers a VM on (its registered guest starts writing) or off.
+    fn set_power(&mut self, now: Timestamp, access: Access<'_>, vm: VmId, on: bool) -> OpResult {
+        self.vm_for(access, vm)?;
+        let guest = if on { self.guests.get(&vm).copied() } else { None };
+        self.set_workload(now, vm, guest)?;
+        Ok((now + self.timing.create_vm, HypervisorReply::Done))
+    }
+
+    /// The guest `vm` runs when powered on (a replica runs its source's).
+    pub fn set_guest(&mut self, vm: VmId, spec: Workload) {
+        self.guests.insert(vm, spec);
+    }
+
+    /// Whether the VM's guest is writing now.
+    pub fn is_running(&self, vm: VmId) -> bool {
+        self.workloads.contains_key(&vm)
+    }
+
+    /// Job blocks of the VM's disk that lie wholly in its guest swap.
+    pub fn swap_mask(&self, vm: VmId, disk: u16, block_size: BlockSize) -> Option<BitVec> {
+        self.contents.check_block_size(block_size).ok()?;
+        self.contents.disk(DiskId { vm, index: disk }).map(|d| swap_bits(d, block_size))
     }
 
     fn io(&mut self, host: &str, now: Timestamp, bytes: u64, rate: u64) -> Timestamp {

@@ -60,7 +60,10 @@ impl World {
     /// The scenario's hosts, VMs and repositories, content keyed by `seed`.
     /// Nodes still need binding ([`World::bind`]).
     pub fn from_scenario(s: &Scenario, seed: u64) -> Result<World, String> {
-        let hypervisors = Hypervisors::from_scenario(s, seed)?;
+        let mut hypervisors = Hypervisors::from_scenario(s, seed)?;
+        for (replica, guest) in crate::topology::replica_guests(s) {
+            hypervisors.set_guest(replica, guest);
+        }
         Ok(World::new(hypervisors, s.repositories.iter().map(|r| Store::new(&r.name, r.capacity))))
     }
 

@@ -61,6 +61,8 @@ enum Change {
     Delete(Digest),
     PutManifest(Manifest),
     DeleteManifest(RestorePointId),
+    PutReplica(Manifest),
+    DeleteReplica(RestorePointId),
 }
 
 /// Blocks and manifests: one of the two views.
@@ -68,6 +70,8 @@ enum Change {
 struct View {
     blocks: BTreeMap<Digest, Stored>,
     manifests: BTreeMap<RestorePointId, Manifest>,
+    /// Replica metadata (digest vectors of replica points held elsewhere).
+    replicas: BTreeMap<RestorePointId, Manifest>,
     bytes: u64,
 }
 
@@ -91,6 +95,12 @@ impl View {
             }
             Change::DeleteManifest(point) => {
                 self.manifests.remove(&point);
+            }
+            Change::PutReplica(m) => {
+                self.replicas.insert(m.point, m);
+            }
+            Change::DeleteReplica(point) => {
+                self.replicas.remove(&point);
             }
         }
     }
@@ -177,6 +187,18 @@ impl Store {
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::GetBlocks(digests) => self.get_blocks(now, &digests),
+            StorageOp::PutReplicaMetadata(manifest) => self.put_replica(now, manifest),
+            StorageOp::DeleteReplicaMetadata(point) => {
+                // Durable on its own when it completes, like a manifest write.
+                let at = self.io.occupy(now, self.timing.request + self.timing.sync, 0, 0);
+                self.live.apply(Change::DeleteReplica(point));
+                self.in_flight.push_back((at, vec![Change::DeleteReplica(point)]));
+                (at, Ok(StorageReply::Done))
+            }
+            StorageOp::RecoverReplicaMetadata => {
+                let at = self.io.occupy(now, self.timing.request, 0, 0);
+                (at, Ok(StorageReply::ReplicaMetadata(self.durable.replicas.values().cloned().collect())))
+            }
             StorageOp::Recover => {
                 let listing = self.durable.blocks.len() as u64 * 32;
                 let at = self.io.occupy(now, self.timing.request, listing, self.timing.read_bytes_per_sec);
@@ -229,6 +251,18 @@ impl Store {
         let at = self.io.occupy(now, self.timing.request + self.timing.sync, size, self.timing.write_bytes_per_sec);
         self.live.apply(Change::PutManifest(manifest.clone()));
         self.in_flight.push_back((at, vec![Change::PutManifest(manifest)]));
+        (at, Ok(StorageReply::Done))
+    }
+
+    /// Replica metadata is written like a manifest: durably and atomically.
+    fn put_replica(&mut self, now: Timestamp, manifest: Manifest) -> (Timestamp, Result<StorageReply, StorageError>) {
+        if self.full {
+            return (self.io.occupy(now, self.timing.request, 0, 0), Err(StorageError::Full));
+        }
+        let size = manifest.disks.iter().map(|d| d.digests.len() as u64 * 32).sum::<u64>() + 256;
+        let at = self.io.occupy(now, self.timing.request + self.timing.sync, size, self.timing.write_bytes_per_sec);
+        self.live.apply(Change::PutReplica(manifest.clone()));
+        self.in_flight.push_back((at, vec![Change::PutReplica(manifest)]));
         (at, Ok(StorageReply::Done))
     }
 
@@ -319,6 +353,11 @@ impl Store {
     /// Manifests that would survive a crash now.
     pub fn durable_manifests(&self) -> impl Iterator<Item = &Manifest> {
         self.durable.manifests.values()
+    }
+
+    /// Replica metadata that would survive a crash now.
+    pub fn durable_replica_metadata(&self) -> impl Iterator<Item = &Manifest> {
+        self.durable.replicas.values()
     }
 
     pub fn has_block(&self, digest: &Digest) -> bool {

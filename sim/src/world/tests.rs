@@ -492,8 +492,9 @@ fn manifest(point: u64, digests: Vec<Digest>) -> Manifest {
         session: SessionId(point),
         vm: VmId(0),
         snapshot_at: Timestamp::ZERO,
+        snapshot: SnapshotId(point),
         parent: None,
-        disks: vec![DiskManifest { index: 0, bytes: 1 << 20, block_size: BlockSize::LOCAL, digests }],
+        disks: vec![DiskManifest { index: 0, bytes: 1 << 20, change_id: None, block_size: BlockSize::LOCAL, digests }],
     }
 }
 

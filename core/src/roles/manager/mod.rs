@@ -9,39 +9,50 @@
 //! retention. If a task fails for good, the pending point is aborted at the
 //! repository (nothing becomes visible) and the snapshot is still removed,
 //! so the VM never keeps a stale delta.
+//!
+//! Surviving faults: an operation whose peer goes away fails at once (the
+//! VM fails cleanly for this session, the next one catches up); failed disk
+//! tasks are retried with growing delays and resume where the repository's
+//! acknowledgements left off; a (re)started manager voids its previous
+//! incarnation's tasks and pending points and rebuilds its catalog from the
+//! repositories before it schedules anything.
 
+mod catalog;
+mod replication;
 mod restore;
 mod scheduler;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
 use crate::event::Event;
 use crate::hypervisor::SnapshotDisk;
-use crate::ids::{ChangeId, DiskId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::ids::{DiskId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::manifest::{PointDisk, PointHeader};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
 use crate::time::Timestamp;
 use crate::wire::Message;
-use crate::wire::message::{BackupTask, DiskTarget, OpId, ReadMode, TaskStats};
+use crate::wire::message::{BackupTask, DamagedBlock, DiskTarget, OpId, ReadMode, TaskStats};
+use catalog::Catalog;
 use scheduler::Scheduler;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 /// Attempts per disk task within one session.
-pub const MAX_ATTEMPTS: u32 = 3;
-/// Wait before a failed task is tried again.
-pub const RETRY_DELAY: Duration = Duration::from_secs(60);
+pub const MAX_ATTEMPTS: u32 = 5;
+/// Wait before the first retry of a failed task; each further retry waits
+/// four times longer (30 s, 2 min, 8 min, 32 min).
+pub const RETRY_DELAY: Duration = Duration::from_secs(30);
+/// How long a (re)started manager waits for repositories to list their
+/// points before it schedules jobs without them.
+pub const CATALOG_WAIT: Duration = Duration::from_secs(60);
 /// Timer that wakes the scheduler for delayed retries (job timers are 0..n).
 const SCHEDULER_WAKE: TimerId = TimerId(u64::MAX);
+/// Timer that ends the wait for the catalog.
+const CATALOG_READY: TimerId = TimerId(u64::MAX - 1);
+/// Health-check timers are this plus the job's index.
+const HEALTH_TIMERS: u64 = 1 << 32;
 
-/// A restore point in the catalog.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PointRecord {
-    pub point: RestorePointId,
-    pub session: SessionId,
-    pub snapshot_at: Timestamp,
-    /// Per disk, the CBT id the point's snapshot closed.
-    pub change_ids: Vec<Option<ChangeId>>,
-    /// Per disk, its size.
-    pub disk_bytes: Vec<u64>,
+fn retry_delay(attempt: u32) -> Duration {
+    RETRY_DELAY * 4u32.saturating_pow(attempt.saturating_sub(1).min(8))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +72,9 @@ struct VmRun {
     snapshot_at: Timestamp,
     /// Tasks queued or running.
     open_tasks: u32,
+    /// Disks whose task finished: their pending data lives at the
+    /// repository until the commit, so they are redone if it restarts.
+    done_disks: Vec<u16>,
     failure: Option<String>,
 }
 
@@ -79,7 +93,9 @@ enum Op {
     CommitPoint { session: SessionId, vm: VmId, point: RestorePointId },
     Release { session: SessionId, vm: VmId },
     Delete { job: JobId, vm: VmId, point: RestorePointId },
+    Health { job: JobId },
     CreateVm { restore: u64 },
+    Replica(replication::ReplicaOp),
 }
 
 /// What a disk task works for.
@@ -87,6 +103,7 @@ enum Op {
 enum TaskKind {
     Backup { session: SessionId, vm: VmId },
     Restore { restore: u64 },
+    Replica(replication::ReplicaWork),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -97,12 +114,20 @@ struct Task {
     proxy: Option<NodeId>,
 }
 
+/// Id counters. A (re)started manager starts them at the current time in
+/// nanoseconds, so ids never repeat those of an earlier incarnation.
 #[derive(Debug, Default)]
 struct Counters {
     session: u64,
     task: u64,
     op: u64,
     point: u64,
+}
+
+impl Counters {
+    fn starting_at(now: Timestamp) -> Counters {
+        Counters { session: now.0, task: now.0, op: now.0, point: now.0 }
+    }
 }
 
 #[derive(Debug)]
@@ -113,10 +138,21 @@ pub struct Manager {
     runs: BTreeMap<JobId, u64>,
     running: BTreeMap<JobId, SessionId>,
     sessions: BTreeMap<SessionId, Session>,
-    catalog: BTreeMap<(JobId, VmId), VecDeque<PointRecord>>,
-    ops: BTreeMap<OpId, Op>,
+    catalog: Catalog,
+    /// Operations awaiting an answer, with the peer that owes it.
+    ops: BTreeMap<OpId, (NodeId, Op)>,
+    /// Repositories that have not answered `ListPoints` since the start.
+    catalog_pending: Vec<NodeId>,
+    /// Jobs schedule only once the catalog is rebuilt.
+    scheduling: bool,
+    /// Snapshots whose removal could not be sent (host unreachable).
+    unreleased: Vec<(NodeId, SnapshotId)>,
+    /// Blocks a health check found damaged, per (job, vm, disk): the next
+    /// backup re-reads them from the source, which repairs them.
+    repairs: BTreeMap<(JobId, VmId, u16), Vec<u64>>,
     tasks: BTreeMap<TaskId, Task>,
     restores: BTreeMap<u64, restore::Restore>,
+    replication: replication::Replication,
     scheduler: Scheduler,
     out: Outbox,
 }
@@ -130,18 +166,23 @@ impl Manager {
             runs: BTreeMap::new(),
             running: BTreeMap::new(),
             sessions: BTreeMap::new(),
-            catalog: BTreeMap::new(),
+            catalog: Catalog::default(),
             ops: BTreeMap::new(),
+            catalog_pending: Vec::new(),
+            scheduling: false,
+            unreleased: Vec::new(),
+            repairs: BTreeMap::new(),
             tasks: BTreeMap::new(),
             restores: BTreeMap::new(),
+            replication: replication::Replication::default(),
             scheduler: Scheduler::default(),
             out: Outbox::default(),
         }
     }
 
     /// The retained restore points of a job's VM, oldest first.
-    pub fn points(&self, job: JobId, vm: VmId) -> impl Iterator<Item = &PointRecord> {
-        self.catalog.get(&(job, vm)).into_iter().flatten()
+    pub fn points(&self, job: JobId, vm: VmId) -> impl Iterator<Item = &PointHeader> {
+        self.catalog.chain(job, vm)
     }
 
     fn job(&self, job: JobId) -> Option<&JobSpec> {
@@ -149,14 +190,16 @@ impl Manager {
     }
 
     fn backup_job(&self, job: JobId) -> Option<&BackupJob> {
-        self.job(job).map(|j| match &j.kind {
-            JobKind::Backup(b) => b,
+        self.job(job).and_then(|j| match &j.kind {
+            JobKind::Backup(b) => Some(b),
+            _ => None,
         })
     }
 
-    fn op(&mut self, op: Op) -> OpId {
+    /// Records an operation that `peer` will answer.
+    fn op(&mut self, peer: NodeId, op: Op) -> OpId {
         self.ids.op += 1;
-        self.ops.insert(self.ids.op, op);
+        self.ops.insert(self.ids.op, (peer, op));
         self.ids.op
     }
 
@@ -167,6 +210,7 @@ impl Manager {
     fn on_job_timer(&mut self, index: usize) {
         let Some(spec) = self.cfg.jobs.get(index) else { return };
         let (job, every, vms) = (spec.id, spec.every, spec.vms.clone());
+        let replication = matches!(spec.kind, JobKind::Replication(_));
         self.out.set_timer(TimerId(index as u64), self.now + every);
         if self.running.contains_key(&job) {
             self.out.event(Event::SessionSkipped { job, reason: "the previous session is still running".into() });
@@ -179,10 +223,20 @@ impl Manager {
         *run += 1;
         self.running.insert(job, session);
         self.out.event(Event::SessionStarted { job, session });
+        if replication {
+            return self.start_replication_session(job, session, this_run, vms);
+        }
         let mut runs = BTreeMap::new();
         for vm in vms {
-            let run =
-                VmRun { state: VmState::Snapshotting, snap: None, disks: Vec::new(), snapshot_at: self.now, open_tasks: 0, failure: None };
+            let run = VmRun {
+                state: VmState::Snapshotting,
+                snap: None,
+                disks: Vec::new(),
+                snapshot_at: self.now,
+                open_tasks: 0,
+                done_disks: Vec::new(),
+                failure: None,
+            };
             runs.insert(vm, run);
         }
         self.sessions.insert(session, Session { job, run: this_run, vms: runs });
@@ -190,7 +244,7 @@ impl Manager {
         for vm in vms {
             match self.cfg.vms.get(&vm).map(|v| v.host) {
                 Some(host) => {
-                    let op = self.op(Op::Snapshot { session, vm });
+                    let op = self.op(host, Op::Snapshot { session, vm });
                     self.out.send(host, Message::CreateSnapshot { op, vm });
                 }
                 None => self.finish_vm(session, vm, Err(format!("{vm} is not in the configuration"))),
@@ -234,6 +288,7 @@ impl Manager {
             match task.kind {
                 TaskKind::Backup { .. } => self.start_backup_task(placement.task, placement.proxy),
                 TaskKind::Restore { .. } => self.start_restore_task(placement.task, placement.proxy),
+                TaskKind::Replica(_) => self.start_replica_task(placement.task, placement.proxy),
             }
         }
         if let Some(due) = self.scheduler.next_due(self.now) {
@@ -249,7 +304,11 @@ impl Manager {
                 Some(b) => (b.proxy, b.repository),
                 None => (None, NodeId(u32::MAX)),
             },
-            TaskKind::Restore { restore } => (None, self.restores.get(&restore).map_or(NodeId(u32::MAX), |r| r.repository)),
+            TaskKind::Restore { restore } => match self.restores.get(&restore) {
+                Some(r) => (r.proxy, r.repository),
+                None => (None, NodeId(u32::MAX)),
+            },
+            TaskKind::Replica(work) => self.replica_needs(work),
         }
     }
 
@@ -262,9 +321,9 @@ impl Manager {
         let Some(run) = session.vms.get(&vm) else { return };
         let (Some(snap), Some(disk)) = (run.snap, run.disks.get(task.disk as usize).copied()) else { return };
         let host = self.cfg.vms.get(&vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
-        let base = self.catalog.get(&(job, vm)).and_then(|c| c.back());
+        let base = self.catalog.newest(job, vm);
         let verify = b.verify_every.is_some_and(|n| n > 0 && run_index > 0 && run_index % u64::from(n) == 0);
-        let mode = match base.map(|p| p.change_ids.get(task.disk as usize).copied().flatten()) {
+        let mode = match base.map(|p| p.disks.get(task.disk as usize).and_then(|d| d.change_id)) {
             None => ReadMode::Full,
             Some(_) if verify => ReadMode::DigestCompare,
             Some(Some(since)) => ReadMode::Changed { since },
@@ -282,6 +341,8 @@ impl Manager {
             mode,
             block_size: b.block_size,
             compression: b.compression,
+            resume: task.attempt > 1,
+            reread: self.repairs.get(&(job, vm, task.disk)).cloned().unwrap_or_default(),
         };
         self.out.event(Event::TaskAssigned {
             task: id,
@@ -301,19 +362,38 @@ impl Manager {
         let (session, vm) = match task.kind {
             TaskKind::Backup { session, vm } => (session, vm),
             TaskKind::Restore { restore } => {
-                self.restore_task_done(restore, result);
+                // Connection losses are transient: retry like a backup task
+                // (writing the same blocks again is harmless). A damaged
+                // block fails every attempt and is reported at the end.
+                if result.is_err() && task.attempt < MAX_ATTEMPTS {
+                    task.attempt += 1;
+                    task.proxy = None;
+                    self.tasks.insert(id, task);
+                    self.scheduler.enqueue(id, self.now + retry_delay(task.attempt - 1));
+                } else {
+                    self.restore_task_done(restore, result);
+                }
+                return self.schedule();
+            }
+            TaskKind::Replica(_) => {
+                self.replica_task_done(id, task, proxy, result);
                 return self.schedule();
             }
         };
         let disk = DiskId { vm, index: task.disk };
         self.out.event(Event::TaskFinished { task: id, session, disk, proxy, result: result.clone() });
         match result {
-            Ok(_) => self.task_closed(session, vm, None),
+            Ok(_) => {
+                if let Some(run) = self.vm_run(session, vm) {
+                    run.done_disks.push(task.disk);
+                }
+                self.task_closed(session, vm, None)
+            }
             Err(_) if task.attempt < MAX_ATTEMPTS => {
                 task.attempt += 1;
                 task.proxy = None;
                 self.tasks.insert(id, task);
-                self.scheduler.enqueue(id, self.now + RETRY_DELAY);
+                self.scheduler.enqueue(id, self.now + retry_delay(task.attempt - 1));
             }
             Err(reason) => self.task_closed(session, vm, Some(reason)),
         }
@@ -335,18 +415,22 @@ impl Manager {
     fn vm_transferred(&mut self, session: SessionId, vm: VmId) {
         let Some(job) = self.sessions.get(&session).map(|s| s.job) else { return };
         let Some(repository) = self.backup_job(job).map(|b| b.repository) else { return };
-        let parent = self.catalog.get(&(job, vm)).and_then(|c| c.back()).map(|p| p.point);
+        let parent = self.catalog.newest(job, vm).map(|p| p.point);
         let Some(run) = self.vm_run(session, vm) else { return };
         if run.failure.is_some() {
             self.out.send(repository, Message::AbortPoint { session, vm });
             return self.release_snapshot(session, vm);
         }
         run.state = VmState::Committing;
-        let (snapshot_at, disks) = (run.snapshot_at, (0..run.disks.len() as u16).collect());
+        let Some(snapshot) = run.snap else { return };
+        let disks =
+            run.disks.iter().enumerate().map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id }).collect();
+        let snapshot_at = run.snapshot_at;
         self.ids.point += 1;
         let point = RestorePointId(self.ids.point);
-        let op = self.op(Op::CommitPoint { session, vm, point });
-        self.out.send(repository, Message::CommitPoint { op, point, job, session, vm, snapshot_at, parent, disks });
+        let header = PointHeader { point, job, session, vm, snapshot_at, snapshot, parent, disks };
+        let op = self.op(repository, Op::CommitPoint { session, vm, point });
+        self.out.send(repository, Message::CommitPoint { op, header });
     }
 
     fn on_point_committed(&mut self, session: SessionId, vm: VmId, point: RestorePointId, result: Result<(), String>) {
@@ -356,31 +440,20 @@ impl Manager {
         let Some(run) = self.vm_run(session, vm) else { return };
         match result {
             Ok(()) => {
-                let record = PointRecord {
-                    point,
-                    session,
-                    snapshot_at: run.snapshot_at,
-                    change_ids: run.disks.iter().map(|d| d.change_id).collect(),
-                    disk_bytes: run.disks.iter().map(|d| d.bytes).collect(),
-                };
+                let disks = run
+                    .disks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id })
+                    .collect();
                 let snap = run.snap.unwrap_or(SnapshotId(0));
                 let snapshot_at = run.snapshot_at;
+                let parent = self.catalog.newest(job, vm).map(|p| p.point);
+                let header = PointHeader { point, job, session, vm, snapshot_at, snapshot: snap, parent, disks };
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
-                let restoring: Vec<RestorePointId> = self.restores.values().map(|r| r.point).collect();
-                let chain = self.catalog.entry((job, vm)).or_default();
-                chain.push_back(record);
-                // Retention: drop the oldest points beyond the limit, but
-                // never one a restore is reading (it goes next time).
-                let mut expired = Vec::new();
-                while chain.len() > b.retention.max(1) as usize && chain.front().is_some_and(|p| !restoring.contains(&p.point)) {
-                    if let Some(old) = chain.pop_front() {
-                        expired.push(old.point);
-                    }
-                }
-                for point in expired {
-                    let op = self.op(Op::Delete { job, vm, point });
-                    self.out.send(b.repository, Message::DeletePoint { op, point });
-                }
+                self.repairs.retain(|(j, v, _), _| (*j, *v) != (job, vm));
+                self.catalog.push(header);
+                self.apply_retention(job, vm);
             }
             Err(reason) => {
                 run.failure = Some(format!("commit failed: {reason}"));
@@ -390,13 +463,24 @@ impl Manager {
         self.release_snapshot(session, vm);
     }
 
+    /// Deletes the oldest points beyond the job's retention, except points
+    /// a restore is reading (they go next time).
+    fn apply_retention(&mut self, job: JobId, vm: VmId) {
+        let Some(b) = self.backup_job(job).cloned() else { return };
+        let restoring: Vec<RestorePointId> = self.restores.values().map(|r| r.point).collect();
+        for point in self.catalog.expire(job, vm, b.retention as usize, &restoring) {
+            let op = self.op(b.repository, Op::Delete { job, vm, point });
+            self.out.send(b.repository, Message::DeletePoint { op, point });
+        }
+    }
+
     fn release_snapshot(&mut self, session: SessionId, vm: VmId) {
         let host = self.cfg.vms.get(&vm).map(|v| v.host);
         let Some(run) = self.vm_run(session, vm) else { return };
         run.state = VmState::Releasing;
         match (run.snap, host) {
             (Some(snap), Some(host)) => {
-                let op = self.op(Op::Release { session, vm });
+                let op = self.op(host, Op::Release { session, vm });
                 self.out.send(host, Message::CommitSnapshot { op, snap });
             }
             _ => {
@@ -421,7 +505,7 @@ impl Manager {
     }
 
     fn on_host_answer(&mut self, op: OpId, answer: Result<(SnapshotId, Vec<SnapshotDisk>), String>) {
-        let Some(op) = self.ops.remove(&op) else { return };
+        let Some((_, op)) = self.ops.remove(&op) else { return };
         match (op, answer) {
             (Op::Snapshot { session, vm }, Ok((snap, disks))) => self.on_snapshot(session, vm, snap, disks),
             (Op::Snapshot { session, vm }, Err(reason)) => {
@@ -431,6 +515,7 @@ impl Manager {
                 self.finish_vm(session, vm, Err(format!("snapshot failed: {reason}")));
             }
             (Op::CreateVm { restore }, answer) => self.on_vm_created(restore, answer.map(|_| ())),
+            (Op::Replica(op), answer) => self.on_replica_answer(op, answer),
             (Op::Release { session, vm }, answer) => {
                 let Some(run) = self.vm_run(session, vm) else { return };
                 if let Err(reason) = answer
@@ -448,30 +533,206 @@ impl Manager {
     fn on_message(&mut self, from: NodeId, msg: Message) {
         match msg {
             Message::SnapshotCreated { op, snap, disks } => self.on_host_answer(op, Ok((snap, disks))),
-            Message::SnapshotCommitted { op } | Message::VmCreated { op } => self.on_host_answer(op, Ok((SnapshotId(0), Vec::new()))),
+            Message::SnapshotCommitted { op } | Message::VmCreated { op } | Message::HostDone { op } => {
+                self.on_host_answer(op, Ok((SnapshotId(0), Vec::new())))
+            }
             Message::RestoreVm { op, point, host, new_vm, name } => self.start_restore(from, op, point, host, new_vm, name),
             Message::HostFailed { op, reason } => self.on_host_answer(op, Err(reason)),
             Message::TaskDone { task, result } => self.on_task_done(task, result),
             Message::PointCommitted { op, result } => {
-                if let Some(Op::CommitPoint { session, vm, point }) = self.ops.remove(&op) {
+                if let Some((_, Op::CommitPoint { session, vm, point })) = self.ops.remove(&op) {
                     self.on_point_committed(session, vm, point, result);
                 }
             }
             Message::PointDeleted { op, result } => {
-                if let Some(Op::Delete { job, vm, point }) = self.ops.remove(&op) {
+                if let Some((_, Op::Delete { job, vm, point })) = self.ops.remove(&op) {
                     self.out.event(Event::PointRemoved { job, vm, point, result });
                 }
+            }
+            Message::Points { points, .. } => self.on_points(from, points),
+            Message::HealthReport { op, result } => {
+                if let Some((_, Op::Health { job })) = self.ops.remove(&op) {
+                    self.on_health_report(job, result);
+                }
+            }
+            msg @ (Message::ReplicaPointCommitted { .. } | Message::ReplicaPointDeleted { .. } | Message::ReplicaAction { .. }) => {
+                self.on_replication_message(from, msg)
             }
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
     }
 
-    /// A proxy went away: its running tasks failed (and will be retried).
+    /// A peer went away. Its running tasks failed (and will be retried);
+    /// operations it owed an answer fail now rather than wait forever.
     fn on_peer_down(&mut self, peer: NodeId) {
         let lost: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.proxy == Some(peer)).map(|(id, _)| *id).collect();
         for task in lost {
             self.on_task_done(task, Err(format!("lost connection to proxy {peer}")));
+        }
+        if self.cfg.repositories.contains_key(&peer) {
+            self.redo_finished_disks(peer);
+        }
+        let owed: Vec<(OpId, Op)> = self.ops.iter().filter(|(_, (p, _))| *p == peer).map(|(id, (_, op))| (*id, *op)).collect();
+        for (id, op) in owed {
+            let reason = format!("lost connection to {peer}");
+            match op {
+                Op::Snapshot { .. } | Op::CreateVm { .. } | Op::Replica(_) => self.on_host_answer(id, Err(reason)),
+                Op::Release { session, vm } => {
+                    // The point stands; the snapshot is removed once the
+                    // host is back.
+                    if let Some(snap) = self.vm_run(session, vm).and_then(|r| r.snap) {
+                        self.unreleased.push((peer, snap));
+                    }
+                    self.ops.remove(&id);
+                    let result = self.vm_run(session, vm).and_then(|r| r.failure.clone()).map_or(Ok(()), Err);
+                    self.finish_vm(session, vm, result);
+                }
+                Op::CommitPoint { session, vm, point } => {
+                    self.ops.remove(&id);
+                    self.on_point_committed(session, vm, point, Err(reason));
+                }
+                Op::Health { job } => {
+                    self.ops.remove(&id);
+                    self.on_health_report(job, Err(reason));
+                }
+                Op::Delete { .. } => {
+                    // Reconciled when the repository is back.
+                    self.ops.remove(&id);
+                }
+            }
+        }
+    }
+
+    /// A repository went away: disks already finished for it in running
+    /// sessions may be lost with its memory, so they run again as resumed
+    /// tasks (which cost nothing if it still has them).
+    fn redo_finished_disks(&mut self, repository: NodeId) {
+        let mut redo = Vec::new();
+        for (session_id, session) in self.sessions.iter_mut() {
+            let uses_repo =
+                self.cfg.jobs.iter().any(|j| j.id == session.job && matches!(&j.kind, JobKind::Backup(b) if b.repository == repository));
+            if !uses_repo {
+                continue;
+            }
+            for (vm, run) in session.vms.iter_mut().filter(|(_, r)| r.state == VmState::Transferring) {
+                for disk in run.done_disks.drain(..) {
+                    run.open_tasks += 1;
+                    redo.push((*session_id, *vm, disk));
+                }
+            }
+        }
+        for (session, vm, disk) in redo {
+            self.ids.task += 1;
+            let task = TaskId(self.ids.task);
+            self.tasks.insert(task, Task { kind: TaskKind::Backup { session, vm }, disk, attempt: 2, proxy: None });
+            self.scheduler.enqueue(task, self.now + RETRY_DELAY);
+        }
+        self.schedule();
+    }
+
+    fn on_peer_up(&mut self, peer: NodeId) {
+        let (release, keep): (Vec<_>, Vec<_>) = self.unreleased.drain(..).partition(|(host, _)| *host == peer);
+        self.unreleased = keep;
+        for (_, snap) in release {
+            self.ids.op += 1;
+            self.out.send(peer, Message::CommitSnapshot { op: self.ids.op, snap });
+        }
+        if self.cfg.repositories.contains_key(&peer) {
+            self.ids.op += 1;
+            self.out.send(peer, Message::ListPoints { op: self.ids.op });
+        }
+    }
+
+    /// (Re)start: void the previous incarnation's work, rebuild the catalog.
+    fn on_start(&mut self) {
+        let now = self.now;
+        *self = Manager::new(std::mem::take(&mut self.cfg));
+        self.now = now;
+        self.ids = Counters::starting_at(now);
+        let before = SessionId(self.ids.session + 1);
+        for proxy in self.cfg.proxies.keys() {
+            self.out.send(*proxy, Message::AbortTasks);
+        }
+        self.catalog_pending = self.cfg.repositories.keys().copied().collect();
+        for repo in self.catalog_pending.clone() {
+            self.out.send(repo, Message::AbortPendingBefore { before });
+            self.ids.op += 1;
+            self.out.send(repo, Message::ListPoints { op: self.ids.op });
+        }
+        self.out.set_timer(CATALOG_READY, now + CATALOG_WAIT);
+        if self.catalog_pending.is_empty() {
+            self.start_scheduling();
+        }
+    }
+
+    fn start_scheduling(&mut self) {
+        if self.scheduling {
+            return;
+        }
+        self.scheduling = true;
+        self.out.cancel_timer(CATALOG_READY);
+        for (index, job) in self.cfg.jobs.iter().enumerate() {
+            self.out.set_timer(TimerId(index as u64), self.now);
+            if let JobKind::Backup(BackupJob { health_check: Some(every), .. }) = &job.kind {
+                self.out.set_timer(TimerId(HEALTH_TIMERS + index as u64), self.now + *every);
+            }
+        }
+    }
+
+    /// Health check: the repository re-reads every block of the job's newest
+    /// points and reports what is damaged.
+    fn on_health_timer(&mut self, index: usize) {
+        let Some(spec) = self.cfg.jobs.get(index) else { return };
+        let JobKind::Backup(b) = &spec.kind else { return };
+        let (job, repository) = (spec.id, b.repository);
+        if let Some(every) = b.health_check {
+            self.out.set_timer(TimerId(HEALTH_TIMERS + index as u64), self.now + every);
+        }
+        let points: Vec<RestorePointId> = spec.vms.iter().filter_map(|vm| self.catalog.newest(job, *vm)).map(|p| p.point).collect();
+        if points.is_empty() {
+            return;
+        }
+        let op = self.op(repository, Op::Health { job });
+        self.out.send(repository, Message::HealthCheck { op, points });
+    }
+
+    fn on_health_report(&mut self, job: JobId, result: Result<Vec<DamagedBlock>, String>) {
+        let damaged = match result {
+            Ok(d) => d,
+            Err(reason) => {
+                return self.out.event(Event::HealthChecked { job, damaged_points: Vec::new(), damaged_blocks: 0, error: Some(reason) });
+            }
+        };
+        let mut points = Vec::new();
+        for block in &damaged {
+            let Some(vm) = self.catalog.find(block.point).map(|p| p.vm) else { continue };
+            self.repairs.entry((job, vm, block.disk)).or_default().push(block.index);
+            if !points.contains(&block.point) {
+                points.push(block.point);
+            }
+        }
+        self.out.event(Event::HealthChecked { job, damaged_points: points, damaged_blocks: damaged.len() as u64, error: None });
+    }
+
+    /// A repository listed its points: adopt what the catalog lacks, drop
+    /// what is gone, and apply retention to what was adopted.
+    fn on_points(&mut self, repository: NodeId, points: Vec<PointHeader>) {
+        let jobs: Vec<JobId> =
+            self.cfg.jobs.iter().filter(|j| matches!(&j.kind, JobKind::Backup(b) if b.repository == repository)).map(|j| j.id).collect();
+        let adopted = self.catalog.reconcile(&jobs, points);
+        for p in &adopted {
+            let host = self.cfg.vms.get(&p.vm).map_or(NodeId(u32::MAX), |v| v.host);
+            self.out.event(Event::PointAdopted { job: p.job, vm: p.vm, point: p.point, repository, host, snap: p.snapshot });
+        }
+        for (job, vm) in self.catalog.keys() {
+            if jobs.contains(&job) {
+                self.apply_retention(job, vm);
+            }
+        }
+        self.catalog_pending.retain(|r| *r != repository);
+        if self.catalog_pending.is_empty() {
+            self.start_scheduling();
         }
     }
 }
@@ -480,16 +741,15 @@ impl Node for Manager {
     fn handle(&mut self, now: Timestamp, input: Input) {
         self.now = now;
         match input {
-            Input::Start => {
-                for index in 0..self.cfg.jobs.len() {
-                    self.out.set_timer(TimerId(index as u64), now);
-                }
-            }
+            Input::Start => self.on_start(),
             Input::Timer(SCHEDULER_WAKE) => self.schedule(),
+            Input::Timer(CATALOG_READY) => self.start_scheduling(),
+            Input::Timer(TimerId(id)) if id >= HEALTH_TIMERS => self.on_health_timer((id - HEALTH_TIMERS) as usize),
             Input::Timer(TimerId(index)) => self.on_job_timer(index as usize),
             Input::Message { from, msg } => self.on_message(from, msg),
             Input::PeerDown(peer) => self.on_peer_down(peer),
-            Input::PeerUp(_) | Input::Storage(_) | Input::Hypervisor(_) => {}
+            Input::PeerUp(peer) => self.on_peer_up(peer),
+            Input::Storage(_) | Input::Hypervisor(_) => {}
         }
     }
 

@@ -3,11 +3,15 @@
 //! as a new VM. The manager registers the VM on the host, then hands one
 //! restore task per disk to the scheduler like any other disk task, and
 //! answers `RestoreDone` when every disk is written (or one failed for good).
+//!
+//! Replica seeding restores the same way, onto the new replica on the DR
+//! host through the replication job's target proxy, and continues the sync
+//! instead of answering anyone.
 
 use super::{Manager, Op, Task, TaskKind};
 use crate::BlockSize;
 use crate::event::Event;
-use crate::ids::{NodeId, RestorePointId, TaskId, VmId};
+use crate::ids::{NodeId, RestorePointId, SessionId, TaskId, VmId};
 use crate::wire::Message;
 use crate::wire::message::{OpId, RestoreTask, TaskStats};
 
@@ -17,6 +21,10 @@ pub(super) struct Restore {
     requester_op: OpId,
     pub(super) point: RestorePointId,
     pub(super) repository: NodeId,
+    /// The proxy the restore must use (seeding: the target proxy).
+    pub(super) proxy: Option<NodeId>,
+    /// Seeding: the replication session and VM waiting for it.
+    seed: Option<(SessionId, VmId)>,
     host: NodeId,
     vm: VmId,
     block_size: BlockSize,
@@ -35,21 +43,73 @@ impl Manager {
         vm: VmId,
         name: String,
     ) {
-        let found =
-            self.catalog.iter().find_map(|((job, _), chain)| chain.iter().find(|p| p.point == point).map(|p| (*job, p.disk_bytes.clone())));
+        let found = self.catalog.find(point).map(|p| (p.job, p.disks.iter().map(|d| d.bytes).collect::<Vec<u64>>()));
         let Some((job, disk_bytes)) = found else {
             let result = Err(format!("restore point {point} is not in the catalog"));
             return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
         };
         let Some(b) = self.backup_job(job) else { return };
         let (repository, block_size) = (b.repository, b.block_size);
+        let restore = Restore {
+            requester,
+            requester_op,
+            point,
+            repository,
+            proxy: None,
+            seed: None,
+            host,
+            vm,
+            block_size,
+            disk_bytes,
+            open_tasks: 0,
+            failure: None,
+        };
+        self.begin_restore(restore, name);
+    }
+
+    /// Restores the seed backup `point` onto the new replica `vm` on `host`
+    /// through `proxy`; the sync of `seed` (session, source VM) goes on
+    /// when it is done.
+    pub(super) fn start_seed_restore(
+        &mut self,
+        point: RestorePointId,
+        host: NodeId,
+        proxy: NodeId,
+        vm: VmId,
+        name: String,
+        seed: (SessionId, VmId),
+    ) {
+        let found = self.catalog.find(point).map(|p| (p.job, p.disks.iter().map(|d| d.bytes).collect::<Vec<u64>>()));
+        let Some((repository, block_size, disk_bytes)) =
+            found.and_then(|(job, disks)| self.backup_job(job).map(|b| (b.repository, b.block_size, disks)))
+        else {
+            return self.seed_restored(seed.0, seed.1, point, Err(format!("seed {point} is not in the catalog")));
+        };
+        let (requester, requester_op) = (NodeId(u32::MAX), 0);
+        let restore = Restore {
+            requester,
+            requester_op,
+            point,
+            repository,
+            proxy: Some(proxy),
+            seed: Some(seed),
+            host,
+            vm,
+            block_size,
+            disk_bytes,
+            open_tasks: 0,
+            failure: None,
+        };
+        self.begin_restore(restore, name);
+    }
+
+    /// Registers the new VM, then restores its disks.
+    fn begin_restore(&mut self, restore: Restore, name: String) {
         self.ids.op += 1;
         let id = self.ids.op;
-        let disks = disk_bytes.clone();
-        let restore =
-            Restore { requester, requester_op, point, repository, host, vm, block_size, disk_bytes, open_tasks: 0, failure: None };
+        let (host, vm, disks) = (restore.host, restore.vm, restore.disk_bytes.clone());
         self.restores.insert(id, restore);
-        let op = self.op(Op::CreateVm { restore: id });
+        let op = self.op(host, Op::CreateVm { restore: id });
         self.out.send(host, Message::CreateVm { op, vm, name, disks });
     }
 
@@ -89,8 +149,7 @@ impl Manager {
         self.out.send(proxy, Message::StartRestoreTask(spec));
     }
 
-    /// A restore task ended. Restores are not retried: a failure (a damaged
-    /// block, say) is the answer the requester needs to see.
+    /// A restore task ended for good (succeeded, or failed every attempt).
     pub(super) fn restore_task_done(&mut self, restore: u64, result: Result<TaskStats, String>) {
         let Some(r) = self.restores.get_mut(&restore) else { return };
         r.open_tasks = r.open_tasks.saturating_sub(1);
@@ -108,6 +167,9 @@ impl Manager {
         let Some(r) = self.restores.remove(&restore) else { return };
         let result = r.failure.map_or(Ok(()), Err);
         self.out.event(Event::RestoreFinished { point: r.point, host: r.host, vm: r.vm, result: result.clone() });
-        self.out.send(r.requester, Message::RestoreDone { op: r.requester_op, result });
+        match r.seed {
+            Some((session, vm)) => self.seed_restored(session, vm, r.point, result),
+            None => self.out.send(r.requester, Message::RestoreDone { op: r.requester_op, result }),
+        }
     }
 }

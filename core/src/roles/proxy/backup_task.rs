@@ -12,6 +12,13 @@
 //!    the acknowledgement.
 //! 3. When every batch is acknowledged, `FinishDisk`; when the repository
 //!    confirms, report `TaskDone` to the manager.
+//!
+//! A broken connection suspends the task rather than failing it: batches in
+//! flight are forgotten, and when the peers are back the task asks the
+//! repository what it holds of this disk (it may have restarted and lost
+//! everything pending) and goes on with the planned blocks it lacks. Nothing
+//! is recorded at the repository before its acknowledgement, so resending
+//! is always safe.
 
 use crate::block::Digest;
 use crate::hypervisor::ChangedBlocks;
@@ -42,10 +49,13 @@ impl Progress {
 
 #[derive(Debug)]
 enum Stage {
-    /// Waiting for the host's changed-block answer.
-    Planning,
+    /// Waiting for the host's changed-block answer (and, on a retry, the
+    /// repository's progress).
+    Planning { changed: Option<ChangedBlocks>, done: Option<BitVec> },
     /// Batches flowing.
     Streaming,
+    /// Back from a suspension: waiting for the repository's progress.
+    Resyncing,
     /// `FinishDisk` sent.
     Finishing,
 }
@@ -60,6 +70,8 @@ struct Batch {
     candidates: Vec<(u64, BlockPayload)>,
     /// Zero blocks that replace non-zero base content.
     zeroed: Vec<u64>,
+    /// Added to the task's figures when the batch is acknowledged.
+    stats: TaskStats,
 }
 
 #[derive(Debug)]
@@ -69,34 +81,96 @@ pub struct BackupRun {
     stage: Stage,
     compare: bool,
     to_read: BitVec,
+    /// Every block the plan reads (to re-derive `to_read` after a resync).
+    planned: BitVec,
+    /// Blocks sent whatever the base says (health-check repairs).
+    forced: BitVec,
     cursor: usize,
     next_batch: u64,
     batches: BTreeMap<u64, Batch>,
+    suspended: bool,
     stats: TaskStats,
 }
 
 impl BackupRun {
     pub fn start(manager: NodeId, spec: BackupTask, out: &mut Outbox) -> BackupRun {
-        let since = match spec.mode {
-            ReadMode::Changed { since } => Some(since),
-            ReadMode::Full | ReadMode::DigestCompare => None,
-        };
-        out.send(
-            spec.host,
-            Message::GetChangedBlocks { task: spec.task, snap: spec.snap, disk: spec.target.disk, since, block_size: spec.block_size },
-        );
+        // A retry resumes after what the repository already acknowledged.
+        let done = if spec.resume { None } else { Some(BitVec::new()) };
         let stats = TaskStats { blocks_total: spec.block_size.blocks_for(spec.disk_bytes), ..TaskStats::default() };
-        BackupRun {
+        let run = BackupRun {
             compare: spec.mode == ReadMode::DigestCompare && spec.base.is_some(),
             spec,
             manager,
-            stage: Stage::Planning,
+            stage: Stage::Planning { changed: None, done },
             to_read: BitVec::new(),
+            planned: BitVec::new(),
+            forced: BitVec::new(),
             cursor: 0,
             next_batch: 0,
             batches: BTreeMap::new(),
+            suspended: false,
             stats,
+        };
+        run.ask_for_plan(out);
+        run
+    }
+
+    /// Asks for whatever the plan still lacks: the changed blocks, and on a
+    /// retry the repository's progress.
+    fn ask_for_plan(&self, out: &mut Outbox) {
+        let Stage::Planning { changed, done } = &self.stage else { return };
+        let spec = &self.spec;
+        if changed.is_none() {
+            let since = match spec.mode {
+                ReadMode::Changed { since } => Some(since),
+                ReadMode::Full | ReadMode::DigestCompare => None,
+            };
+            let (task, snap, disk, block_size) = (spec.task, spec.snap, spec.target.disk, spec.block_size);
+            out.send(spec.host, Message::GetChangedBlocks { task, snap, disk, since, block_size });
         }
+        if done.is_none() {
+            out.send(spec.repository, Message::GetProgress { task: spec.task, target: spec.target });
+        }
+    }
+
+    /// A peer went away: forget what is in flight (see the module doc).
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+        self.batches.clear();
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// The peers are back: ask again for what was lost.
+    pub fn resume(&mut self, out: &mut Outbox) -> Progress {
+        self.suspended = false;
+        match self.stage {
+            Stage::Planning { .. } => {
+                self.ask_for_plan(out);
+                Progress::Running
+            }
+            Stage::Streaming | Stage::Finishing | Stage::Resyncing => {
+                self.stage = Stage::Resyncing;
+                out.send(self.spec.repository, Message::GetProgress { task: self.spec.task, target: self.spec.target });
+                Progress::Running
+            }
+        }
+    }
+
+    /// After a suspension: read again every planned block the repository
+    /// does not hold.
+    fn resync(&mut self, done: &BitVec, out: &mut Outbox) -> Result<Progress, String> {
+        let mut to_read = self.planned.clone();
+        let len = to_read.len();
+        for index in done.iter_ones().filter(|&i| i < len) {
+            to_read.set(index, false);
+        }
+        self.to_read = to_read;
+        self.cursor = 0;
+        self.stage = Stage::Streaming;
+        self.pump(out)
     }
 
     /// Whether the task talks to `peer` (and so cannot go on without it).
@@ -121,7 +195,29 @@ impl BackupRun {
 
     fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
-            Message::ChangedBlocksReply { reply, .. } => self.plan(reply?, out),
+            Message::BlocksRead { batch, .. }
+            | Message::Digests { batch, .. }
+            | Message::HaveReply { batch, .. }
+            | Message::BlocksAck { batch, .. }
+                if !self.batches.contains_key(&batch) =>
+            {
+                // A reply for a batch forgotten with a broken connection.
+                Ok(Progress::Running)
+            }
+            Message::ChangedBlocksReply { reply, .. } => {
+                if let Stage::Planning { changed, .. } = &mut self.stage {
+                    *changed = Some(reply?);
+                }
+                self.plan(out)
+            }
+            Message::Progress { done: acked, .. } => match &mut self.stage {
+                Stage::Planning { done, .. } => {
+                    *done = Some(acked);
+                    self.plan(out)
+                }
+                Stage::Resyncing => self.resync(&acked, out),
+                Stage::Streaming | Stage::Finishing => Ok(Progress::Running),
+            },
             Message::BlocksRead { batch, result, .. } => {
                 let blocks = result.map_err(|e| format!("reading blocks: {e}"))?;
                 self.batch(batch)?.read = Some(blocks);
@@ -135,7 +231,7 @@ impl BackupRun {
             Message::HaveReply { batch, have, .. } => self.send_blocks(batch, &have, out),
             Message::BlocksAck { batch, result, .. } => {
                 result.map_err(|e| format!("repository refused blocks: {e}"))?;
-                self.batches.remove(&batch);
+                self.batch_done(batch);
                 self.pump(out)
             }
             Message::DiskFinished { result, .. } => {
@@ -147,12 +243,24 @@ impl BackupRun {
         }
     }
 
+    /// A batch is through: its figures count now.
+    fn batch_done(&mut self, id: u64) {
+        if let Some(batch) = self.batches.remove(&id) {
+            self.stats.add(&batch.stats);
+        }
+    }
+
     fn batch(&mut self, id: u64) -> Result<&mut Batch, String> {
         self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))
     }
 
-    /// Decides which blocks to read from the host's changed-block answer.
-    fn plan(&mut self, changed: ChangedBlocks, out: &mut Outbox) -> Result<Progress, String> {
+    /// Decides which blocks to read from the host's changed-block answer,
+    /// less those the repository acknowledged on an earlier attempt.
+    fn plan(&mut self, out: &mut Outbox) -> Result<Progress, String> {
+        let Stage::Planning { changed: Some(_), done: Some(_) } = &self.stage else { return Ok(Progress::Running) };
+        let Stage::Planning { changed: Some(changed), done: Some(done) } = std::mem::replace(&mut self.stage, Stage::Streaming) else {
+            return Ok(Progress::Running);
+        };
         let total = self.stats.blocks_total as usize;
         let (mut to_read, swap) = match changed {
             ChangedBlocks::Known { changed, swap } => (changed, swap),
@@ -169,18 +277,34 @@ impl BackupRun {
         swap.resize(total, false);
         self.stats.blocks_swap = (to_read.clone() & &swap).count_ones() as u64;
         to_read &= !swap;
+        self.stats.blocks_resumed = done.count_ones() as u64;
+        let mut forced = BitVec::repeat(false, total);
+        for &index in self.spec.reread.iter().filter(|&&i| (i as usize) < total) {
+            to_read.set(index as usize, true);
+            forced.set(index as usize, true);
+        }
+        self.forced = forced;
+        self.planned = to_read.clone();
+        for index in done.iter_ones().filter(|&i| i < total) {
+            to_read.set(index, false);
+        }
         self.to_read = to_read;
-        self.stage = Stage::Streaming;
         self.pump(out)
     }
 
     /// Starts batches while the window has room; finishes when all are done.
     fn pump(&mut self, out: &mut Outbox) -> Result<Progress, String> {
+        if self.suspended {
+            return Ok(Progress::Running);
+        }
         let per_batch = (BATCH_BYTES / u64::from(self.spec.block_size.bytes())).max(1) as usize;
         while self.batches.len() < WINDOW {
             let blocks: Vec<u64> = self.to_read[self.cursor..].iter_ones().take(per_batch).map(|i| (i + self.cursor) as u64).collect();
             let Some(&last) = blocks.last() else { break };
             self.cursor = last as usize + 1;
+            for &index in &blocks {
+                self.to_read.set(index as usize, false);
+            }
             let id = self.next_batch;
             self.next_batch += 1;
             let spec = &self.spec;
@@ -205,19 +329,15 @@ impl BackupRun {
         }
         if self.batches.is_empty() && matches!(self.stage, Stage::Streaming) {
             self.stage = Stage::Finishing;
-            let spec = &self.spec;
-            out.send(
-                spec.repository,
-                Message::FinishDisk {
-                    task: spec.task,
-                    target: spec.target,
-                    bytes: spec.disk_bytes,
-                    block_size: spec.block_size,
-                    base: spec.base,
-                },
-            );
+            self.finish_disk(out);
         }
         Ok(Progress::Running)
+    }
+
+    fn finish_disk(&self, out: &mut Outbox) {
+        let spec = &self.spec;
+        let (task, target, bytes, block_size, base) = (spec.task, spec.target, spec.disk_bytes, spec.block_size, spec.base);
+        out.send(spec.repository, Message::FinishDisk { task, target, bytes, block_size, base });
     }
 
     /// Once a batch's reads (and base digests) are in: encode and filter.
@@ -225,7 +345,8 @@ impl BackupRun {
         let compare = self.compare;
         let compression = self.spec.compression;
         let on_base = self.spec.base.is_some();
-        let batch = self.batch(id)?;
+        let forced = &self.forced;
+        let batch = self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))?;
         if batch.read.is_none() || (compare && batch.base.is_none()) {
             return Ok(Progress::Running);
         }
@@ -244,7 +365,7 @@ impl BackupRun {
             let payload = encode(&data, compression);
             let digest = payload.digest();
             let base_digest = base.as_ref().map(|b| b[n]);
-            if base_digest == Some(digest) {
+            if base_digest == Some(digest) && !forced.get(index as usize).is_some_and(|f| *f) {
                 continue;
             }
             if digest.is_zero_block() {
@@ -259,8 +380,7 @@ impl BackupRun {
             stats.blocks_changed += 1;
             batch.candidates.push((index, payload));
         }
-        self.stats.add(&stats);
-        let batch = self.batch(id)?;
+        batch.stats = stats;
         if batch.candidates.is_empty() {
             return self.send_blocks(id, &BitVec::new(), out);
         }
@@ -284,16 +404,16 @@ impl BackupRun {
         for ((index, payload), have) in candidates.into_iter().zip(have.iter().by_vals()) {
             let digest = payload.digest();
             if have || !sent.insert(digest) {
-                self.stats.blocks_deduped += 1;
+                batch.stats.blocks_deduped += 1;
                 blocks.push(BlockRef { index, digest, payload: None });
             } else {
-                self.stats.blocks_sent += 1;
-                self.stats.bytes_sent += payload.stored_len();
+                batch.stats.blocks_sent += 1;
+                batch.stats.bytes_sent += payload.stored_len();
                 blocks.push(BlockRef { index, digest, payload: Some(payload) });
             }
         }
         if blocks.is_empty() {
-            self.batches.remove(&id);
+            self.batch_done(id);
             return self.pump(out);
         }
         out.send(self.spec.repository, Message::PutBlocks { task: self.spec.task, batch: id, target: self.spec.target, blocks });

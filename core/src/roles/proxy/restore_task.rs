@@ -5,6 +5,11 @@
 //! the non-zero blocks), decode every payload — which verifies its digest, so
 //! a damaged block fails the restore naming it instead of writing wrong
 //! bytes — then `WriteBlocks` to the host and wait for `BlocksWritten`.
+//!
+//! Reads and writes are idempotent, so a broken connection does not fail the
+//! task: it is suspended, the batches in flight are forgotten, and when the
+//! peer is back they are asked for again (replies to the forgotten ones are
+//! ignored). The proxy fails the task if the peer stays away too long.
 
 use super::backup_task::{BATCH_BYTES, Progress, WINDOW};
 use crate::ids::NodeId;
@@ -12,7 +17,7 @@ use crate::node::Outbox;
 use crate::payload::decode;
 use crate::wire::Message;
 use crate::wire::message::{RestoreTask, TaskStats};
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 #[derive(Debug)]
 pub struct RestoreRun {
@@ -22,7 +27,11 @@ pub struct RestoreRun {
     next: u64,
     blocks_total: u64,
     next_batch: u64,
-    in_flight: BTreeSet<u64>,
+    /// Batches in flight and the block range each covers.
+    in_flight: BTreeMap<u64, (u64, u64)>,
+    /// Ranges whose batches were lost with a connection, to ask again.
+    lost: Vec<(u64, u64)>,
+    suspended: bool,
     stats: TaskStats,
 }
 
@@ -35,7 +44,9 @@ impl RestoreRun {
             next: 0,
             blocks_total,
             next_batch: 0,
-            in_flight: BTreeSet::new(),
+            in_flight: BTreeMap::new(),
+            lost: Vec::new(),
+            suspended: false,
             stats: TaskStats { blocks_total, ..TaskStats::default() },
         };
         let progress = run.pump(out);
@@ -44,6 +55,22 @@ impl RestoreRun {
 
     pub fn depends_on(&self, peer: NodeId) -> bool {
         peer == self.spec.host || peer == self.spec.repository
+    }
+
+    /// A peer went away: forget the batches in flight (they are asked for
+    /// again on [`RestoreRun::resume`]).
+    pub fn suspend(&mut self) {
+        self.suspended = true;
+        self.lost.extend(std::mem::take(&mut self.in_flight).into_values());
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    pub fn resume(&mut self, out: &mut Outbox) -> Progress {
+        self.suspended = false;
+        self.pump(out)
     }
 
     pub fn fail(&mut self, reason: String, out: &mut Outbox) {
@@ -63,6 +90,10 @@ impl RestoreRun {
 
     fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
+            Message::PointBlocks { batch, .. } | Message::BlocksWritten { batch, .. } if !self.in_flight.contains_key(&batch) => {
+                // A reply to a batch lost with a connection: asked again.
+                Ok(Progress::Running)
+            }
             Message::PointBlocks { batch, result, .. } => {
                 let blocks = result?;
                 let mut data = Vec::with_capacity(blocks.len());
@@ -103,18 +134,25 @@ impl RestoreRun {
     }
 
     fn pump(&mut self, out: &mut Outbox) -> Progress {
+        if self.suspended {
+            return Progress::Running;
+        }
         let per_batch = (BATCH_BYTES / u64::from(self.spec.block_size.bytes())).max(1);
-        while self.in_flight.len() < WINDOW && self.next < self.blocks_total {
-            let count = per_batch.min(self.blocks_total - self.next);
+        while self.in_flight.len() < WINDOW {
+            let (first, count) = match self.lost.pop() {
+                Some(range) => range,
+                None if self.next < self.blocks_total => {
+                    let count = per_batch.min(self.blocks_total - self.next);
+                    self.next += count;
+                    (self.next - count, count)
+                }
+                None => break,
+            };
             let batch = self.next_batch;
             self.next_batch += 1;
             let spec = &self.spec;
-            out.send(
-                spec.repository,
-                Message::ReadPoint { task: spec.task, batch, point: spec.point, disk: spec.disk, first: self.next, count },
-            );
-            self.next += count;
-            self.in_flight.insert(batch);
+            out.send(spec.repository, Message::ReadPoint { task: spec.task, batch, point: spec.point, disk: spec.disk, first, count });
+            self.in_flight.insert(batch, (first, count));
         }
         if self.in_flight.is_empty() {
             out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Ok(self.stats) });

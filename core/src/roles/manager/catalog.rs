@@ -1,0 +1,116 @@
+//! The catalog: which restore points exist, per job and VM, oldest first.
+//!
+//! The repositories are the source of truth (a point is what a durable
+//! manifest says); the catalog is the manager's view of it. It is rebuilt
+//! from `ListPoints` when the manager starts and reconciled whenever a
+//! repository reconnects, so a point whose commit acknowledgement was lost,
+//! or a deletion that never got through, is set right then.
+
+use crate::ids::{JobId, RestorePointId, VmId};
+use crate::manifest::PointHeader;
+use std::collections::{BTreeMap, VecDeque};
+
+#[derive(Debug, Default)]
+pub struct Catalog {
+    chains: BTreeMap<(JobId, VmId), VecDeque<PointHeader>>,
+}
+
+impl Catalog {
+    pub fn chain(&self, job: JobId, vm: VmId) -> impl Iterator<Item = &PointHeader> {
+        self.chains.get(&(job, vm)).into_iter().flatten()
+    }
+
+    pub fn newest(&self, job: JobId, vm: VmId) -> Option<&PointHeader> {
+        self.chains.get(&(job, vm)).and_then(|c| c.back())
+    }
+
+    pub fn find(&self, point: RestorePointId) -> Option<&PointHeader> {
+        self.chains.values().flatten().find(|p| p.point == point)
+    }
+
+    pub fn push(&mut self, header: PointHeader) {
+        let chain = self.chains.entry((header.job, header.vm)).or_default();
+        chain.push_back(header);
+        chain.make_contiguous().sort_by_key(|p| (p.snapshot_at, p.point));
+    }
+
+    /// Drops the oldest points beyond `keep` and returns them, stopping at
+    /// a point in `locked` (a restore is reading it; it goes next time).
+    pub fn expire(&mut self, job: JobId, vm: VmId, keep: usize, locked: &[RestorePointId]) -> Vec<RestorePointId> {
+        let Some(chain) = self.chains.get_mut(&(job, vm)) else { return Vec::new() };
+        let mut expired = Vec::new();
+        while chain.len() > keep.max(1) && chain.front().is_some_and(|p| !locked.contains(&p.point)) {
+            if let Some(old) = chain.pop_front() {
+                expired.push(old.point);
+            }
+        }
+        expired
+    }
+
+    /// Makes the chains of `jobs` match what a repository lists: points it
+    /// no longer has are dropped, points it has that the catalog lacks are
+    /// adopted (and returned).
+    pub fn reconcile(&mut self, jobs: &[JobId], listed: Vec<PointHeader>) -> Vec<PointHeader> {
+        for ((job, _), chain) in self.chains.iter_mut() {
+            if jobs.contains(job) {
+                chain.retain(|p| listed.iter().any(|l| l.point == p.point));
+            }
+        }
+        let mut adopted = Vec::new();
+        for header in listed {
+            if jobs.contains(&header.job) && self.find(header.point).is_none() {
+                adopted.push(header.clone());
+                self.push(header);
+            }
+        }
+        adopted
+    }
+
+    /// Every (job, vm) with points.
+    pub fn keys(&self) -> Vec<(JobId, VmId)> {
+        self.chains.keys().copied().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ids::{SessionId, SnapshotId};
+    use crate::time::Timestamp;
+
+    fn point(n: u64, job: u32) -> PointHeader {
+        PointHeader {
+            point: RestorePointId(n),
+            job: JobId(job),
+            session: SessionId(n),
+            vm: VmId(0),
+            snapshot_at: Timestamp(n),
+            snapshot: SnapshotId(n),
+            parent: None,
+            disks: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn expire_keeps_the_newest_and_skips_locked() {
+        let mut c = Catalog::default();
+        for n in 1..=5 {
+            c.push(point(n, 0));
+        }
+        assert_eq!(c.expire(JobId(0), VmId(0), 3, &[RestorePointId(2)]), vec![RestorePointId(1)]);
+        assert_eq!(c.expire(JobId(0), VmId(0), 3, &[]), vec![RestorePointId(2)]);
+        assert_eq!(c.newest(JobId(0), VmId(0)).map(|p| p.point), Some(RestorePointId(5)));
+    }
+
+    #[test]
+    fn reconcile_adopts_and_drops_only_for_the_given_jobs() {
+        let mut c = Catalog::default();
+        c.push(point(1, 0));
+        c.push(point(2, 0));
+        c.push(point(9, 1));
+        let adopted = c.reconcile(&[JobId(0)], vec![point(2, 0), point(3, 0)]);
+        assert_eq!(adopted.iter().map(|p| p.point.0).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(c.chain(JobId(0), VmId(0)).map(|p| p.point.0).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(c.chain(JobId(1), VmId(0)).count(), 1, "other jobs untouched");
+    }
+}

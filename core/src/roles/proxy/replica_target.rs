@@ -1,0 +1,186 @@
+//! The receiving end of a replica disk sync: decode what the sender sends
+//! and write it to the VM through its host; hash the VM's blocks when the
+//! sender asks (mapping, seeding, no metadata); at the end, report the
+//! point's digest vector to the metadata repository.
+//!
+//! Host requests carry this run's own batch ids (`generation` in the high
+//! bits), so a late answer to a failed earlier attempt of the same task is
+//! recognised and ignored instead of being taken for this attempt's.
+//!
+//! The digests hashed and written are kept until the end (40 bytes per
+//! block, the size of the metadata itself) and reported in chunks.
+
+use super::backup_task::Progress;
+use crate::block::Digest;
+use crate::ids::NodeId;
+use crate::node::Outbox;
+use crate::payload::decode;
+use crate::wire::Message;
+use crate::wire::message::{BlockRef, ReplicaSink};
+use std::collections::BTreeMap;
+
+/// Digests per `PutReplicaDisk` (about 2.6 MB a message).
+const CHUNK: usize = 65_536;
+
+#[derive(Debug)]
+pub struct ReplicaTarget {
+    sink: ReplicaSink,
+    sender: NodeId,
+    generation: u64,
+    blocks_total: u64,
+    hashed: BTreeMap<u64, Digest>,
+    written: BTreeMap<u64, Digest>,
+    /// Host reads for hashing in flight: host batch → sender's batch.
+    hashing: BTreeMap<u64, u64>,
+    /// Host writes in flight: host batch → sender's batch and digests.
+    writing: BTreeMap<u64, (u64, Vec<(u64, Digest)>)>,
+    /// `DiskFinished` answers still awaited from the metadata repository.
+    reports: u32,
+}
+
+impl ReplicaTarget {
+    pub fn open(sender: NodeId, sink: ReplicaSink, generation: u64) -> ReplicaTarget {
+        let blocks_total = sink.block_size.blocks_for(sink.disk_bytes);
+        ReplicaTarget {
+            sink,
+            sender,
+            generation: generation << 32,
+            blocks_total,
+            hashed: BTreeMap::new(),
+            written: BTreeMap::new(),
+            hashing: BTreeMap::new(),
+            writing: BTreeMap::new(),
+            reports: 0,
+        }
+    }
+
+    pub fn depends_on(&self, peer: NodeId) -> bool {
+        peer == self.sink.host || peer == self.sender || peer == self.sink.report.repository
+    }
+
+    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
+        match self.step(msg, out) {
+            Ok(progress) => progress,
+            Err(reason) => {
+                self.fail(reason, out);
+                Progress::Finished
+            }
+        }
+    }
+
+    /// Tells the sender, which reports the failure to the manager.
+    pub fn fail(&mut self, reason: String, out: &mut Outbox) {
+        let reason = format!("writing {}/disk{}: {reason}", self.sink.vm, self.sink.disk);
+        out.send(self.sender, Message::ReplicaFinished { task: self.sink.task, result: Err(reason) });
+    }
+
+    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+        let sink = &self.sink;
+        match msg {
+            Message::HashBlocks { batch, blocks, .. } => {
+                let snap = sink.hash_snap.ok_or("asked to hash blocks, but no snapshot of the VM was given")?;
+                let host_batch = self.generation | batch;
+                let read =
+                    Message::ReadBlocks { task: sink.task, batch: host_batch, snap, disk: sink.disk, block_size: sink.block_size, blocks };
+                out.send(sink.host, read);
+                self.hashing.insert(host_batch, batch);
+            }
+            Message::BlocksRead { batch: host_batch, result, .. } => {
+                let Some(batch) = self.hashing.remove(&host_batch) else { return Ok(Progress::Running) };
+                let blocks = result.map_err(|e| format!("reading blocks to hash: {e}"))?;
+                let digests: Vec<Digest> = blocks.iter().map(|(_, data)| data.digest()).collect();
+                self.hashed.extend(blocks.iter().map(|(i, _)| *i).zip(digests.iter().copied()));
+                out.send(self.sender, Message::Digests { task: sink.task, batch, result: Ok(digests) });
+            }
+            Message::ReplicaBlocks { batch, blocks, .. } => self.write(batch, blocks, out)?,
+            Message::BlocksWritten { batch: host_batch, result, .. } => {
+                let Some((batch, digests)) = self.writing.remove(&host_batch) else { return Ok(Progress::Running) };
+                let result = result.map_err(|e| format!("the host could not write: {e}"));
+                if result.is_ok() {
+                    self.written.extend(digests);
+                }
+                out.send(self.sender, Message::ReplicaAck { task: sink.task, batch, result });
+            }
+            Message::FinishReplica { .. } => self.report(out),
+            Message::DiskFinished { result, .. } => {
+                result.map_err(|e| format!("the metadata repository refused the digests: {e}"))?;
+                self.reports = self.reports.saturating_sub(1);
+                if self.reports == 0 {
+                    out.send(self.sender, Message::ReplicaFinished { task: sink.task, result: Ok(()) });
+                    return Ok(Progress::Finished);
+                }
+            }
+            _ => {}
+        }
+        Ok(Progress::Running)
+    }
+
+    /// Decodes a batch (which verifies each block against its digest) and
+    /// writes it.
+    fn write(&mut self, batch: u64, blocks: Vec<BlockRef>, out: &mut Outbox) -> Result<(), String> {
+        let mut data = Vec::with_capacity(blocks.len());
+        let mut digests = Vec::with_capacity(blocks.len());
+        for block in blocks {
+            if block.index >= self.blocks_total {
+                return Err(format!("block {} is beyond the disk's {} blocks", block.index, self.blocks_total));
+            }
+            let payload = block.payload.ok_or_else(|| format!("block {} came without its payload", block.index))?;
+            if payload.digest() != block.digest {
+                return Err(format!("block {} names digest {:?} but carries {:?}", block.index, block.digest, payload.digest()));
+            }
+            data.push((block.index, decode(&payload).map_err(|e| format!("block {}: {e}", block.index))?));
+            digests.push((block.index, block.digest));
+        }
+        let sink = &self.sink;
+        let host_batch = self.generation | batch;
+        out.send(
+            sink.host,
+            Message::WriteBlocks {
+                task: sink.task,
+                batch: host_batch,
+                vm: sink.vm,
+                disk: sink.disk,
+                block_size: sink.block_size,
+                blocks: data,
+            },
+        );
+        self.writing.insert(host_batch, (batch, digests));
+        Ok(())
+    }
+
+    /// Reports the digest vectors: the initial point's (what was hashed),
+    /// then the new point's (hashed, overwritten by what was written).
+    fn report(&mut self, out: &mut Outbox) {
+        let (sink, report) = (&self.sink, self.sink.report);
+        let mut vectors = Vec::new();
+        if let Some(initial) = report.initial {
+            vectors.push((initial, None, self.hashed.iter().filter(|(_, d)| !d.is_zero_block()).map(|(i, d)| (*i, *d)).collect()));
+        }
+        let mut changes = self.hashed.clone();
+        changes.extend(&self.written);
+        // On an all-zero base, zero digests change nothing.
+        let changes: Vec<(u64, Digest)> = changes.into_iter().filter(|(_, d)| report.base.is_some() || !d.is_zero_block()).collect();
+        vectors.push((report.point, report.base, changes));
+        for (point, base, changes) in vectors {
+            let chunks: Vec<&[(u64, Digest)]> = if changes.is_empty() { vec![&[]] } else { changes.chunks(CHUNK).collect() };
+            let last = chunks.len() - 1;
+            for (n, chunk) in chunks.into_iter().enumerate() {
+                out.send(
+                    report.repository,
+                    Message::PutReplicaDisk {
+                        task: sink.task,
+                        point,
+                        base,
+                        disk: sink.disk,
+                        bytes: sink.disk_bytes,
+                        block_size: sink.block_size,
+                        changes: chunk.to_vec(),
+                        first: n == 0,
+                        last: n == last,
+                    },
+                );
+            }
+            self.reports += 1;
+        }
+    }
+}

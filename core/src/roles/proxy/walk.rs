@@ -1,0 +1,59 @@
+//! Cutting a disk task's block list into numbered batches, for every
+//! pipeline that streams a bitmap of blocks inside a window of batches
+//! (backup, replica sync).
+
+use super::backup_task::BATCH_BYTES;
+use crate::block::BlockSize;
+use bitvec::vec::BitVec;
+
+/// The blocks of a bitmap, handed out in batches of at most
+/// [`BATCH_BYTES`] worth of blocks (at least one), in index order. Blocks
+/// handed out leave the bitmap.
+#[derive(Debug, Default)]
+pub struct BatchWalk {
+    blocks: BitVec,
+    cursor: usize,
+    per_batch: usize,
+    next_batch: u64,
+}
+
+impl BatchWalk {
+    pub fn new(blocks: BitVec, block_size: BlockSize) -> BatchWalk {
+        let per_batch = (BATCH_BYTES / u64::from(block_size.bytes())).max(1) as usize;
+        BatchWalk { blocks, cursor: 0, per_batch, next_batch: 0 }
+    }
+
+    /// The next batch — its id and block indexes — or `None` when every
+    /// block was handed out.
+    pub fn next_batch(&mut self) -> Option<(u64, Vec<u64>)> {
+        let start = self.cursor.min(self.blocks.len());
+        let blocks: Vec<u64> = self.blocks[start..].iter_ones().take(self.per_batch).map(|i| (i + start) as u64).collect();
+        let &last = blocks.last()?;
+        self.cursor = last as usize + 1;
+        for &index in &blocks {
+            self.blocks.set(index as usize, false);
+        }
+        let id = self.next_batch;
+        self.next_batch += 1;
+        Some((id, blocks))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_cover_the_set_bits_in_order() {
+        let bits: BitVec = (0..10).map(|i| i % 3 != 1).collect();
+        // 4 MiB blocks: two per 8 MiB batch.
+        let mut walk = BatchWalk::new(bits, BlockSize::LARGE);
+        let mut seen = Vec::new();
+        while let Some((id, blocks)) = walk.next_batch() {
+            assert!(blocks.len() <= 2);
+            seen.push((id, blocks));
+        }
+        assert_eq!(seen, [(0, vec![0, 2]), (1, vec![3, 5]), (2, vec![6, 8]), (3, vec![9])]);
+        assert_eq!(walk.next_batch(), None);
+    }
+}

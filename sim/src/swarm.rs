@@ -1,0 +1,180 @@
+//! Swarm testing: every seed draws a whole scenario — topology sizes,
+//! workloads, job settings, and which fault kinds are enabled at all and how
+//! often (swarm-testing style: each seed leaves some kinds out entirely, so
+//! faults that mask each other get runs of their own) — then runs it under
+//! the full checker. The drawn scenario is plain scenario TOML, so a failure
+//! is reproduced by the same seed or by the file it prints.
+
+use crate::report::Summary;
+use crate::runner::{self, EngineChoice};
+use crate::scenario::Scenario;
+use crate::seed::{self, Stream};
+use rand::Rng;
+use rand::seq::IndexedRandom;
+use std::fmt::Write as _;
+
+/// Fault kinds the swarm may enable. `cbt_miss` is left out: a lying CBT
+/// without a verification pass is *meant* to fail the run (see the checker
+/// tests), and `verify_every` runs only repair from the next verification.
+pub const FAULT_KINDS: [&str; 6] = ["partition", "crash", "cbt_reset", "disk_full", "corrupt_block", "slow_link"];
+
+/// What a seed drew, as options a person can read.
+#[derive(Debug, Clone)]
+pub struct Draw {
+    pub seed: u64,
+    pub engine: EngineChoice,
+    pub sites: usize,
+    pub hosts: usize,
+    pub vms: usize,
+    pub proxies: usize,
+    pub jobs: usize,
+    pub hours: u64,
+    pub enabled_faults: Vec<&'static str>,
+    pub loss: f64,
+    pub toml: String,
+}
+
+impl Draw {
+    /// One line per option, for failure reports.
+    pub fn options(&self) -> String {
+        format!(
+            "sites={} hosts={} vms={} proxies={} jobs={} hours={} loss={} faults=[{}]",
+            self.sites,
+            self.hosts,
+            self.vms,
+            self.proxies,
+            self.jobs,
+            self.hours,
+            self.loss,
+            self.enabled_faults.join(",")
+        )
+    }
+}
+
+/// Draws the scenario of `seed`. Small by design: swarm runs many seeds.
+pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
+    let mut rng = seed::rng(seed, Stream::Swarm);
+    let turmoil = engine == EngineChoice::Turmoil;
+    let sites = rng.random_range(1..=2usize);
+    let hosts = rng.random_range(1..=2usize);
+    let vms = rng.random_range(1..=if turmoil { 2 } else { 5 });
+    let proxies = rng.random_range(1..=2usize);
+    let jobs = rng.random_range(1..=2usize).min(vms);
+    let hours = if turmoil { 3 } else { rng.random_range(6..=12u64) };
+    let enabled_faults: Vec<&'static str> = FAULT_KINDS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+    let loss = if sites == 2 && !turmoil && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
+
+    let mut t = String::new();
+    let _ = writeln!(t, "name = \"swarm-{seed}\"\nseed = {seed}\nduration = \"{hours}h\"");
+    let block = ["256KiB", "512KiB", "1MiB"].choose(&mut rng).copied().unwrap_or("1MiB");
+    let _ = writeln!(t, "block_size = \"{block}\"");
+    let site_names: Vec<String> = (0..sites).map(|i| format!("site{i}")).collect();
+    for s in &site_names {
+        let _ = writeln!(t, "[[site]]\nname = \"{s}\"");
+    }
+    if sites == 2 {
+        let latency = rng.random_range(5..=80u32);
+        let mbit = [50u32, 100, 1000][rng.random_range(0..3)];
+        let _ =
+            writeln!(t, "[[link]]\nbetween = [\"site0\", \"site1\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"\nloss = {loss}");
+    }
+    for h in 0..hosts {
+        let cbt = rng.random_bool(0.8);
+        let _ = writeln!(t, "[[host]]\nname = \"host{h}\"\nsite = \"site0\"\ncbt = {cbt}");
+    }
+    for v in 0..vms {
+        let disks: Vec<String> =
+            (0..rng.random_range(1..=2)).map(|_| format!("\"{}MiB\"", [256, 512, 1024, 2048][rng.random_range(0..4)])).collect();
+        let zero = rng.random_range(0..=5) as f64 / 10.0;
+        let comp = rng.random_range(0..=9) as f64 / 10.0;
+        let writes = rng.random_range(50..=1500u32);
+        let hot = rng.random_range(0..=5) as f64 / 10.0;
+        let _ = writeln!(
+            t,
+            "[[vm]]\nname = \"vm{v}\"\nhost = \"host{}\"\ndisks = [{}]\nzero_fraction = {zero}\ncompressibility = {comp}\nswap_fraction = 0.01\nworkload = {{ writes_per_hour = {writes}, hot_fraction = {hot} }}",
+            v % hosts,
+            disks.join(", ")
+        );
+    }
+    for p in 0..proxies {
+        let slots = rng.random_range(1..=3u32);
+        let _ = writeln!(t, "[[proxy]]\nname = \"px{p}\"\nsite = \"site0\"\ntask_slots = {slots}");
+    }
+    let repo_site = site_names.last().cloned().unwrap_or_default();
+    let _ = writeln!(t, "[[repository]]\nname = \"repo\"\nsite = \"{repo_site}\"\ncapacity = \"2TiB\"");
+    for j in 0..jobs {
+        let members: Vec<String> = (0..vms).filter(|v| v % jobs == j).map(|v| format!("\"vm{v}\"")).collect();
+        let every = ["30m", "1h", "2h"][rng.random_range(0..3)];
+        let retention = rng.random_range(2..=5u32);
+        let compression = ["none", "dedupe-friendly", "optimal", "high"][rng.random_range(0..4)];
+        let _ = writeln!(
+            t,
+            "[[job]]\nname = \"job{j}\"\nkind = \"backup\"\nvms = [{}]\nrepository = \"repo\"\nschedule = \"every {every}\"\nretention = {retention}\ncompression = \"{compression}\"",
+            members.join(", ")
+        );
+    }
+    // Faults fall in the first half of the run, so the second half shows
+    // every job recovering (liveness).
+    let window_mins = hours * 60 / 2;
+    let nodes: Vec<String> = std::iter::once("manager".to_string())
+        .chain((0..hosts).map(|h| format!("host{h}")))
+        .chain((0..proxies).map(|p| format!("px{p}")))
+        .chain(std::iter::once("repo".to_string()))
+        .collect();
+    for kind in &enabled_faults {
+        for _ in 0..rng.random_range(1..=3) {
+            let at = rng.random_range(10..window_mins);
+            let dur = rng.random_range(1..=30u64);
+            let body = match *kind {
+                "partition" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nfor = \"{dur}m\""),
+                "slow_link" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nbandwidth = \"5Mbit\"\nfor = \"{dur}m\""),
+                "crash" => format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(&mut rng).cloned().unwrap_or_default()),
+                "cbt_reset" => format!("vm = \"vm{}\"", rng.random_range(0..vms)),
+                "disk_full" => format!("node = \"repo\"\nfor = \"{dur}m\""),
+                "corrupt_block" => format!("node = \"repo\"\nblocks = {}", rng.random_range(1..=5)),
+                _ => continue,
+            };
+            let _ = writeln!(t, "[[fault]]\nat = \"{at}m\"\nkind = \"{kind}\"\n{body}");
+        }
+    }
+    Draw { seed, engine, sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss, toml: t }
+}
+
+/// One seed's outcome.
+pub struct SeedRun {
+    pub draw: Draw,
+    pub result: Result<Summary, String>,
+}
+
+impl SeedRun {
+    pub fn ok(&self) -> bool {
+        self.result.as_ref().is_ok_and(|s| s.ok)
+    }
+}
+
+/// Draws and runs one seed.
+pub fn run_seed(seed: u64, engine: EngineChoice) -> SeedRun {
+    let draw = draw(seed, engine);
+    let result = Scenario::from_str(&draw.toml, &format!("swarm seed {seed}"))
+        .map_err(|e| format!("drawn scenario does not parse: {e}"))
+        .and_then(|s| runner::run(&s, Some(seed), Some(engine)));
+    SeedRun { draw, result }
+}
+
+/// A failing seed, as printed by `blockferry-sim swarm`.
+pub fn failure_report(run: &SeedRun) -> String {
+    let engine = run.draw.engine.name();
+    let mut out = format!("seed {} FAILED ({})\n  options: {}\n", run.draw.seed, engine, run.draw.options());
+    match &run.result {
+        Ok(summary) => {
+            for v in &summary.violations {
+                let _ = writeln!(out, "  violation: {v}");
+            }
+        }
+        Err(e) => {
+            let _ = writeln!(out, "  error: {e}");
+        }
+    }
+    let _ = writeln!(out, "  reproduce: blockferry-sim swarm --seeds 1 --first-seed {} --engine {engine}", run.draw.seed);
+    out
+}
