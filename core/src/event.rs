@@ -81,6 +81,14 @@ pub enum Event {
         damaged_blocks: u64,
         error: Option<String>,
     },
+    /// A committed point the repository no longer has. Never expected: a
+    /// committed point must survive everything but retention.
+    PointLost {
+        job: JobId,
+        vm: VmId,
+        point: RestorePointId,
+        repository: NodeId,
+    },
     PointRemoved {
         job: JobId,
         vm: VmId,

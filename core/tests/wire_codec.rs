@@ -5,9 +5,13 @@ use blockferry_core::hypervisor::{ChangedBlocks, SnapshotDisk};
 use blockferry_core::manifest::{PointDisk, PointHeader};
 use blockferry_core::payload::{BlockData, SyntheticBlock, encode};
 use blockferry_core::wire::frame::{FrameDecoder, FrameError, HEADER_LEN, decode_frame, encode_frame, encode_frame_version, frame_len};
-use blockferry_core::wire::message::{BlockRef, DiskTarget, TaskStats};
+use blockferry_core::wire::message::{
+    BaseDigests, BlockRef, DiskTarget, MetadataReport, ReadMode, ReplicaAction, ReplicaSink, ReplicaTask, TargetChanges, TaskStats,
+};
 use blockferry_core::wire::{Hello, PROTOCOL_VERSION};
-use blockferry_core::{ChangeId, Compression, Digest, JobId, Message, RestorePointId, SessionId, SnapshotId, TaskId, Timestamp, VmId};
+use blockferry_core::{
+    BlockSize, ChangeId, Compression, Digest, JobId, Message, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, Timestamp, VmId,
+};
 use proptest::prelude::*;
 
 const MAX: usize = 1 << 20;
@@ -96,6 +100,67 @@ fn message() -> impl Strategy<Value = Message> {
                 },
             }),
         (any::<u64>(), result(Just(()))).prop_map(|(op, result)| Message::PointCommitted { op, result }),
+        replication_message(),
+    ]
+}
+
+/// Replication messages: block batches, metadata chunks, task specs, actions.
+fn replication_message() -> impl Strategy<Value = Message> {
+    let sink = (any::<u64>(), any::<u32>(), any::<u16>(), any::<u64>(), prop::option::of(any::<u64>()), prop::option::of(any::<u64>()))
+        .prop_map(|(task, vm, disk, bytes, hash_snap, base)| ReplicaSink {
+            task: TaskId(task),
+            proxy: NodeId(2),
+            host: NodeId(1),
+            vm: VmId(vm),
+            disk,
+            disk_bytes: bytes,
+            block_size: BlockSize::WAN,
+            hash_snap: hash_snap.map(SnapshotId),
+            report: MetadataReport {
+                repository: NodeId(3),
+                point: RestorePointId(task ^ 7),
+                base: base.map(RestorePointId),
+                initial: None,
+            },
+        });
+    prop_oneof![
+        (any::<u64>(), any::<u64>(), prop::collection::vec(block_ref(), 0..4)).prop_map(|(task, batch, blocks)| Message::ReplicaBlocks {
+            task: TaskId(task),
+            batch,
+            blocks
+        }),
+        (any::<u64>(), any::<u64>(), prop::collection::vec((any::<u64>(), digest()), 0..8), any::<bool>(), any::<bool>()).prop_map(
+            |(task, point, changes, first, last)| Message::PutReplicaDisk {
+                task: TaskId(task),
+                point: RestorePointId(point),
+                base: None,
+                disk: 0,
+                bytes: 1 << 30,
+                block_size: BlockSize::LAN,
+                changes,
+                first,
+                last,
+            }
+        ),
+        (sink.clone(), any::<u64>(), prop::option::of(any::<u64>())).prop_map(|(sink, snap, since)| Message::StartReplicaTask(
+            ReplicaTask {
+                task: sink.task,
+                host: NodeId(4),
+                vm: VmId(0),
+                snap: SnapshotId(snap),
+                mode: since.map_or(ReadMode::DigestCompare, |s| ReadMode::Changed { since: ChangeId(s) }),
+                base: BaseDigests::Target,
+                target_changes: since.map(|s| TargetChanges { host: NodeId(5), snap: SnapshotId(snap ^ 1), since: ChangeId(s) }),
+                compression: Compression::Optimal,
+                sink,
+            }
+        )),
+        sink.prop_map(Message::OpenReplica),
+        (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(op, vm, back)| Message::ReplicaAction {
+            op,
+            vm: VmId(vm),
+            action: if back % 2 == 0 { ReplicaAction::Failover { back } } else { ReplicaAction::CommitFailback },
+        }),
     ]
 }
 

@@ -118,6 +118,10 @@ impl Checker {
                     Retained { job: *job, vm: *vm, repository: *repository, host: *host, snap: *snap, block_size, repository_name };
                 self.retained.insert(*point, retained);
             }
+            Event::PointLost { point, repository, .. } => {
+                self.violations.push(format!("at {at}: committed {point} is gone from {}", topo.name(*repository)));
+                self.retained.remove(point);
+            }
             Event::PointRemoved { point, result: Ok(()), .. } => {
                 self.retained.remove(point);
             }

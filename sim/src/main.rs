@@ -1,6 +1,6 @@
 //! `blockferry-sim`: replays scenario files (see SCENARIOS.md "Running").
 
-use blockferry_sim::runner::{self, EngineChoice};
+use blockferry_sim::runner::{self, EngineChoice, RunOptions};
 use blockferry_sim::scenario::Scenario;
 use blockferry_sim::swarm;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -29,6 +29,9 @@ enum Command {
         /// Print one JSON summary object on stdout.
         #[arg(long)]
         json: bool,
+        /// Print every event to stderr as it happens.
+        #[arg(long)]
+        trace: bool,
     },
     /// Draw and run a random scenario per seed; exits 1 if any fails.
     Swarm {
@@ -67,7 +70,7 @@ enum EngineArg {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Run { file, seed, engine, json } => {
+        Command::Run { file, seed, engine, json, trace } => {
             let scenario = match Scenario::from_file(&file) {
                 Ok(s) => s,
                 Err(e) => {
@@ -75,8 +78,8 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let engine = engine.map(EngineArg::choice);
-            let summary = match runner::run(&scenario, seed, engine) {
+            let options = RunOptions { seed, engine: engine.map(EngineArg::choice), print_events: trace, sabotage: None };
+            let summary = match runner::run_with(&scenario, &options) {
                 Ok(s) => s,
                 Err(e) => {
                     eprintln!("error: {}: {e}", file.display());

@@ -3,7 +3,7 @@
 //! job verifies digests: the restore point is wrong, and the run must fail
 //! naming it, with a reproduce line's ingredients.
 
-use blockferry_sim::runner::{self, EngineChoice};
+use blockferry_sim::runner::{self, EngineChoice, RunOptions, Sabotage};
 use blockferry_sim::scenario::Scenario;
 
 const LYING_CBT: &str = r#"
@@ -54,4 +54,17 @@ fn the_same_world_without_the_lie_passes() {
     let scenario = Scenario::from_str(honest, "honest.toml").unwrap();
     let summary = runner::run(&scenario, None, Some(EngineChoice::Des)).unwrap();
     assert!(summary.ok, "{:?}", summary.violations);
+}
+
+/// A repository that commits a manifest before its blocks are durable: the
+/// checker must notice at once (the manifest references blocks a crash
+/// would lose), even before any crash happens.
+#[test]
+fn a_commit_without_sync_fails_the_run() {
+    let honest = LYING_CBT.split("[[fault]]").next().unwrap();
+    let scenario = Scenario::from_str(honest, "skip-sync.toml").unwrap();
+    let options = RunOptions { sabotage: Some(Sabotage::SkipSyncBeforeManifest), ..RunOptions::default() };
+    let summary = runner::run_with(&scenario, &options).unwrap();
+    assert!(!summary.ok, "the checker missed manifests committed before their blocks were durable");
+    assert!(summary.violations.iter().any(|v| v.contains("not durable")), "{:?}", summary.violations);
 }

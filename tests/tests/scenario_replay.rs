@@ -24,19 +24,40 @@ fn run(name: &str, seed: Option<u64>) -> Summary {
     summary
 }
 
-#[test]
-fn every_scenario_file_passes_and_matches_its_snapshot() {
-    let mut names: Vec<String> = std::fs::read_dir(scenarios_dir())
+/// Scenario files in `dir`, by file stem, sorted.
+fn scenario_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
         .unwrap()
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
         .filter_map(|p| p.file_stem().map(|s| s.to_string_lossy().into_owned()))
         .collect();
     names.sort();
+    names
+}
+
+#[test]
+fn every_scenario_file_passes_and_matches_its_snapshot() {
+    let names = scenario_names(&scenarios_dir());
     assert!(names.len() >= 4, "scenario files found: {names:?}");
     for name in names {
         let summary = run(&name, None);
         insta::assert_json_snapshot!(name.clone(), summary);
+    }
+}
+
+/// Failing swarm seeds, once fixed, are kept as scenario files: each must
+/// pass from now on.
+#[test]
+fn every_regression_scenario_passes() {
+    let dir = scenarios_dir().join("regressions");
+    let names = scenario_names(&dir);
+    assert!(!names.is_empty(), "no regression scenarios in {}", dir.display());
+    for name in names {
+        let path = dir.join(format!("{name}.toml"));
+        let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+        let summary = runner::run(&scenario, None, Some(EngineChoice::Des)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(summary.ok, "regression {name} failed again:\n{}", summary.violations.join("\n"));
     }
 }
 

@@ -122,12 +122,21 @@ pub struct Repository {
     next_check: u64,
     /// Replica metadata of replication jobs.
     replica: replica_meta::ReplicaMeta,
+    /// A planted bug (see [`Repository::skipping_sync_before_manifest`]).
+    skip_sync_before_manifest: bool,
     out: Outbox,
 }
 
 impl Repository {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A repository that commits manifests without first making their
+    /// blocks durable: the bug the atomic commit exists to prevent. Only for
+    /// proving that the simulator's checker catches it; never deploy it.
+    pub fn skipping_sync_before_manifest() -> Self {
+        Repository { skip_sync_before_manifest: true, ..Self::default() }
     }
 
     /// Committed restore points (what a reader may see).
@@ -161,6 +170,9 @@ impl Repository {
                 self.out.send(from, Message::DiskFinished { task, result });
             }
             Message::CommitPoint { op, header } => match self.assemble(header) {
+                Ok(manifest) if self.skip_sync_before_manifest => {
+                    self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::CommitManifest { peer: from, op, manifest })
+                }
                 Ok(manifest) => self.storage(StorageOp::Sync, Continuation::CommitSync { peer: from, op, manifest }),
                 Err(e) => self.out.send(from, Message::PointCommitted { op, result: Err(e) }),
             },
@@ -202,7 +214,8 @@ impl Repository {
             | Message::GetReplicaDigests { .. }
             | Message::CommitReplicaPoint { .. }
             | Message::AbortReplicaPoint { .. }
-            | Message::DeleteReplicaPoint { .. }) => self.on_replica_message(from, msg),
+            | Message::DeleteReplicaPoint { .. }
+            | Message::ListReplicaPoints { .. }) => self.on_replica_message(from, msg),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
@@ -487,7 +500,7 @@ impl Node for Repository {
         match input {
             Input::Timer(RECOVER_RETRY) if !self.recovered => self.storage(StorageOp::Recover, Continuation::Recover),
             Input::Start => {
-                *self = Repository { now, ..Repository::default() };
+                *self = Repository { now, skip_sync_before_manifest: self.skip_sync_before_manifest, ..Repository::default() };
                 self.storage(StorageOp::Recover, Continuation::Recover);
             }
             Input::Message { from, msg } => self.on_message(from, msg),

@@ -345,6 +345,16 @@ pub enum Message {
         op: OpId,
         result: Result<(), String>,
     },
+
+    /// A (re)started manager rebuilds its replica catalog from the metadata
+    /// repositories: every replica point they hold metadata for.
+    ListReplicaPoints {
+        op: OpId,
+    },
+    ReplicaPoints {
+        op: OpId,
+        points: Vec<PointHeader>,
+    },
 }
 
 /// An operator action on a replica.
@@ -629,6 +639,8 @@ impl Message {
             Message::HostDone { .. } => "host_done",
             Message::ReplicaAction { .. } => "replica_action",
             Message::ReplicaActionDone { .. } => "replica_action_done",
+            Message::ListReplicaPoints { .. } => "list_replica_points",
+            Message::ReplicaPoints { .. } => "replica_points",
         }
     }
 

@@ -1,6 +1,7 @@
 //! A scenario under the discrete-event engine.
 
 use super::RESTORE_WINDOW;
+use super::RunOptions;
 use super::actions::{self, Timed};
 use super::faults::{self, FaultStep};
 use super::state::RunState;
@@ -16,8 +17,8 @@ const MANAGER: NodeId = NodeId(0);
 /// the manager's answers to it go nowhere.
 const OPERATOR: NodeId = NodeId(u32::MAX);
 
-pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
-    let mut state = RunState::new(scenario, seed)?;
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summary, String> {
+    let mut state = RunState::new(scenario, seed, options)?;
     let mut des = Des::with_services(state.topo.network.clone(), Box::new(state.world.clone()));
     des.keep_trace();
     for info in state.topo.nodes.clone() {

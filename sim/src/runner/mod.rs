@@ -34,18 +34,42 @@ impl EngineChoice {
     }
 }
 
+/// How to run a scenario beyond the file itself.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Overrides the scenario's seed.
+    pub seed: Option<u64>,
+    /// Overrides the scenario's engine.
+    pub engine: Option<EngineChoice>,
+    /// Print every event to stderr as it happens.
+    pub print_events: bool,
+    /// Plant a known bug, to prove the checker catches it.
+    pub sabotage: Option<Sabotage>,
+}
+
+/// Bugs the runner can plant on purpose (tests of the checker).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sabotage {
+    /// Repositories commit manifests without syncing their blocks first.
+    SkipSyncBeforeManifest,
+}
+
 /// Runs `scenario` with `seed` (default: the scenario's) under `engine`
 /// (default: the scenario's). An `Err` means the run could not be set up;
 /// a run that breaks an invariant returns a summary with `ok: false`.
 pub fn run(scenario: &Scenario, seed: Option<u64>, engine: Option<EngineChoice>) -> Result<Summary, String> {
-    let seed = seed.unwrap_or(scenario.seed);
-    let engine = engine.unwrap_or(match scenario.engine {
+    run_with(scenario, &RunOptions { seed, engine, ..RunOptions::default() })
+}
+
+pub fn run_with(scenario: &Scenario, options: &RunOptions) -> Result<Summary, String> {
+    let seed = options.seed.unwrap_or(scenario.seed);
+    let engine = options.engine.unwrap_or(match scenario.engine {
         scenario::Engine::Des => EngineChoice::Des,
         scenario::Engine::Turmoil => EngineChoice::Turmoil,
     });
     match engine {
-        EngineChoice::Des => des_run::run(scenario, seed),
-        EngineChoice::Turmoil => turmoil_run::run(scenario, seed),
+        EngineChoice::Des => des_run::run(scenario, seed, options),
+        EngineChoice::Turmoil => turmoil_run::run(scenario, seed, options),
     }
 }
 

@@ -2,6 +2,7 @@
 //! tally, and the end-of-run restores. Both engines feed it the same events.
 
 use super::faults::FaultStep;
+use super::{RunOptions, Sabotage};
 use crate::checker::Checker;
 use crate::report::{Bytes, JobTally, Liveness, Summary};
 use crate::scenario::Scenario;
@@ -21,6 +22,8 @@ pub struct RunState {
     pub tally: JobTally,
     /// Restores asked for at the end, by point, and whether they finished.
     pub restores: BTreeMap<RestorePointId, bool>,
+    print_events: bool,
+    sabotage: Option<Sabotage>,
 }
 
 /// Beyond two schedule periods, how long a job may take to recover after
@@ -28,7 +31,7 @@ pub struct RunState {
 pub const LIVENESS_SLACK: std::time::Duration = std::time::Duration::from_secs(3600);
 
 impl RunState {
-    pub fn new(scenario: &Scenario, seed: u64) -> Result<RunState, String> {
+    pub fn new(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<RunState, String> {
         let topo = Topology::build(scenario)?;
         let mut world = World::from_scenario(scenario, seed)?;
         for node in &topo.nodes {
@@ -44,6 +47,8 @@ impl RunState {
             checker: Checker::default(),
             tally: JobTally::default(),
             restores: BTreeMap::new(),
+            print_events: options.print_events,
+            sabotage: options.sabotage,
         })
     }
 
@@ -59,12 +64,18 @@ impl RunState {
             Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
             Role::Host => Box::new(Host::new()),
             Role::Proxy => Box::new(Proxy::new()),
+            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
+                Box::new(Repository::skipping_sync_before_manifest())
+            }
             Role::Repository => Box::new(Repository::new()),
         })
     }
 
     /// One event of the run.
     pub fn observe(&mut self, at: Timestamp, event: &Event) {
+        if self.print_events {
+            eprintln!("{at} {event:?}");
+        }
         // Completions the store made durable by `at` must be visible.
         self.world.borrow_mut().advance_to(at);
         let world = self.world.borrow();

@@ -6,6 +6,7 @@
 //! reconnects and timers.
 
 use super::RESTORE_WINDOW;
+use super::RunOptions;
 use super::operator::{Mailbox, Operator};
 use super::state::RunState;
 use crate::des::Services as _;
@@ -54,11 +55,11 @@ impl Services for WorldServices {
     }
 }
 
-pub fn run(scenario: &Scenario, seed: u64) -> Result<Summary, String> {
+pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summary, String> {
     if !scenario.faults.is_empty() {
         return Err("faults are not simulated under turmoil by this build yet; use --engine des".into());
     }
-    let state = Rc::new(RefCell::new(RunState::new(scenario, seed)?));
+    let state = Rc::new(RefCell::new(RunState::new(scenario, seed, options)?));
     let trace = Rc::new(RefCell::new(Trace::default()));
     let topo = state.borrow().topo.clone();
     let operator_id = NodeId(topo.nodes.len() as u32);

@@ -13,6 +13,21 @@ use std::collections::{BTreeMap, VecDeque};
 #[derive(Debug, Default)]
 pub struct Catalog {
     chains: BTreeMap<(JobId, VmId), VecDeque<PointHeader>>,
+    /// Points expired by retention whose deletion is not confirmed yet.
+    deleting: BTreeMap<RestorePointId, (JobId, VmId)>,
+}
+
+/// What a reconciliation with a repository's listing found.
+#[derive(Debug, Default, PartialEq)]
+pub struct Reconciled {
+    /// Points the repository holds that the catalog lacked.
+    pub adopted: Vec<PointHeader>,
+    /// Catalogued points the repository no longer has (never expected).
+    pub lost: Vec<(JobId, VmId, RestorePointId)>,
+    /// Deletions now confirmed by their absence.
+    pub deleted: Vec<RestorePointId>,
+    /// Deletions still to do (the repository still lists them).
+    pub to_delete: Vec<RestorePointId>,
 }
 
 impl Catalog {
@@ -41,29 +56,51 @@ impl Catalog {
         let mut expired = Vec::new();
         while chain.len() > keep.max(1) && chain.front().is_some_and(|p| !locked.contains(&p.point)) {
             if let Some(old) = chain.pop_front() {
+                self.deleting.insert(old.point, (job, vm));
                 expired.push(old.point);
             }
         }
         expired
     }
 
+    /// The repository confirmed a deletion: which chain it was in.
+    pub fn deleted(&mut self, point: RestorePointId) -> Option<(JobId, VmId)> {
+        self.deleting.remove(&point)
+    }
+
     /// Makes the chains of `jobs` match what a repository lists: points it
-    /// no longer has are dropped, points it has that the catalog lacks are
-    /// adopted (and returned).
-    pub fn reconcile(&mut self, jobs: &[JobId], listed: Vec<PointHeader>) -> Vec<PointHeader> {
-        for ((job, _), chain) in self.chains.iter_mut() {
-            if jobs.contains(job) {
-                chain.retain(|p| listed.iter().any(|l| l.point == p.point));
+    /// has that the catalog lacks are adopted, pending deletions it no
+    /// longer lists are confirmed (and the others are to be sent again), and
+    /// catalogued points it lacks are dropped as lost.
+    pub fn reconcile(&mut self, jobs: &[JobId], listed: Vec<PointHeader>) -> Reconciled {
+        let mut found = Reconciled::default();
+        let is_listed = |point: RestorePointId| listed.iter().any(|l| l.point == point);
+        for (&point, &(job, _)) in &self.deleting {
+            if jobs.contains(&job) {
+                if is_listed(point) { found.to_delete.push(point) } else { found.deleted.push(point) }
             }
         }
-        let mut adopted = Vec::new();
+        for point in &found.deleted {
+            self.deleting.remove(point);
+        }
+        for (&(job, vm), chain) in self.chains.iter_mut() {
+            if jobs.contains(&job) {
+                chain.retain(|p| {
+                    let keep = is_listed(p.point);
+                    if !keep {
+                        found.lost.push((job, vm, p.point));
+                    }
+                    keep
+                });
+            }
+        }
         for header in listed {
-            if jobs.contains(&header.job) && self.find(header.point).is_none() {
-                adopted.push(header.clone());
+            if jobs.contains(&header.job) && self.find(header.point).is_none() && !self.deleting.contains_key(&header.point) {
+                found.adopted.push(header.clone());
                 self.push(header);
             }
         }
-        adopted
+        found
     }
 
     /// Every (job, vm) with points.
@@ -108,9 +145,25 @@ mod tests {
         c.push(point(1, 0));
         c.push(point(2, 0));
         c.push(point(9, 1));
-        let adopted = c.reconcile(&[JobId(0)], vec![point(2, 0), point(3, 0)]);
-        assert_eq!(adopted.iter().map(|p| p.point.0).collect::<Vec<_>>(), vec![3]);
+        let found = c.reconcile(&[JobId(0)], vec![point(2, 0), point(3, 0)]);
+        assert_eq!(found.adopted.iter().map(|p| p.point.0).collect::<Vec<_>>(), vec![3]);
+        assert_eq!(found.lost, vec![(JobId(0), VmId(0), RestorePointId(1))]);
         assert_eq!(c.chain(JobId(0), VmId(0)).map(|p| p.point.0).collect::<Vec<_>>(), vec![2, 3]);
         assert_eq!(c.chain(JobId(1), VmId(0)).count(), 1, "other jobs untouched");
+    }
+
+    #[test]
+    fn deletions_are_confirmed_by_absence_and_never_readopted() {
+        let mut c = Catalog::default();
+        for n in 1..=3 {
+            c.push(point(n, 0));
+        }
+        assert_eq!(c.expire(JobId(0), VmId(0), 1, &[]), vec![RestorePointId(1), RestorePointId(2)]);
+        // The repository still lists point 1 (its delete was lost) but not 2.
+        let found = c.reconcile(&[JobId(0)], vec![point(1, 0), point(3, 0)]);
+        assert!(found.adopted.is_empty(), "a point being deleted is not adopted back");
+        assert_eq!(found.to_delete, vec![RestorePointId(1)]);
+        assert_eq!(found.deleted, vec![RestorePointId(2)]);
+        assert_eq!(c.deleted(RestorePointId(1)), Some((JobId(0), VmId(0))));
     }
 }

@@ -92,7 +92,7 @@ enum Op {
     Snapshot { session: SessionId, vm: VmId },
     CommitPoint { session: SessionId, vm: VmId, point: RestorePointId },
     Release { session: SessionId, vm: VmId },
-    Delete { job: JobId, vm: VmId, point: RestorePointId },
+    Delete { point: RestorePointId },
     Health { job: JobId },
     CreateVm { restore: u64 },
     Replica(replication::ReplicaOp),
@@ -469,7 +469,10 @@ impl Manager {
         let Some(b) = self.backup_job(job).cloned() else { return };
         let restoring: Vec<RestorePointId> = self.restores.values().map(|r| r.point).collect();
         for point in self.catalog.expire(job, vm, b.retention as usize, &restoring) {
-            let op = self.op(b.repository, Op::Delete { job, vm, point });
+            // It leaves the catalog now; the repository's deletion is
+            // retried until confirmed (see `Catalog::reconcile`).
+            self.out.event(Event::PointRemoved { job, vm, point, result: Ok(()) });
+            let op = self.op(b.repository, Op::Delete { point });
             self.out.send(b.repository, Message::DeletePoint { op, point });
         }
     }
@@ -545,8 +548,10 @@ impl Manager {
                 }
             }
             Message::PointDeleted { op, result } => {
-                if let Some((_, Op::Delete { job, vm, point })) = self.ops.remove(&op) {
-                    self.out.event(Event::PointRemoved { job, vm, point, result });
+                if let Some((_, Op::Delete { point, .. })) = self.ops.remove(&op)
+                    && result.is_ok()
+                {
+                    self.catalog.deleted(point);
                 }
             }
             Message::Points { points, .. } => self.on_points(from, points),
@@ -555,9 +560,10 @@ impl Manager {
                     self.on_health_report(job, result);
                 }
             }
-            msg @ (Message::ReplicaPointCommitted { .. } | Message::ReplicaPointDeleted { .. } | Message::ReplicaAction { .. }) => {
-                self.on_replication_message(from, msg)
-            }
+            msg @ (Message::ReplicaPointCommitted { .. }
+            | Message::ReplicaPointDeleted { .. }
+            | Message::ReplicaAction { .. }
+            | Message::ReplicaPoints { .. }) => self.on_replication_message(from, msg),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
             _ => {}
         }
@@ -661,7 +667,8 @@ impl Manager {
             self.out.send(repo, Message::ListPoints { op: self.ids.op });
         }
         self.out.set_timer(CATALOG_READY, now + CATALOG_WAIT);
-        if self.catalog_pending.is_empty() {
+        self.list_replica_points();
+        if self.catalog_pending.is_empty() && self.replica_catalog_listed() {
             self.start_scheduling();
         }
     }
@@ -720,8 +727,15 @@ impl Manager {
     fn on_points(&mut self, repository: NodeId, points: Vec<PointHeader>) {
         let jobs: Vec<JobId> =
             self.cfg.jobs.iter().filter(|j| matches!(&j.kind, JobKind::Backup(b) if b.repository == repository)).map(|j| j.id).collect();
-        let adopted = self.catalog.reconcile(&jobs, points);
-        for p in &adopted {
+        let found = self.catalog.reconcile(&jobs, points);
+        for (job, vm, point) in found.lost {
+            self.out.event(Event::PointLost { job, vm, point, repository });
+        }
+        for point in found.to_delete {
+            self.ids.op += 1;
+            self.out.send(repository, Message::DeletePoint { op: self.ids.op, point });
+        }
+        for p in &found.adopted {
             let host = self.cfg.vms.get(&p.vm).map_or(NodeId(u32::MAX), |v| v.host);
             self.out.event(Event::PointAdopted { job: p.job, vm: p.vm, point: p.point, repository, host, snap: p.snapshot });
         }
@@ -731,7 +745,7 @@ impl Manager {
             }
         }
         self.catalog_pending.retain(|r| *r != repository);
-        if self.catalog_pending.is_empty() {
+        if self.catalog_pending.is_empty() && self.replica_catalog_listed() {
             self.start_scheduling();
         }
     }

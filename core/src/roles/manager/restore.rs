@@ -46,6 +46,7 @@ impl Manager {
         let found = self.catalog.find(point).map(|p| (p.job, p.disks.iter().map(|d| d.bytes).collect::<Vec<u64>>()));
         let Some((job, disk_bytes)) = found else {
             let result = Err(format!("restore point {point} is not in the catalog"));
+            self.out.event(Event::RestoreFinished { point, host, vm, result: result.clone() });
             return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
         };
         let Some(b) = self.backup_job(job) else { return };

@@ -27,6 +27,7 @@ use crate::node::Outbox;
 use crate::payload::{BlockData, BlockPayload, encode};
 use crate::wire::Message;
 use crate::wire::message::{BackupTask, BlockRef, ReadMode, TaskStats};
+use super::walk::BatchWalk;
 use bitvec::vec::BitVec;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -80,13 +81,12 @@ pub struct BackupRun {
     manager: NodeId,
     stage: Stage,
     compare: bool,
-    to_read: BitVec,
-    /// Every block the plan reads (to re-derive `to_read` after a resync).
+    /// The blocks still to read, in batches.
+    walk: BatchWalk,
+    /// Every block the plan reads (to re-derive what to read after a resync).
     planned: BitVec,
     /// Blocks sent whatever the base says (health-check repairs).
     forced: BitVec,
-    cursor: usize,
-    next_batch: u64,
     batches: BTreeMap<u64, Batch>,
     suspended: bool,
     stats: TaskStats,
@@ -97,16 +97,15 @@ impl BackupRun {
         // A retry resumes after what the repository already acknowledged.
         let done = if spec.resume { None } else { Some(BitVec::new()) };
         let stats = TaskStats { blocks_total: spec.block_size.blocks_for(spec.disk_bytes), ..TaskStats::default() };
+        let walk = BatchWalk::new(BitVec::new(), spec.block_size);
         let run = BackupRun {
             compare: spec.mode == ReadMode::DigestCompare && spec.base.is_some(),
             spec,
             manager,
             stage: Stage::Planning { changed: None, done },
-            to_read: BitVec::new(),
+            walk,
             planned: BitVec::new(),
             forced: BitVec::new(),
-            cursor: 0,
-            next_batch: 0,
             batches: BTreeMap::new(),
             suspended: false,
             stats,
@@ -167,8 +166,7 @@ impl BackupRun {
         for index in done.iter_ones().filter(|&i| i < len) {
             to_read.set(index, false);
         }
-        self.to_read = to_read;
-        self.cursor = 0;
+        self.walk.restart(to_read);
         self.stage = Stage::Streaming;
         self.pump(out)
     }
@@ -288,7 +286,7 @@ impl BackupRun {
         for index in done.iter_ones().filter(|&i| i < total) {
             to_read.set(index, false);
         }
-        self.to_read = to_read;
+        self.walk.restart(to_read);
         self.pump(out)
     }
 
@@ -297,16 +295,8 @@ impl BackupRun {
         if self.suspended {
             return Ok(Progress::Running);
         }
-        let per_batch = (BATCH_BYTES / u64::from(self.spec.block_size.bytes())).max(1) as usize;
         while self.batches.len() < WINDOW {
-            let blocks: Vec<u64> = self.to_read[self.cursor..].iter_ones().take(per_batch).map(|i| (i + self.cursor) as u64).collect();
-            let Some(&last) = blocks.last() else { break };
-            self.cursor = last as usize + 1;
-            for &index in &blocks {
-                self.to_read.set(index as usize, false);
-            }
-            let id = self.next_batch;
-            self.next_batch += 1;
+            let Some((id, blocks)) = self.walk.next_batch() else { break };
             let spec = &self.spec;
             out.send(
                 spec.host,

@@ -37,6 +37,12 @@ impl BatchWalk {
         self.next_batch += 1;
         Some((id, blocks))
     }
+
+    /// Starts over on a new bitmap; batch ids go on from where they were,
+    /// so a late answer about an earlier batch is never taken for a new one.
+    pub fn restart(&mut self, blocks: BitVec) {
+        (self.blocks, self.cursor) = (blocks, 0);
+    }
 }
 
 #[cfg(test)]
@@ -55,5 +61,7 @@ mod tests {
         }
         assert_eq!(seen, [(0, vec![0, 2]), (1, vec![3, 5]), (2, vec![6, 8]), (3, vec![9])]);
         assert_eq!(walk.next_batch(), None);
+        walk.restart((0..3).map(|i| i == 1).collect());
+        assert_eq!(walk.next_batch(), Some((4, vec![1])));
     }
 }

@@ -13,6 +13,7 @@
 //! blocks this repository does not hold.
 //!
 //! After a restart they are reloaded lazily, on the first replica request.
+//! A (re)started manager lists them to rebuild its replica catalog.
 
 use super::{Continuation, Repository};
 use crate::block::{BlockSize, Digest};
@@ -120,6 +121,10 @@ impl Repository {
                     Err(e) => self.out.send(from, Message::ReplicaPointCommitted { op, result: Err(e) }),
                 }
             }
+            Message::ListReplicaPoints { op } => {
+                let points = self.replica.points.values().map(Manifest::header).collect();
+                self.out.send(from, Message::ReplicaPoints { op, points });
+            }
             Message::AbortReplicaPoint { point } => {
                 self.replica.pending.remove(&point);
             }
@@ -183,6 +188,9 @@ impl Repository {
             Message::GetReplicaDigests { task, batch, .. } => Message::Digests { task, batch, result: Err(e) },
             Message::CommitReplicaPoint { op, .. } => Message::ReplicaPointCommitted { op, result: Err(e) },
             Message::DeleteReplicaPoint { op, .. } => Message::ReplicaPointDeleted { op, result: Err(e) },
+            // Nothing listed: the manager keeps waiting, and asks again
+            // when it restarts.
+            Message::ListReplicaPoints { .. } => return,
             _ => return,
         };
         self.out.send(from, answer);

@@ -392,9 +392,8 @@ impl Manager {
             snap: fb.replica_snap,
             change_ids: fb.after_disks.iter().map(|d| d.change_id).collect(),
             metadata,
-            origin: ReplicaOrigin::Source { snap: fb.after },
         };
-        self.add_replica_points(job, session, vm, vec![point]);
+        self.add_replica_points(job, session, vm, vec![(point, ReplicaOrigin::Source { snap: fb.after })]);
         self.retire_replica_points(job, vm);
         self.finish_action(id, Some(ActionOutcome::FailbackCommitted));
     }

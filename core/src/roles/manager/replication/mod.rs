@@ -18,8 +18,14 @@
 //! * **Actions** (`failover`) come from the operator: failover, undo,
 //!   failback, commit or undo it, permanent failover. A VM whose replica is
 //!   failed over is skipped by its job's sessions until it is back.
+//! * A (re)started manager **rebuilds** its replica points from the replica
+//!   metadata the repositories list (`recover`); until its metadata
+//!   repository has answered, a job skips its VMs. What it cannot rebuild:
+//!   a failover in progress (the replica is then treated as in normal
+//!   replication), and points whose metadata was never stored.
 
 mod failover;
+mod recover;
 mod sync;
 mod tasks;
 
@@ -70,6 +76,8 @@ pub(super) struct Replication {
     /// Actions waiting for their VM's sync to end.
     queued: Vec<failover::Request>,
     next_action: u64,
+    /// Metadata repositories whose replica points are not listed yet.
+    listing: std::collections::BTreeSet<NodeId>,
 }
 
 /// One replicated VM of a job.
@@ -96,7 +104,6 @@ struct ReplicaPoint {
     change_ids: Vec<Option<ChangeId>>,
     /// Its digest vectors are stored at the metadata repository.
     metadata: bool,
-    origin: ReplicaOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -180,6 +187,7 @@ impl Manager {
                 }
             }
             Message::ReplicaAction { op, vm, action } => self.request_action(failover::Request { requester: from, op, vm, action }),
+            Message::ReplicaPoints { points, .. } => self.on_replica_points(from, points),
             _ => {}
         }
     }

@@ -105,6 +105,12 @@ impl Manager {
             return Some(format!("{vm} is not in the configuration"));
         }
         let r = self.replication_job(job)?.clone();
+        if self.replication.listing.contains(&r.metadata_repository) {
+            // Ask again (the repository may have been unable to answer).
+            self.ids.op += 1;
+            self.out.send(r.metadata_repository, Message::ListReplicaPoints { op: self.ids.op });
+            return Some("the replica catalog is being rebuilt from the metadata repository".into());
+        }
         let replica = self.replica(job, vm)?;
         if let Some(reason) = replica.state.blocks_sync() {
             return Some(reason.to_string());
@@ -156,6 +162,24 @@ impl Manager {
             (SyncStep::Revert, Ok(_)) => self.start_sync_tasks(session, vm),
             (SyncStep::MapPowerOff, Ok(_)) => {
                 self.snapshot_base(session, vm, Some(Base { snap: None, at: Timestamp::ZERO, origin: Some(ReplicaOrigin::Mapped) }))
+            }
+            (SyncStep::CreateReplica, Err(reason)) => {
+                // It may exist already (a restarted manager forgot it): the
+                // next session hashes what is there instead.
+                if let Some(replica) = self.replica(job, vm) {
+                    replica.created = true;
+                }
+                self.fail_sync(session, vm, format!("creating the replica failed: {reason}"));
+            }
+            (SyncStep::BaseSnapshot, Err(reason)) => {
+                if let Some(replica) = self.replica(job, vm)
+                    && replica.points.is_empty()
+                    && replica.first.is_none()
+                {
+                    // Nothing known to be there: create it next time.
+                    replica.created = false;
+                }
+                self.fail_sync(session, vm, format!("snapshotting the replica failed: {reason}"));
             }
             (SyncStep::BaseSnapshot, Ok((snap, _))) => {
                 if let Some(base) = &mut run.base {
@@ -255,10 +279,11 @@ impl Manager {
                 self.snapshot_base(session, vm, Some(Base { snap: None, at: Timestamp::ZERO, origin }));
             }
             Err(reason) => {
-                if let Some(run) = self.sync_run(session, vm) {
-                    run.failure = Some(format!("restoring the seed {point} failed: {reason}"));
+                // The VM may exist, part restored: hash it next time.
+                if let Some(replica) = self.replica(job, vm) {
+                    replica.created = true;
                 }
-                self.wind_down(session, vm);
+                self.fail_sync(session, vm, format!("restoring the seed {point} failed: {reason}"));
             }
         }
     }
@@ -348,25 +373,25 @@ impl Manager {
         let mut points = Vec::new();
         if let (Some(initial), Some(Base { snap: Some(snap), origin: Some(origin), .. })) = (run.initial, run.base) {
             let none = vec![None; disk_bytes.len()];
-            points.push(ReplicaPoint { point: initial, snap, change_ids: none, metadata: run.metadata.0, origin });
+            points.push((ReplicaPoint { point: initial, snap, change_ids: none, metadata: run.metadata.0 }, origin));
             // It is a point now: not a snapshot to drop.
             run.base = None;
         }
         let (Some(point), Some(snap), Some(source)) = (run.point, run.point_snap, run.snap) else { return };
         let change_ids = run.disks.iter().map(|d| d.change_id).collect();
         let origin = ReplicaOrigin::Source { snap: source };
-        points.push(ReplicaPoint { point, snap, change_ids, metadata: run.metadata.1, origin });
+        points.push((ReplicaPoint { point, snap, change_ids, metadata: run.metadata.1 }, origin));
         self.add_replica_points(job, session, vm, points);
         self.retire_replica_points(job, vm);
         self.wind_down(session, vm);
     }
 
-    /// Appends points to a replica, announcing each.
-    pub(super) fn add_replica_points(&mut self, job: JobId, session: SessionId, vm: VmId, points: Vec<ReplicaPoint>) {
+    /// Appends points to a replica, announcing each with what it holds.
+    pub(super) fn add_replica_points(&mut self, job: JobId, session: SessionId, vm: VmId, points: Vec<(ReplicaPoint, ReplicaOrigin)>) {
         let Some(replica) = self.replica(job, vm) else { return };
         let replica_vm = replica.vm;
-        replica.points.extend(points.iter().cloned());
-        for p in points {
+        replica.points.extend(points.iter().map(|(p, _)| p.clone()));
+        for (p, origin) in points {
             self.out.event(Event::ReplicaPointCommitted {
                 job,
                 session,
@@ -374,10 +399,19 @@ impl Manager {
                 replica: replica_vm,
                 point: p.point,
                 snap: p.snap,
-                origin: p.origin,
+                origin,
                 metadata: p.metadata,
             });
         }
+    }
+
+    fn fail_sync(&mut self, session: SessionId, vm: VmId, reason: String) {
+        if let Some(run) = self.sync_run(session, vm)
+            && run.failure.is_none()
+        {
+            run.failure = Some(reason);
+        }
+        self.wind_down(session, vm);
     }
 
     /// The clean-up steps, one answer at a time (see the module docs).
