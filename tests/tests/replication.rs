@@ -260,3 +260,86 @@ fn replication_and_failover_pass_under_turmoil() {
     // commit_failback made the replica's final state its newest point.
     assert_eq!(job.restore_points, 3);
 }
+
+/// A replication scenario with `extra` keys on its job and `vm_extra`
+/// appended after its VMs.
+fn config(job_extra: &str, vm_extra: &str) -> String {
+    format!(
+        r#"
+name = "config"
+duration = "1h"
+[[site]]
+name = "prod"
+[[site]]
+name = "dr"
+[[link]]
+between = ["prod", "dr"]
+latency = "30ms"
+bandwidth = "1Gbit"
+[[host]]
+name = "esx"
+site = "prod"
+[[host]]
+name = "esx-dr"
+site = "dr"
+[[vm]]
+name = "vm1"
+host = "esx"
+disks = ["1GiB"]
+{vm_extra}
+[[proxy]]
+name = "px"
+site = "prod"
+[[proxy]]
+name = "px-dr"
+site = "dr"
+[[repository]]
+name = "repo"
+site = "prod"
+capacity = "100GiB"
+[[repository]]
+name = "repo-dr"
+site = "dr"
+capacity = "100GiB"
+[[job]]
+name = "b"
+kind = "backup"
+vms = ["vm1"]
+repository = "repo"
+schedule = "every 1h"
+[[job]]
+name = "r"
+kind = "replication"
+vms = ["vm1"]
+target_host = "esx-dr"
+metadata_repository = "repo-dr"
+schedule = "every 30m"
+{job_extra}
+"#
+    )
+}
+
+fn setup_error(text: &str) -> String {
+    match Scenario::from_str(text, "config.toml") {
+        Err(e) => e.to_string(),
+        Ok(s) => runner::run(&s, None, Some(EngineChoice::Des)).err().unwrap_or_default(),
+    }
+}
+
+#[test]
+fn replication_configuration_errors_name_the_problem() {
+    let proxies = "source_proxy = \"px\"\ntarget_proxy = \"px-dr\"";
+    let e = setup_error(&config("source_proxy = \"px\"\ntarget_proxy = \"px\"", ""));
+    assert!(e.contains("must be two proxies"), "{e}");
+    let e = setup_error(&config(&format!("{proxies}\nseed_from = \"b\""), ""));
+    assert!(e.contains("is not in the DR site"), "{e}");
+    let copy = "[[vm]]\nname = \"copy\"\nhost = \"esx-dr\"\ndisks = [\"2GiB\"]\ncopy_of = \"vm1\"";
+    let e = setup_error(&config(proxies, copy));
+    assert!(e.contains("their disks differ"), "{e}");
+    let e = setup_error(&config(proxies, "[[vm]]\nname = \"c\"\nhost = \"esx-dr\"\ndisks = [\"1GiB\"]\ncopy_of = \"nope\""));
+    assert!(e.contains("unknown vm \"nope\""), "{e}");
+    let e = setup_error(&config(proxies, "[[vm]]\nname = \"c\"\nhost = \"esx-dr\"\ndisks = [\"1GiB\"]\ncopy_age = \"1h\""));
+    assert!(e.contains("copy_age needs copy_of"), "{e}");
+    // And the well-formed one runs.
+    assert_eq!(setup_error(&config(proxies, "")), "");
+}

@@ -98,7 +98,7 @@ impl ReplicationChecker {
                             && let Some(before) = self.kept.get(&initial).map(|k| k.snap)
                         {
                             let stats = self.tasks.get(&(*session, *vm)).copied().unwrap_or_default();
-                            let sync = check.first_sync(topo, *vm, kind, before, *source, &stats);
+                            let sync = check.first_sync(topo, kind, before, *source, &stats);
                             if sync.blocks_transferred > sync.blocks_differing {
                                 violations.push(format!(
                                     "{kind} first sync of {vm} transferred {} blocks, but only {} differ from the replica",
@@ -290,37 +290,33 @@ impl Check<'_> {
         .map(|v| format!("replica metadata of {point} at {repo} is wrong: {v}"))
     }
 
-    /// Blocks (swap left out) whose content differs between two snapshots.
-    fn differing(&self, a: SnapshotId, b: SnapshotId) -> u64 {
+    /// Per disk, the digests of two snapshots with the swap blocks left out
+    /// (`None` where a disk has no content to compare).
+    fn pairs(&self, a: SnapshotId, b: SnapshotId) -> impl Iterator<Item = (Vec<Option<Digest>>, Vec<Option<Digest>>)> + '_ {
         let disks = self.hv.vm_disks(self.vm).map_or(0, |d| d.len());
         let bs = self.block_size;
-        (0..disks as u16)
-            .filter_map(|disk| {
-                let (x, y) = (self.hv.snapshot_digests(a, disk, bs)?, self.hv.snapshot_digests(b, disk, bs)?);
-                let swap = self.hv.swap_mask(self.vm, disk, bs).unwrap_or_default();
-                Some(x.iter().zip(&y).enumerate().filter(|(i, (p, q))| p != q && !swap.get(*i).is_some_and(|s| *s)).count() as u64)
-            })
-            .sum()
+        (0..disks as u16).filter_map(move |disk| {
+            let (x, y) = (self.hv.snapshot_digests(a, disk, bs)?, self.hv.snapshot_digests(b, disk, bs)?);
+            let swap = self.hv.swap_mask(self.vm, disk, bs).unwrap_or_default();
+            let keep = |v: Vec<Digest>| v.into_iter().enumerate().map(|(i, d)| (!swap.get(i).is_some_and(|s| *s)).then_some(d)).collect();
+            Some((keep(x), keep(y)))
+        })
+    }
+
+    /// Blocks (swap left out) whose content differs between two snapshots.
+    fn differing(&self, a: SnapshotId, b: SnapshotId) -> u64 {
+        self.pairs(a, b).map(|(x, y)| x.iter().zip(&y).filter(|(p, q)| p.is_some() && p != q).count() as u64).sum()
     }
 
     /// Invariant 4's figures: blocks differing between the replica before
     /// its first sync and the source snapshot, against what was moved.
-    fn first_sync(&self, topo: &Topology, vm: VmId, kind: &str, before: SnapshotId, source: SnapshotId, stats: &TaskStats) -> FirstSync {
-        let mut total = 0;
-        let mut differing = 0;
-        let mut full_copy = 0;
-        let disks = self.hv.vm_disks(vm).map_or(0, |d| d.len());
-        for disk in 0..disks as u16 {
-            let bs = self.block_size;
-            let (Some(a), Some(b)) = (self.hv.snapshot_digests(before, disk, bs), self.hv.snapshot_digests(source, disk, bs)) else {
-                continue;
-            };
-            let swap = self.hv.swap_mask(vm, disk, bs).unwrap_or_default();
-            total += a.len() as u64;
-            let kept = |i: &usize| !swap.get(*i).is_some_and(|s| *s);
-            differing += a.iter().zip(&b).enumerate().filter(|(i, (x, y))| x != y && kept(i)).count() as u64;
-            full_copy += b.iter().enumerate().filter(|(i, d)| !d.is_zero_block() && kept(i)).count() as u64;
-        }
+    fn first_sync(&self, topo: &Topology, kind: &str, before: SnapshotId, source: SnapshotId, stats: &TaskStats) -> FirstSync {
+        let vm = self.vm;
+        let (total, full_copy) = self
+            .pairs(before, source)
+            .map(|(x, y)| (x.len() as u64, y.iter().flatten().filter(|d| !d.is_zero_block()).count() as u64))
+            .fold((0, 0), |(t, f), (x, y)| (t + x, f + y));
+        let differing = self.differing(before, source);
         FirstSync {
             vm: topo.deployment.vms.get(&vm).map_or_else(|| vm.to_string(), |v| v.name.clone()),
             kind: kind.to_string(),

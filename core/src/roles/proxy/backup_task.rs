@@ -20,6 +20,7 @@
 //! is recorded at the repository before its acknowledgement, so resending
 //! is always safe.
 
+use super::walk::BatchWalk;
 use crate::block::Digest;
 use crate::hypervisor::ChangedBlocks;
 use crate::ids::NodeId;
@@ -27,7 +28,6 @@ use crate::node::Outbox;
 use crate::payload::{BlockData, BlockPayload, encode};
 use crate::wire::Message;
 use crate::wire::message::{BackupTask, BlockRef, ReadMode, TaskStats};
-use super::walk::BatchWalk;
 use bitvec::vec::BitVec;
 use std::collections::{BTreeMap, BTreeSet};
 
