@@ -18,11 +18,12 @@ use std::fmt::Write as _;
 /// tests), and `verify_every` runs only repair from the next verification.
 pub const FAULT_KINDS: [&str; 6] = ["partition", "crash", "cbt_reset", "disk_full", "corrupt_block", "slow_link"];
 
-/// What a seed drew, as options a person can read.
-#[derive(Debug, Clone)]
-pub struct Draw {
-    pub seed: u64,
-    pub engine: EngineChoice,
+/// The shape of a drawn scenario: sizes and which fault kinds are on.
+/// Everything else (disk sizes, workloads, fault times) is drawn from the
+/// seed within it. Property tests generate shapes directly, so a failure
+/// shrinks to the smallest shape that still fails.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Shape {
     pub sites: usize,
     pub hosts: usize,
     pub vms: usize,
@@ -31,11 +32,24 @@ pub struct Draw {
     pub hours: u64,
     pub enabled_faults: Vec<&'static str>,
     pub loss: f64,
-    pub toml: String,
 }
 
-impl Draw {
-    /// One line per option, for failure reports.
+impl Shape {
+    /// The swarm's own draw: each fault kind on with probability ½.
+    pub fn draw(rng: &mut impl Rng, engine: EngineChoice) -> Shape {
+        let turmoil = engine == EngineChoice::Turmoil;
+        let sites = rng.random_range(1..=2usize);
+        let hosts = rng.random_range(1..=2usize);
+        let vms = rng.random_range(1..=if turmoil { 2 } else { 5 });
+        let proxies = rng.random_range(1..=2usize);
+        let jobs = rng.random_range(1..=2usize).min(vms);
+        let hours = if turmoil { 3 } else { rng.random_range(6..=12u64) };
+        let enabled_faults = FAULT_KINDS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
+        let loss = if sites == 2 && !turmoil && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
+        Shape { sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss }
+    }
+
+    /// One line, for failure reports.
     pub fn options(&self) -> String {
         format!(
             "sites={} hosts={} vms={} proxies={} jobs={} hours={} loss={} faults=[{}]",
@@ -51,22 +65,37 @@ impl Draw {
     }
 }
 
+/// What a seed drew.
+#[derive(Debug, Clone)]
+pub struct Draw {
+    pub seed: u64,
+    pub engine: EngineChoice,
+    pub shape: Shape,
+    pub toml: String,
+}
+
+impl Draw {
+    pub fn options(&self) -> String {
+        self.shape.options()
+    }
+}
+
 /// Draws the scenario of `seed`. Small by design: swarm runs many seeds.
 pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
     let mut rng = seed::rng(seed, Stream::Swarm);
-    let turmoil = engine == EngineChoice::Turmoil;
-    let sites = rng.random_range(1..=2usize);
-    let hosts = rng.random_range(1..=2usize);
-    let vms = rng.random_range(1..=if turmoil { 2 } else { 5 });
-    let proxies = rng.random_range(1..=2usize);
-    let jobs = rng.random_range(1..=2usize).min(vms);
-    let hours = if turmoil { 3 } else { rng.random_range(6..=12u64) };
-    let enabled_faults: Vec<&'static str> = FAULT_KINDS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
-    let loss = if sites == 2 && !turmoil && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
+    let shape = Shape::draw(&mut rng, engine);
+    let toml = scenario_text(seed, &shape, &mut rng);
+    Draw { seed, engine, shape, toml }
+}
+
+/// Writes the scenario of a shape, drawing its details from `rng`.
+pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
+    let Shape { sites, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss } = *shape;
+    let jobs = jobs.clamp(1, vms.max(1));
 
     let mut t = String::new();
     let _ = writeln!(t, "name = \"swarm-{seed}\"\nseed = {seed}\nduration = \"{hours}h\"");
-    let block = ["256KiB", "512KiB", "1MiB"].choose(&mut rng).copied().unwrap_or("1MiB");
+    let block = ["256KiB", "512KiB", "1MiB"].choose(rng).copied().unwrap_or("1MiB");
     let _ = writeln!(t, "block_size = \"{block}\"");
     let site_names: Vec<String> = (0..sites).map(|i| format!("site{i}")).collect();
     for s in &site_names {
@@ -121,14 +150,14 @@ pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
         .chain((0..proxies).map(|p| format!("px{p}")))
         .chain(std::iter::once("repo".to_string()))
         .collect();
-    for kind in &enabled_faults {
+    for kind in enabled_faults {
         for _ in 0..rng.random_range(1..=3) {
             let at = rng.random_range(10..window_mins);
             let dur = rng.random_range(1..=30u64);
             let body = match *kind {
                 "partition" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nfor = \"{dur}m\""),
                 "slow_link" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nbandwidth = \"5Mbit\"\nfor = \"{dur}m\""),
-                "crash" => format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(&mut rng).cloned().unwrap_or_default()),
+                "crash" => format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(rng).cloned().unwrap_or_default()),
                 "cbt_reset" => format!("vm = \"vm{}\"", rng.random_range(0..vms)),
                 "disk_full" => format!("node = \"repo\"\nfor = \"{dur}m\""),
                 "corrupt_block" => format!("node = \"repo\"\nblocks = {}", rng.random_range(1..=5)),
@@ -137,7 +166,7 @@ pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
             let _ = writeln!(t, "[[fault]]\nat = \"{at}m\"\nkind = \"{kind}\"\n{body}");
         }
     }
-    Draw { seed, engine, sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss, toml: t }
+    t
 }
 
 /// One seed's outcome.
