@@ -89,6 +89,15 @@ pub enum Event {
         point: RestorePointId,
         repository: NodeId,
     },
+    /// A verification pass found `missed_blocks` changes CBT had not
+    /// reported: these points (made since the last verified one) may hold
+    /// stale blocks and must not be trusted for restore.
+    PointsInconsistent {
+        job: JobId,
+        vm: VmId,
+        points: Vec<RestorePointId>,
+        missed_blocks: u64,
+    },
     PointRemoved {
         job: JobId,
         vm: VmId,

@@ -64,6 +64,10 @@ pub struct JobSummary {
     pub cbt_fallbacks: u64,
     /// The last successful session's task totals.
     pub last_session: SessionFigures,
+    /// Verification passes: changed blocks CBT had missed, and the points
+    /// reported inconsistent because of them.
+    pub cbt_missed_blocks: u64,
+    pub points_inconsistent: u64,
     /// Health checks run, and damaged blocks they found.
     pub health_checks: u64,
     pub damaged_blocks_found: u64,
@@ -157,6 +161,11 @@ impl JobTally {
             }
             Event::PointRemoved { job, vm, point, result: Ok(()) } | Event::ReplicaPointRemoved { job, vm, point, result: Ok(()) } => {
                 self.points.entry((*job, *vm)).or_default().remove(point);
+            }
+            Event::PointsInconsistent { job, points, missed_blocks, .. } => {
+                let j = self.job(*job);
+                j.cbt_missed_blocks += missed_blocks;
+                j.points_inconsistent += points.len() as u64;
             }
             Event::HealthChecked { job, damaged_blocks, .. } => {
                 let j = self.job(*job);

@@ -136,3 +136,31 @@ fn name_job(name: &str) -> &'static &'static str {
         other => panic!("no job named for {other}"),
     }
 }
+
+#[test]
+fn a_verification_pass_reports_what_a_lying_cbt_missed() {
+    let s = run("faults-cbt-miss", None);
+    let job = &s.jobs["backup"];
+    assert!(job.cbt_missed_blocks > 0, "the verification pass found nothing: {job:?}");
+    assert!(job.points_inconsistent > 0, "no point was reported inconsistent: {job:?}");
+}
+
+#[test]
+fn health_check_finds_damage_and_the_next_pass_repairs_it() {
+    let s = run("faults-corrupt-health", None);
+    let job = &s.jobs["backup"];
+    assert!(job.health_checks >= 2, "{job:?}");
+    assert!(job.damaged_blocks_found > 0, "the health check missed the damaged blocks: {job:?}");
+}
+
+#[test]
+fn fault_scenarios_recover_within_the_liveness_bound() {
+    for name in ["faults-partition", "faults-crash", "faults-disk-full", "faults-slow-link"] {
+        let s = run(name, None);
+        let liveness = s.liveness.as_ref().unwrap_or_else(|| panic!("{name}: no liveness report"));
+        for (job, after) in &liveness.recovered_after_secs {
+            let after = after.unwrap_or_else(|| panic!("{name}: job {job} never recovered"));
+            assert!(after <= liveness.bound_secs, "{name}: job {job} recovered after {after}s, bound {}s", liveness.bound_secs);
+        }
+    }
+}

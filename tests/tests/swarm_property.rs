@@ -11,7 +11,16 @@ use blockferry_sim::swarm::{FAULT_KINDS, Shape, scenario_text};
 use proptest::prelude::*;
 
 fn shape() -> impl Strategy<Value = Shape> {
-    (1usize..=2, 1usize..=2, 1usize..=3, 1usize..=2, 1usize..=2, 4u64..=8, prop::collection::vec(any::<bool>(), FAULT_KINDS.len()), 0usize..3)
+    (
+        1usize..=2,
+        1usize..=2,
+        1usize..=3,
+        1usize..=2,
+        1usize..=2,
+        4u64..=8,
+        prop::collection::vec(any::<bool>(), FAULT_KINDS.len()),
+        0usize..3,
+    )
         .prop_map(|(sites, hosts, vms, proxies, jobs, hours, on, loss)| Shape {
             sites,
             hosts,

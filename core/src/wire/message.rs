@@ -528,6 +528,9 @@ pub struct BackupTask {
     /// Blocks to read and send whatever CBT or the base says: a health
     /// check found them damaged at the repository.
     pub reread: Vec<u64>,
+    /// A verification pass (`DigestCompare` with a base): also ask CBT for
+    /// its changes since this id, to count the changed blocks it missed.
+    pub verify_since: Option<ChangeId>,
 }
 
 /// What a disk task did, for the session report and the byte accounting.
@@ -553,6 +556,8 @@ pub struct TaskStats {
     pub bytes_sent: u64,
     /// Fell back from CBT to digest comparison.
     pub cbt_fallback: bool,
+    /// Verification pass: changed blocks (by digest) that CBT did not report.
+    pub cbt_missed: u64,
     /// Blocks an earlier attempt already delivered (skipped on resume).
     pub blocks_resumed: u64,
 }
@@ -569,6 +574,7 @@ impl TaskStats {
         self.bytes_read += other.bytes_read;
         self.bytes_sent += other.bytes_sent;
         self.cbt_fallback |= other.cbt_fallback;
+        self.cbt_missed += other.cbt_missed;
         self.blocks_resumed += other.blocks_resumed;
     }
 }

@@ -128,7 +128,7 @@ impl RunState {
     /// manager, each onto a new VM on the point's original host.
     pub fn restore_requests(&mut self) -> Vec<Message> {
         let first_new_vm = self.topo.vms.len() as u32 + 1000;
-        let retained: Vec<_> = self.checker.retained().iter().map(|(p, r)| (*p, r.clone())).collect();
+        let retained: Vec<_> = self.checker.trusted().map(|(p, r)| (*p, r.clone())).collect();
         retained
             .into_iter()
             .enumerate()

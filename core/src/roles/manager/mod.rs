@@ -76,6 +76,10 @@ struct VmRun {
     /// repository until the commit, so they are redone if it restarts.
     done_disks: Vec<u16>,
     failure: Option<String>,
+    /// Changed blocks a verification pass found CBT had missed.
+    cbt_missed: u64,
+    /// Some disk trusted CBT: the point is not a verified anchor.
+    trusted_cbt: bool,
 }
 
 #[derive(Debug)]
@@ -150,6 +154,9 @@ pub struct Manager {
     /// Blocks a health check found damaged, per (job, vm, disk): the next
     /// backup re-reads them from the source, which repairs them.
     repairs: BTreeMap<(JobId, VmId, u16), Vec<u64>>,
+    /// Per (job, vm), the newest point whose every block was read and
+    /// compared (a full or a verification pass): points after it rely on CBT.
+    anchors: BTreeMap<(JobId, VmId), RestorePointId>,
     tasks: BTreeMap<TaskId, Task>,
     restores: BTreeMap<u64, restore::Restore>,
     replication: replication::Replication,
@@ -172,6 +179,7 @@ impl Manager {
             scheduling: false,
             unreleased: Vec::new(),
             repairs: BTreeMap::new(),
+            anchors: BTreeMap::new(),
             tasks: BTreeMap::new(),
             restores: BTreeMap::new(),
             replication: replication::Replication::default(),
@@ -236,6 +244,8 @@ impl Manager {
                 open_tasks: 0,
                 done_disks: Vec::new(),
                 failure: None,
+                cbt_missed: 0,
+                trusted_cbt: false,
             };
             runs.insert(vm, run);
         }
@@ -323,6 +333,7 @@ impl Manager {
         let host = self.cfg.vms.get(&vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
         let base = self.catalog.newest(job, vm);
         let verify = b.verify_every.is_some_and(|n| n > 0 && run_index > 0 && run_index % u64::from(n) == 0);
+        let base_change = base.and_then(|p| p.disks.get(task.disk as usize).and_then(|d| d.change_id));
         let mode = match base.map(|p| p.disks.get(task.disk as usize).and_then(|d| d.change_id)) {
             None => ReadMode::Full,
             Some(_) if verify => ReadMode::DigestCompare,
@@ -343,6 +354,7 @@ impl Manager {
             compression: b.compression,
             resume: task.attempt > 1,
             reread: self.repairs.get(&(job, vm, task.disk)).cloned().unwrap_or_default(),
+            verify_since: if verify { base_change } else { None },
         };
         self.out.event(Event::TaskAssigned {
             task: id,
@@ -352,7 +364,11 @@ impl Manager {
             repository: b.repository,
             attempt: task.attempt,
         });
+        let trusted_cbt = matches!(spec.mode, ReadMode::Changed { .. });
         self.out.send(proxy, Message::StartBackupTask(spec));
+        if trusted_cbt && let Some(run) = self.vm_run(session_id, vm) {
+            run.trusted_cbt = true;
+        }
     }
 
     fn on_task_done(&mut self, id: TaskId, result: Result<TaskStats, String>) {
@@ -383,9 +399,10 @@ impl Manager {
         let disk = DiskId { vm, index: task.disk };
         self.out.event(Event::TaskFinished { task: id, session, disk, proxy, result: result.clone() });
         match result {
-            Ok(_) => {
+            Ok(stats) => {
                 if let Some(run) = self.vm_run(session, vm) {
                     run.done_disks.push(task.disk);
+                    run.cbt_missed += stats.cbt_missed;
                 }
                 self.task_closed(session, vm, None)
             }
@@ -448,9 +465,11 @@ impl Manager {
                     .collect();
                 let snap = run.snap.unwrap_or(SnapshotId(0));
                 let snapshot_at = run.snapshot_at;
+                let (cbt_missed, anchored) = (run.cbt_missed, !run.trusted_cbt);
                 let parent = self.catalog.newest(job, vm).map(|p| p.point);
                 let header = PointHeader { point, job, session, vm, snapshot_at, snapshot: snap, parent, disks };
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
+                self.flag_cbt_misses(job, vm, point, cbt_missed, anchored);
                 self.repairs.retain(|(j, v, _), _| (*j, *v) != (job, vm));
                 self.catalog.push(header);
                 self.apply_retention(job, vm);
@@ -461,6 +480,21 @@ impl Manager {
             }
         }
         self.release_snapshot(session, vm);
+    }
+
+    /// A verification pass found changes CBT had missed: every point since
+    /// the last verified anchor may hold stale blocks. They are reported
+    /// (the new point, read in full, is right and repairs the chain).
+    fn flag_cbt_misses(&mut self, job: JobId, vm: VmId, point: RestorePointId, cbt_missed: u64, anchored: bool) {
+        if cbt_missed > 0 {
+            let anchor = self.anchors.get(&(job, vm)).copied();
+            let points: Vec<RestorePointId> =
+                self.catalog.chain(job, vm).map(|p| p.point).filter(|p| *p != point && anchor.is_none_or(|a| *p > a)).collect();
+            self.out.event(Event::PointsInconsistent { job, vm, points, missed_blocks: cbt_missed });
+        }
+        if anchored {
+            self.anchors.insert((job, vm), point);
+        }
     }
 
     /// Deletes the oldest points beyond the job's retention, except points

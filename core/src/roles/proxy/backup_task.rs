@@ -87,6 +87,8 @@ pub struct BackupRun {
     planned: BitVec,
     /// Blocks sent whatever the base says (health-check repairs).
     forced: BitVec,
+    /// Verification pass: the blocks CBT reports changed.
+    claimed: Option<BitVec>,
     batches: BTreeMap<u64, Batch>,
     suspended: bool,
     stats: TaskStats,
@@ -106,6 +108,7 @@ impl BackupRun {
             walk,
             planned: BitVec::new(),
             forced: BitVec::new(),
+            claimed: None,
             batches: BTreeMap::new(),
             suspended: false,
             stats,
@@ -122,7 +125,8 @@ impl BackupRun {
         if changed.is_none() {
             let since = match spec.mode {
                 ReadMode::Changed { since } => Some(since),
-                ReadMode::Full | ReadMode::DigestCompare => None,
+                ReadMode::DigestCompare => spec.verify_since,
+                ReadMode::Full => None,
             };
             let (task, snap, disk, block_size) = (spec.task, spec.snap, spec.target.disk, spec.block_size);
             out.send(spec.host, Message::GetChangedBlocks { task, snap, disk, since, block_size });
@@ -261,6 +265,12 @@ impl BackupRun {
         };
         let total = self.stats.blocks_total as usize;
         let (mut to_read, swap) = match changed {
+            // A verification pass reads everything and keeps what CBT
+            // claims, to count what it missed.
+            ChangedBlocks::Known { changed, swap } if self.compare && self.spec.verify_since.is_some() => {
+                self.claimed = Some(changed);
+                (BitVec::repeat(true, total), swap)
+            }
             ChangedBlocks::Known { changed, swap } => (changed, swap),
             ChangedBlocks::Unavailable { swap } => {
                 self.stats.cbt_fallback = true;
@@ -336,6 +346,7 @@ impl BackupRun {
         let compression = self.spec.compression;
         let on_base = self.spec.base.is_some();
         let forced = &self.forced;
+        let claimed = self.claimed.as_ref();
         let batch = self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))?;
         if batch.read.is_none() || (compare && batch.base.is_none()) {
             return Ok(Progress::Running);
@@ -357,6 +368,9 @@ impl BackupRun {
             let base_digest = base.as_ref().map(|b| b[n]);
             if base_digest == Some(digest) && !forced.get(index as usize).is_some_and(|f| *f) {
                 continue;
+            }
+            if base_digest.is_some() && claimed.is_some_and(|c| !c.get(index as usize).is_some_and(|b| *b)) {
+                stats.cbt_missed += 1;
             }
             if digest.is_zero_block() {
                 stats.blocks_zero += 1;
