@@ -20,7 +20,7 @@
 //! is recorded at the repository before its acknowledgement, so resending
 //! is always safe.
 
-use super::walk::BatchWalk;
+use super::walk::{BatchWalk, take_ready};
 use crate::block::Digest;
 use crate::hypervisor::ChangedBlocks;
 use crate::ids::NodeId;
@@ -348,17 +348,9 @@ impl BackupRun {
         let forced = &self.forced;
         let claimed = self.claimed.as_ref();
         let batch = self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))?;
-        if batch.read.is_none() || (compare && batch.base.is_none()) {
+        let Some((read, base)) = take_ready(&batch.blocks, &mut batch.read, &mut batch.base, compare)? else {
             return Ok(Progress::Running);
-        }
-        let read = batch.read.take().unwrap_or_default();
-        let base = batch.base.take();
-        if read.len() != batch.blocks.len() || read.iter().zip(&batch.blocks).any(|((i, _), want)| i != want) {
-            return Err(format!("host returned blocks other than the {} requested", batch.blocks.len()));
-        }
-        if base.as_ref().is_some_and(|b| b.len() != read.len()) {
-            return Err("repository returned the wrong number of base digests".into());
-        }
+        };
         let mut stats = TaskStats::default();
         for (n, (index, data)) in read.into_iter().enumerate() {
             stats.blocks_read += 1;

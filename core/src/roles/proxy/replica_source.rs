@@ -24,7 +24,7 @@
 //!    has reported the metadata (`ReplicaFinished`), `TaskDone`.
 
 use super::backup_task::{Progress, WINDOW};
-use super::walk::BatchWalk;
+use super::walk::{BatchWalk, take_ready};
 use crate::block::Digest;
 use crate::hypervisor::ChangedBlocks;
 use crate::ids::NodeId;
@@ -247,17 +247,9 @@ impl ReplicaSource {
         // A new replica starts all zero: zero blocks need no write.
         let skip_zero = self.spec.mode == ReadMode::Full && !compare;
         let batch = self.batch(id)?;
-        if batch.read.is_none() || (compare && batch.base.is_none()) {
+        let Some((read, base)) = take_ready(&batch.blocks, &mut batch.read, &mut batch.base, compare)? else {
             return Ok(Progress::Running);
-        }
-        let read = batch.read.take().unwrap_or_default();
-        let base = batch.base.take();
-        if read.len() != batch.blocks.len() || read.iter().zip(&batch.blocks).any(|((i, _), want)| i != want) {
-            return Err(format!("host returned blocks other than the {} requested", batch.blocks.len()));
-        }
-        if base.as_ref().is_some_and(|b| b.len() != read.len()) {
-            return Err("the receiving side answered the wrong number of digests".into());
-        }
+        };
         let mut blocks = Vec::new();
         for (n, (index, data)) in read.into_iter().enumerate() {
             self.stats.blocks_read += 1;

@@ -3,8 +3,36 @@
 //! (backup, replica sync).
 
 use super::backup_task::BATCH_BYTES;
-use crate::block::BlockSize;
+use crate::block::{BlockSize, Digest};
+use crate::payload::BlockData;
 use bitvec::vec::BitVec;
+
+/// A batch's blocks as read from the host, with the base digests to compare
+/// them against when the task compares.
+pub type ReadyBatch = (Vec<(u64, BlockData)>, Option<Vec<Digest>>);
+
+/// Takes a batch's reads (and base digests, when `compare`) once both are
+/// in, checked against the blocks asked for. `Ok(None)` while something is
+/// still missing; an error when a peer answered something else.
+pub fn take_ready(
+    asked: &[u64],
+    read: &mut Option<Vec<(u64, BlockData)>>,
+    base: &mut Option<Vec<Digest>>,
+    compare: bool,
+) -> Result<Option<ReadyBatch>, String> {
+    if read.is_none() || (compare && base.is_none()) {
+        return Ok(None);
+    }
+    let read = read.take().unwrap_or_default();
+    let base = base.take();
+    if read.len() != asked.len() || read.iter().zip(asked).any(|((i, _), want)| i != want) {
+        return Err(format!("host returned blocks other than the {} requested", asked.len()));
+    }
+    if base.as_ref().is_some_and(|b| b.len() != read.len()) {
+        return Err(format!("{} base digests answered for {} blocks", base.as_ref().map_or(0, Vec::len), read.len()));
+    }
+    Ok(Some((read, base)))
+}
 
 /// The blocks of a bitmap, handed out in batches of at most
 /// [`BATCH_BYTES`] worth of blocks (at least one), in index order. Blocks
