@@ -34,6 +34,14 @@ pub(super) struct Restore {
 }
 
 impl Manager {
+    /// What restoring `point` needs: its repository, block size and disk
+    /// sizes, if the catalog has it.
+    fn restore_source(&self, point: RestorePointId) -> Option<(NodeId, BlockSize, Vec<u64>)> {
+        let header = self.catalog.find(point)?;
+        let b = self.backup_job(header.job)?;
+        Some((b.repository, b.block_size, header.disks.iter().map(|d| d.bytes).collect()))
+    }
+
     pub(super) fn start_restore(
         &mut self,
         requester: NodeId,
@@ -43,14 +51,11 @@ impl Manager {
         vm: VmId,
         name: String,
     ) {
-        let found = self.catalog.find(point).map(|p| (p.job, p.disks.iter().map(|d| d.bytes).collect::<Vec<u64>>()));
-        let Some((job, disk_bytes)) = found else {
+        let Some((repository, block_size, disk_bytes)) = self.restore_source(point) else {
             let result = Err(format!("restore point {point} is not in the catalog"));
             self.out.event(Event::RestoreFinished { point, host, vm, result: result.clone() });
             return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
         };
-        let Some(b) = self.backup_job(job) else { return };
-        let (repository, block_size) = (b.repository, b.block_size);
         let restore = Restore {
             requester,
             requester_op,
@@ -80,16 +85,12 @@ impl Manager {
         name: String,
         seed: (SessionId, VmId),
     ) {
-        let found = self.catalog.find(point).map(|p| (p.job, p.disks.iter().map(|d| d.bytes).collect::<Vec<u64>>()));
-        let Some((repository, block_size, disk_bytes)) =
-            found.and_then(|(job, disks)| self.backup_job(job).map(|b| (b.repository, b.block_size, disks)))
-        else {
+        let Some((repository, block_size, disk_bytes)) = self.restore_source(point) else {
             return self.seed_restored(seed.0, seed.1, point, Err(format!("seed {point} is not in the catalog")));
         };
-        let (requester, requester_op) = (NodeId(u32::MAX), 0);
         let restore = Restore {
-            requester,
-            requester_op,
+            requester: NodeId(u32::MAX),
+            requester_op: 0,
             point,
             repository,
             proxy: Some(proxy),
