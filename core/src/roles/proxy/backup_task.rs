@@ -180,22 +180,13 @@ impl BackupRun {
         peer == self.spec.host || peer == self.spec.repository
     }
 
-    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
-        match self.step(msg, out) {
-            Ok(progress) => progress,
-            Err(reason) => {
-                self.fail(reason, out);
-                Progress::Finished
-            }
-        }
-    }
-
     pub fn fail(&mut self, reason: String, out: &mut Outbox) {
         let reason = format!("{}: {reason}", self.spec.target_name());
         out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
     }
 
-    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+    /// Handles one reply; an `Err` fails the task (the proxy reports it).
+    pub fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
             Message::BlocksRead { batch, .. }
             | Message::Digests { batch, .. }

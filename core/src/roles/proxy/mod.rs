@@ -30,13 +30,18 @@ enum Run {
 }
 
 impl Run {
+    /// Feeds a reply to the task; a failed step ends it with `TaskDone`.
     fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
-        match self {
-            Run::Backup(r) => r.on_message(msg, out),
-            Run::Restore(r) => r.on_message(msg, out),
-            Run::ReplicaSource(r) => r.on_message(msg, out),
-            Run::ReplicaTarget(r) => r.on_message(msg, out),
-        }
+        let step = match self {
+            Run::Backup(r) => r.step(msg, out),
+            Run::Restore(r) => r.step(msg, out),
+            Run::ReplicaSource(r) => r.step(msg, out),
+            Run::ReplicaTarget(r) => r.step(msg, out),
+        };
+        step.unwrap_or_else(|reason| {
+            self.fail(reason, out);
+            Progress::Finished
+        })
     }
 
     fn depends_on(&self, peer: NodeId) -> bool {

@@ -113,22 +113,13 @@ impl ReplicaSource {
             || self.spec.target_changes.is_some_and(|t| t.host == peer)
     }
 
-    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
-        match self.step(msg, out) {
-            Ok(progress) => progress,
-            Err(reason) => {
-                self.fail(reason, out);
-                Progress::Finished
-            }
-        }
-    }
-
     pub fn fail(&mut self, reason: String, out: &mut Outbox) {
         let reason = format!("replica sync of {}/disk{}: {reason}", self.spec.vm, self.spec.sink.disk);
         out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
     }
 
-    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+    /// Handles one reply; an `Err` fails the task (the proxy reports it).
+    pub fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
             Message::ChangedBlocksReply { reply, .. } => match std::mem::replace(&mut self.stage, Stage::Streaming) {
                 Stage::TargetPlanning => {

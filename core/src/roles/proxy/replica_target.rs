@@ -58,23 +58,14 @@ impl ReplicaTarget {
         peer == self.sink.host || peer == self.sender || peer == self.sink.report.repository
     }
 
-    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
-        match self.step(msg, out) {
-            Ok(progress) => progress,
-            Err(reason) => {
-                self.fail(reason, out);
-                Progress::Finished
-            }
-        }
-    }
-
     /// Tells the sender, which reports the failure to the manager.
     pub fn fail(&mut self, reason: String, out: &mut Outbox) {
         let reason = format!("writing {}/disk{}: {reason}", self.sink.vm, self.sink.disk);
         out.send(self.sender, Message::ReplicaFinished { task: self.sink.task, result: Err(reason) });
     }
 
-    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+    /// Handles one reply; an `Err` fails the task (the proxy reports it).
+    pub fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         let sink = &self.sink;
         match msg {
             Message::HashBlocks { batch, blocks, .. } => {

@@ -78,17 +78,8 @@ impl RestoreRun {
         out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
     }
 
-    pub fn on_message(&mut self, msg: Message, out: &mut Outbox) -> Progress {
-        match self.step(msg, out) {
-            Ok(progress) => progress,
-            Err(reason) => {
-                self.fail(reason, out);
-                Progress::Finished
-            }
-        }
-    }
-
-    fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
+    /// Handles one reply; an `Err` fails the task (the proxy reports it).
+    pub fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
             Message::PointBlocks { batch, .. } | Message::BlocksWritten { batch, .. } if !self.in_flight.contains_key(&batch) => {
                 // A reply to a batch lost with a connection: asked again.
