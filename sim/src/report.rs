@@ -142,8 +142,8 @@ impl JobTally {
             }
             Event::TaskFinished { task, session, result: Ok(stats), .. } => {
                 let Some(job) = self.session_job.get(session).copied() else { return };
-                let wan = match self.placement.get(&task.0) {
-                    Some((proxy, repo)) if topo.site_of(*proxy) != topo.site_of(*repo) => stats.bytes_sent,
+                let wan = match self.placement.remove(&task.0) {
+                    Some((proxy, repo)) if topo.site_of(proxy) != topo.site_of(repo) => stats.bytes_sent,
                     _ => 0,
                 };
                 self.bytes_read += stats.bytes_read;

@@ -33,6 +33,29 @@ pub(super) struct Restore {
     failure: Option<String>,
 }
 
+impl Restore {
+    /// A restore of `point` from `source` (repository, block size, disk
+    /// sizes) onto `vm` at `host`, asked by nobody in particular (callers
+    /// set the requester, proxy and seed they need).
+    fn of(source: (NodeId, BlockSize, Vec<u64>), point: RestorePointId, host: NodeId, vm: VmId) -> Restore {
+        let (repository, block_size, disk_bytes) = source;
+        Restore {
+            requester: NodeId(u32::MAX),
+            requester_op: 0,
+            point,
+            repository,
+            proxy: None,
+            seed: None,
+            host,
+            vm,
+            block_size,
+            disk_bytes,
+            open_tasks: 0,
+            failure: None,
+        }
+    }
+}
+
 impl Manager {
     /// What restoring `point` needs: its repository, block size and disk
     /// sizes, if the catalog has it.
@@ -51,26 +74,12 @@ impl Manager {
         vm: VmId,
         name: String,
     ) {
-        let Some((repository, block_size, disk_bytes)) = self.restore_source(point) else {
+        let Some(source) = self.restore_source(point) else {
             let result = Err(format!("restore point {point} is not in the catalog"));
             self.out.event(Event::RestoreFinished { point, host, vm, result: result.clone() });
             return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
         };
-        let restore = Restore {
-            requester,
-            requester_op,
-            point,
-            repository,
-            proxy: None,
-            seed: None,
-            host,
-            vm,
-            block_size,
-            disk_bytes,
-            open_tasks: 0,
-            failure: None,
-        };
-        self.begin_restore(restore, name);
+        self.begin_restore(Restore { requester, requester_op, proxy: None, seed: None, ..Restore::of(source, point, host, vm) }, name);
     }
 
     /// Restores the seed backup `point` onto the new replica `vm` on `host`
@@ -85,23 +94,10 @@ impl Manager {
         name: String,
         seed: (SessionId, VmId),
     ) {
-        let Some((repository, block_size, disk_bytes)) = self.restore_source(point) else {
+        let Some(source) = self.restore_source(point) else {
             return self.seed_restored(seed.0, seed.1, point, Err(format!("seed {point} is not in the catalog")));
         };
-        let restore = Restore {
-            requester: NodeId(u32::MAX),
-            requester_op: 0,
-            point,
-            repository,
-            proxy: Some(proxy),
-            seed: Some(seed),
-            host,
-            vm,
-            block_size,
-            disk_bytes,
-            open_tasks: 0,
-            failure: None,
-        };
+        let restore = Restore { proxy: Some(proxy), seed: Some(seed), ..Restore::of(source, point, host, vm) };
         self.begin_restore(restore, name);
     }
 
