@@ -154,6 +154,9 @@ impl JobTally {
                     open.bytes_sent += stats.bytes_sent;
                 }
             }
+            Event::TaskFinished { task, .. } => {
+                self.placement.remove(&task.0);
+            }
             Event::PointCommitted { job, vm, point, .. }
             | Event::PointAdopted { job, vm, point, .. }
             | Event::ReplicaPointCommitted { job, vm, point, .. } => {
