@@ -5,7 +5,7 @@
 use crate::block::{BlockSize, Compression};
 use crate::ids::{JobId, NodeId, VmId};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -14,6 +14,28 @@ pub struct Deployment {
     pub proxies: BTreeMap<NodeId, ProxySpec>,
     pub repositories: BTreeMap<NodeId, RepositorySpec>,
     pub jobs: Vec<JobSpec>,
+    /// Network traffic throttling rules (global configuration).
+    pub throttles: Vec<ThrottleRule>,
+}
+
+/// A network traffic throttling rule: traffic of disk tasks between a node
+/// of one side and a node of the other (in either direction) may use at
+/// most `bytes_per_sec` together; the manager splits it evenly among the
+/// tasks crossing the rule. Sides are node sets, the way Veeam's rules name
+/// source and target IP ranges.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ThrottleRule {
+    pub name: String,
+    pub bytes_per_sec: u64,
+    pub sides: [BTreeSet<NodeId>; 2],
+}
+
+impl ThrottleRule {
+    /// Whether traffic between `a` and `b` crosses the rule.
+    pub fn covers(&self, a: NodeId, b: NodeId) -> bool {
+        let [x, y] = &self.sides;
+        (x.contains(&a) && y.contains(&b)) || (x.contains(&b) && y.contains(&a))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -44,6 +66,9 @@ pub struct JobSpec {
     /// Runs every `every`, starting at time zero.
     pub every: Duration,
     pub kind: JobKind,
+    /// Throttling: bytes per second the job's disk tasks may move together
+    /// (split evenly among its running tasks).
+    pub throttle: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

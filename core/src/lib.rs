@@ -12,6 +12,7 @@ pub mod hypervisor;
 pub mod ids;
 pub mod manifest;
 pub mod node;
+pub mod pacing;
 pub mod payload;
 pub mod roles;
 pub mod storage;

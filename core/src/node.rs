@@ -103,11 +103,22 @@ impl Outbox {
     pub fn hypervisor(&mut self, request: HypervisorRequest) {
         self.0.push_back(Output::Hypervisor(request));
     }
+    pub fn push(&mut self, output: Output) {
+        self.0.push_back(output);
+    }
     pub fn pop(&mut self) -> Option<Output> {
         self.0.pop_front()
     }
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
+    }
+}
+
+impl IntoIterator for Outbox {
+    type Item = Output;
+    type IntoIter = std::collections::vec_deque::IntoIter<Output>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
     }
 }
 

@@ -6,7 +6,8 @@ use blockferry_core::manifest::{PointDisk, PointHeader};
 use blockferry_core::payload::{BlockData, SyntheticBlock, encode};
 use blockferry_core::wire::frame::{FrameDecoder, FrameError, HEADER_LEN, decode_frame, encode_frame, encode_frame_version, frame_len};
 use blockferry_core::wire::message::{
-    BaseDigests, BlockRef, DiskTarget, MetadataReport, ReadMode, ReplicaAction, ReplicaSink, ReplicaTask, TargetChanges, TaskStats,
+    BaseDigests, BlockRef, DiskTarget, MetadataReport, ReadMode, ReplicaAction, ReplicaSink, ReplicaTask, TargetChanges, TaskRate,
+    TaskStats,
 };
 use blockferry_core::wire::{Hello, PROTOCOL_VERSION};
 use blockferry_core::{
@@ -142,8 +143,8 @@ fn replication_message() -> impl Strategy<Value = Message> {
                 last,
             }
         ),
-        (sink.clone(), any::<u64>(), prop::option::of(any::<u64>())).prop_map(|(sink, snap, since)| Message::StartReplicaTask(
-            ReplicaTask {
+        (sink.clone(), any::<u64>(), prop::option::of(any::<u64>()), prop::option::of(any::<u64>())).prop_map(
+            |(sink, snap, since, rate)| Message::StartReplicaTask(ReplicaTask {
                 task: sink.task,
                 host: NodeId(4),
                 vm: VmId(0),
@@ -153,8 +154,10 @@ fn replication_message() -> impl Strategy<Value = Message> {
                 target_changes: since.map(|s| TargetChanges { host: NodeId(5), snap: SnapshotId(snap ^ 1), since: ChangeId(s) }),
                 compression: Compression::Optimal,
                 sink,
-            }
-        )),
+                rate: rate.map(|bytes_per_sec| TaskRate { bytes_per_sec, peers: vec![NodeId(2), NodeId(4)] }),
+            })
+        ),
+        (any::<u64>(), any::<u64>()).prop_map(|(task, bytes_per_sec)| Message::SetTaskRate { task: TaskId(task), bytes_per_sec }),
         sink.prop_map(Message::OpenReplica),
         (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(op, vm, back)| Message::ReplicaAction {
             op,

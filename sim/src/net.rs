@@ -52,6 +52,9 @@ pub struct Network {
     pipes: BTreeMap<(SiteId, SiteId), Pipe>,
     /// Bytes that crossed each directed site pair.
     bytes: BTreeMap<(SiteId, SiteId), u64>,
+    /// Site pairs under a throttling rule: bytes put on the link (either
+    /// direction) per second of simulated time, to check the rule held.
+    meters: BTreeMap<(SiteId, SiteId), BTreeMap<u64, u64>>,
 }
 
 impl Network {
@@ -78,6 +81,9 @@ impl Network {
         let done = start + spec.serialization_delay(bytes);
         pipe.busy_until = done;
         *self.bytes.entry((from, to)).or_default() += bytes;
+        if let Some(meter) = self.meters.get_mut(&key(from, to)) {
+            *meter.entry(start.0 / 1_000_000_000).or_default() += bytes;
+        }
         Some(done + spec.latency)
     }
 
@@ -89,6 +95,17 @@ impl Network {
     /// Bytes sent so far inside sites (LAN) and between sites (WAN).
     pub fn lan_wan_bytes(&self) -> (u64, u64) {
         self.bytes.iter().fold((0, 0), |(lan, wan), ((a, b), n)| if a == b { (lan + n, wan) } else { (lan, wan + n) })
+    }
+
+    /// Starts counting the bytes between two sites per second.
+    pub fn meter(&mut self, a: SiteId, b: SiteId) {
+        self.meters.entry(key(a, b)).or_default();
+    }
+
+    /// Bytes put on the link between two metered sites, per second of
+    /// simulated time (seconds without traffic are absent).
+    pub fn metered(&self, a: SiteId, b: SiteId) -> Option<&BTreeMap<u64, u64>> {
+        self.meters.get(&key(a, b))
     }
 
     /// Bytes sent from `from` to `to` so far.

@@ -29,7 +29,23 @@ pub struct Summary {
     /// ended every job completed a successful session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<Liveness>,
+    /// Present when the scenario has throttling rules (des engine).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub throttles: Vec<ThrottleFigures>,
     pub violations: Vec<String>,
+}
+
+/// How much traffic crossed a throttling rule's sites, and the busiest
+/// rate measured.
+#[derive(Debug, Clone, Serialize)]
+pub struct ThrottleFigures {
+    pub between: [String; 2],
+    pub limit_bps: u64,
+    /// Bytes that crossed, both directions, over the run.
+    pub bytes: u64,
+    /// The busiest `window_secs` window, as bits per second.
+    pub peak_bps: u64,
+    pub window_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -77,6 +93,22 @@ pub struct JobSummary {
     /// Replication jobs only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replication: Option<ReplicationFigures>,
+    /// Jobs with a throttle only: the fastest of their disk tasks that
+    /// moved at least [`MEASURED_TASK_BYTES`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fastest_task: Option<TaskSpeed>,
+}
+
+/// Tasks smaller than this are not timed against a job's throttle (a few
+/// batches fit in the pacer's credit).
+pub const MEASURED_TASK_BYTES: u64 = 64 * 1024 * 1024;
+
+/// How fast one disk task moved its payload.
+#[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
+pub struct TaskSpeed {
+    pub bytes_sent: u64,
+    pub millis: u64,
+    pub bps: u64,
 }
 
 /// Failure reasons kept per job.
@@ -111,8 +143,9 @@ pub struct JobTally {
     points: BTreeMap<(JobId, VmId), BTreeSet<RestorePointId>>,
     /// When each job's successful sessions ended.
     ok_at: BTreeMap<JobId, Vec<Timestamp>>,
-    /// Task id → (proxy, repository) for WAN attribution.
-    placement: BTreeMap<u64, (NodeId, NodeId)>,
+    /// Task id → (proxy, repository, assigned at) for WAN attribution and
+    /// task speed.
+    placement: BTreeMap<u64, (NodeId, NodeId, Timestamp)>,
     pub bytes_read: u64,
     /// Bytes on WAN links so far, when the engine measures them (set before
     /// each step's events are observed).
@@ -133,7 +166,7 @@ impl JobTally {
             }
             Event::SessionSkipped { job, .. } => self.job(*job).sessions_skipped += 1,
             Event::TaskAssigned { task, proxy, repository, attempt, session, .. } => {
-                self.placement.insert(task.0, (*proxy, *repository));
+                self.placement.insert(task.0, (*proxy, *repository, at));
                 if *attempt > 1
                     && let Some(job) = self.session_job.get(session).copied()
                 {
@@ -142,10 +175,20 @@ impl JobTally {
             }
             Event::TaskFinished { task, session, result: Ok(stats), .. } => {
                 let Some(job) = self.session_job.get(session).copied() else { return };
-                let wan = match self.placement.remove(&task.0) {
-                    Some((proxy, repo)) if topo.site_of(proxy) != topo.site_of(repo) => stats.bytes_sent,
+                let placement = self.placement.remove(&task.0);
+                let wan = match placement {
+                    Some((proxy, repo, _)) if topo.site_of(proxy) != topo.site_of(repo) => stats.bytes_sent,
                     _ => 0,
                 };
+                let throttled = topo.deployment.jobs.iter().any(|j| j.id == job && j.throttle.is_some());
+                if let Some((_, _, assigned)) = placement.filter(|_| throttled && stats.bytes_sent >= MEASURED_TASK_BYTES) {
+                    let millis = (at - assigned).as_millis().max(1) as u64;
+                    let speed = TaskSpeed { bytes_sent: stats.bytes_sent, millis, bps: stats.bytes_sent * 8 * 1000 / millis };
+                    let fastest = &mut self.job(job).fastest_task;
+                    if fastest.is_none_or(|f| f.bps < speed.bps) {
+                        *fastest = Some(speed);
+                    }
+                }
                 self.bytes_read += stats.bytes_read;
                 add(self.job(job), stats, wan);
                 if let Some(open) = self.open.get_mut(session) {

@@ -8,7 +8,7 @@
 use crate::net::{LinkSpec, Network, SiteId};
 use crate::scenario::{self, Scenario};
 use blockferry_core::config::{
-    BackupJob, Deployment, JobKind, JobSpec, ProxySpec, REPLICA_VM_BASE, ReplicationJob, RepositorySpec, VmSpec,
+    BackupJob, Deployment, JobKind, JobSpec, ProxySpec, REPLICA_VM_BASE, ReplicationJob, RepositorySpec, ThrottleRule, VmSpec,
 };
 use blockferry_core::{JobId, NodeId, VmId};
 use std::collections::BTreeMap;
@@ -101,13 +101,32 @@ impl Topology {
                 scenario::JobKind::Replication(r) => replication_job(s, j, r, &node, &vm)?,
             };
             let vms = j.vms.iter().map(|n| vm(n)).collect::<Result<_, _>>()?;
-            deployment.jobs.push(JobSpec { id, name: j.name.clone(), vms, every: j.schedule, kind });
+            deployment.jobs.push(JobSpec {
+                id,
+                name: j.name.clone(),
+                vms,
+                every: j.schedule,
+                kind,
+                throttle: j.throttle_bps.map(|bps| bps / 8),
+            });
+        }
+
+        for (i, t) in s.throttles.iter().enumerate() {
+            let side = |name: &str| site(name).map(|id| nodes.iter().filter(|n| n.site == id).map(|n| n.id).collect());
+            deployment.throttles.push(ThrottleRule {
+                name: format!("throttle #{} ({} - {})", i + 1, t.between[0], t.between[1]),
+                bytes_per_sec: t.bandwidth_bps / 8,
+                sides: [side(&t.between[0])?, side(&t.between[1])?],
+            });
         }
 
         let mut network = Network::default();
         for l in &s.links {
             let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps), loss: l.loss };
             network.set_link(site(&l.between[0])?, site(&l.between[1])?, spec);
+        }
+        for t in &s.throttles {
+            network.meter(site(&t.between[0])?, site(&t.between[1])?);
         }
         let lossy = s.links.iter().any(|l| l.loss > 0.0);
         Ok(Topology { nodes, by_name, deployment, network, jobs, vms, lossy })

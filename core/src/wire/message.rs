@@ -8,6 +8,7 @@
 //! repository. Every request carries the id its answer echoes (`op` for the
 //! manager's operations, `task` + `batch` for a task's pipeline).
 
+use super::frame::frame_len;
 use crate::block::{BlockSize, Compression, Digest};
 use crate::hypervisor::{ChangedBlocks, SnapshotDisk};
 use crate::ids::{ChangeId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
@@ -355,6 +356,14 @@ pub enum Message {
         op: OpId,
         points: Vec<PointHeader>,
     },
+
+    /// Throttling: the rate of a running throttled task changed (tasks
+    /// under a rule share its bandwidth, so rates change as tasks start and
+    /// end).
+    SetTaskRate {
+        task: TaskId,
+        bytes_per_sec: u64,
+    },
 }
 
 /// An operator action on a replica.
@@ -425,6 +434,8 @@ pub struct ReplicaTask {
     pub compression: Compression,
     /// Write side.
     pub sink: ReplicaSink,
+    /// Throttling, if the task is under a rule or job cap.
+    pub rate: Option<TaskRate>,
 }
 
 /// The receiving end of a replica disk task.
@@ -467,6 +478,8 @@ pub struct RestoreTask {
     pub disk: u16,
     pub disk_bytes: u64,
     pub block_size: BlockSize,
+    /// Throttling, if the task is under a rule.
+    pub rate: Option<TaskRate>,
 }
 
 /// A block a health check found damaged or missing at rest, and where a
@@ -477,6 +490,15 @@ pub struct DamagedBlock {
     pub disk: u16,
     pub index: u64,
     pub digest: Digest,
+}
+
+/// A throttled task's pacing: the rate its traffic with `peers` may use
+/// together (both directions). The peers are the legs of its data path that
+/// cross a throttling rule, or its data's destination under a job cap.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskRate {
+    pub bytes_per_sec: u64,
+    pub peers: Vec<NodeId>,
 }
 
 /// Which pending restore point and disk a block belongs to.
@@ -531,6 +553,8 @@ pub struct BackupTask {
     /// A verification pass (`DigestCompare` with a base): also ask CBT for
     /// its changes since this id, to count the changed blocks it missed.
     pub verify_since: Option<ChangeId>,
+    /// Throttling, if the task is under a rule or job cap.
+    pub rate: Option<TaskRate>,
 }
 
 /// What a disk task did, for the session report and the byte accounting.
@@ -647,7 +671,14 @@ impl Message {
             Message::ReplicaActionDone { .. } => "replica_action_done",
             Message::ListReplicaPoints { .. } => "list_replica_points",
             Message::ReplicaPoints { .. } => "replica_points",
+            Message::SetTaskRate { .. } => "set_task_rate",
         }
+    }
+
+    /// Bytes the message occupies on a link: its frame, plus what its
+    /// synthetic payloads stand for. Links and throttling both count this.
+    pub fn wire_bytes(&self) -> u64 {
+        frame_len(self).map_or(0, |n| n as u64) + self.modelled_extra_bytes()
     }
 
     /// Bytes a simulated link charges beyond the encoded frame: synthetic

@@ -29,7 +29,6 @@ use crate::trace::Trace;
 use blockferry_core::hypervisor::{HypervisorCompletion, HypervisorRequest};
 use blockferry_core::node::{Input, Node, Output, TimerId};
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageRequest};
-use blockferry_core::wire::frame_len;
 use blockferry_core::{Message, NodeId, Timestamp};
 use std::cmp::{Ordering, Reverse};
 use std::collections::{BTreeMap, BinaryHeap};
@@ -431,7 +430,7 @@ impl Des {
             self.schedule(self.now + RECONNECT_DELAY, Scheduled::Reconnect(from, to));
             return;
         }
-        let bytes = frame_len(&msg).unwrap_or(0) as u64 + msg.modelled_extra_bytes();
+        let bytes = msg.wire_bytes();
         if let Some(at) = self.net.transmit(self.now, from_site, to_site, bytes) {
             self.stats.messages += 1;
             self.stats.message_bytes += bytes;

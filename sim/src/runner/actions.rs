@@ -39,13 +39,13 @@ pub fn requests(scenario: &Scenario, topo: &Topology) -> Result<Vec<(Timestamp, 
 /// A fault step or an action, at its time.
 pub enum Timed<F> {
     Fault(F),
-    Action(Message),
+    Action(Box<Message>),
 }
 
 /// Faults and actions in one time order (a fault first at equal times).
 pub fn merge<F>(faults: Vec<(Timestamp, F)>, actions: Vec<(Timestamp, Message)>) -> Vec<(Timestamp, Timed<F>)> {
     let mut all: Vec<(Timestamp, Timed<F>)> = faults.into_iter().map(|(at, f)| (at, Timed::Fault(f))).collect();
-    all.extend(actions.into_iter().map(|(at, m)| (at, Timed::Action(m))));
+    all.extend(actions.into_iter().map(|(at, m)| (at, Timed::Action(Box::new(m)))));
     all.sort_by_key(|(at, t)| (*at, matches!(t, Timed::Action(_))));
     all
 }

@@ -38,7 +38,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         run_until(&mut des, &mut state, at);
         match item {
             Timed::Fault(step) => apply(&mut des, &mut state, at, &step)?,
-            Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: OPERATOR, msg }),
+            Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: OPERATOR, msg: *msg }),
         }
     }
     run_until(&mut des, &mut state, end);
@@ -53,6 +53,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     while !state.restores_done() && des.next_at().is_some_and(|t| t <= deadline) {
         step(&mut des, &mut state);
     }
+    state.throttles = super::throttles::check(scenario, &state.topo, des.network(), &mut state.checker);
     let hash = des.trace().hash();
     let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
     Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes, faults_end))

@@ -8,6 +8,7 @@ mod des_run;
 mod faults;
 mod operator;
 mod state;
+mod throttles;
 mod turmoil_run;
 
 pub use state::RunState;
@@ -52,6 +53,8 @@ pub struct RunOptions {
 pub enum Sabotage {
     /// Repositories commit manifests without syncing their blocks first.
     SkipSyncBeforeManifest,
+    /// Proxies ignore the rates throttling gives their tasks.
+    IgnoreThrottling,
 }
 
 /// Runs `scenario` with `seed` (default: the scenario's) under `engine`

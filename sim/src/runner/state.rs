@@ -22,6 +22,8 @@ pub struct RunState {
     pub tally: JobTally,
     /// Restores asked for at the end, by point, and whether they finished.
     pub restores: BTreeMap<RestorePointId, bool>,
+    /// What the throttling rules let through (measured by the engine).
+    pub throttles: Vec<crate::report::ThrottleFigures>,
     print_events: bool,
     sabotage: Option<Sabotage>,
 }
@@ -47,6 +49,7 @@ impl RunState {
             checker: Checker::default(),
             tally: JobTally::default(),
             restores: BTreeMap::new(),
+            throttles: Vec::new(),
             print_events: options.print_events,
             sabotage: options.sabotage,
         })
@@ -63,6 +66,7 @@ impl RunState {
         Some(match info.role {
             Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
             Role::Host => Box::new(Host::new()),
+            Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
             Role::Proxy => Box::new(Proxy::new()),
             Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
                 Box::new(Repository::skipping_sync_before_manifest())
@@ -167,6 +171,7 @@ impl RunState {
         faults_end: Option<Timestamp>,
     ) -> Summary {
         let liveness = faults_end.map(|end| self.check_liveness(scenario, end));
+        super::throttles::check_jobs(scenario, &jobs, &mut self.checker);
         self.checker.finish(&self.topo, &self.world.borrow());
         for (point, done) in &self.restores {
             if !done {
@@ -204,6 +209,7 @@ impl RunState {
             jobs,
             bytes,
             liveness,
+            throttles: self.throttles,
             violations,
         }
     }

@@ -42,6 +42,8 @@ pub struct Scenario {
     pub sites: Vec<Site>,
     pub manager: Manager,
     pub links: Vec<Link>,
+    /// Network traffic throttling rules (an extension of the contract).
+    pub throttles: Vec<Throttle>,
     pub hosts: Vec<Host>,
     pub vms: Vec<Vm>,
     pub proxies: Vec<Proxy>,
@@ -91,6 +93,14 @@ pub struct Link {
     pub bandwidth_bps: u64,
     /// Probability that a connection on this link breaks, per message.
     pub loss: f64,
+}
+
+/// A network traffic throttling rule: disk-task traffic between the two
+/// sites may use at most `bandwidth_bps` together.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Throttle {
+    pub between: [String; 2],
+    pub bandwidth_bps: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -175,6 +185,8 @@ pub struct Job {
     pub block_size: BlockSize,
     /// Every Nth session re-reads all blocks and compares digests.
     pub verify_every: Option<u32>,
+    /// Bandwidth cap of the job's disk tasks together, bits per second.
+    pub throttle_bps: Option<u64>,
     pub kind: JobKind,
 }
 

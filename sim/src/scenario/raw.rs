@@ -22,6 +22,8 @@ pub struct RawScenario {
     pub manager: Option<RawManager>,
     #[serde(default, rename = "link")]
     pub links: Vec<RawLink>,
+    #[serde(default, rename = "throttle")]
+    pub throttles: Vec<RawThrottle>,
     #[serde(default, rename = "host")]
     pub hosts: Vec<RawHost>,
     #[serde(default, rename = "vm")]
@@ -59,6 +61,14 @@ pub struct RawLink {
     pub latency: Dur,
     pub bandwidth: Bandwidth,
     pub loss: Option<f64>,
+}
+
+/// Extension: a network traffic throttling rule.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawThrottle {
+    pub between: Vec<String>,
+    pub bandwidth: Bandwidth,
 }
 
 #[derive(Debug, Deserialize)]
@@ -118,6 +128,8 @@ pub struct RawJob {
     pub compression: Option<Comp>,
     pub block_size: Option<Block>,
     pub verify_every: Option<u32>,
+    /// Extension: bandwidth cap of the job's disk tasks together.
+    pub throttle: Option<Bandwidth>,
     // backup
     pub proxy: Option<String>,
     pub repository: Option<String>,

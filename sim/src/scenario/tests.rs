@@ -502,6 +502,26 @@ fn actions_need_a_replicated_vm() {
 }
 
 #[test]
+fn throttling_rules_and_job_caps_parse_and_are_checked() {
+    let text = format!("{BASE}\n[[throttle]]\nbetween = [\"dr\", \"prod\"]\nbandwidth = \"50Mbit\"\n");
+    let s = parse(&text.replace("schedule = \"every 30m\"", "schedule = \"every 30m\"\nthrottle = \"10Mbit\"")).unwrap();
+    assert_eq!(s.throttles, [Throttle { between: ["dr".into(), "prod".into()], bandwidth_bps: 50_000_000 }]);
+    assert_eq!(s.jobs.iter().find(|j| j.name == "replicate-db").and_then(|j| j.throttle_bps), Some(10_000_000));
+    assert!(s.jobs.iter().filter(|j| j.name != "replicate-db").all(|j| j.throttle_bps.is_none()));
+
+    let e = error(&format!("{BASE}\n[[throttle]]\nbetween = [\"prod\", \"mars\"]\nbandwidth = \"50Mbit\"\n"));
+    assert!(e.contains("[[throttle]] #1 names unknown site \"mars\""), "{e}");
+    let e = error(&format!("{BASE}\n[[throttle]]\nbetween = [\"prod\", \"dr\"]\nbandwidth = \"1bit\"\n"));
+    assert!(e.contains("[[throttle]] #1: bandwidth must be at least 8bit"), "{e}");
+    let e = error(&format!("{BASE}\n[[throttle]]\nbetween = [\"prod\", \"dr\"]\n"));
+    assert!(e.contains("bandwidth"), "{e}");
+    let e = error(&format!("{BASE}\n[[throttle]]\nbetween = [\"prod\", \"dr\"]\nbandwidth = \"5Mbit\"\nlatency = \"1ms\"\n"));
+    assert!(e.contains("latency"), "{e}");
+    let e = error(&BASE.replace("schedule = \"every 30m\"", "schedule = \"every 30m\"\nthrottle = \"fast\""));
+    assert!(e.starts_with("scenarios/x.toml:58: [[job]] throttle: invalid bandwidth \"fast\""), "{e}");
+}
+
+#[test]
 fn syntax_errors_have_lines_and_files_are_read() {
     let e = error("name = \"x\"\nduration = \n");
     assert!(e.starts_with("scenarios/x.toml:2: "), "{e}");

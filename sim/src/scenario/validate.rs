@@ -42,6 +42,16 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         links.push(Link { between, latency: link.latency.0, bandwidth_bps: link.bandwidth.0, loss });
     }
 
+    let mut throttles = Vec::new();
+    for (i, rule) in raw.throttles.iter().enumerate() {
+        let what = format!("[[throttle]] #{}", i + 1);
+        let between = names.site_pair(&rule.between, &what)?;
+        if rule.bandwidth.0 < 8 {
+            return Err(err(format!("{what}: bandwidth must be at least 8bit")));
+        }
+        throttles.push(Throttle { between, bandwidth_bps: rule.bandwidth.0 });
+    }
+
     let mut hosts = Vec::new();
     for host in &raw.hosts {
         names.site(&host.site, &format!("host {:?}", host.name))?;
@@ -174,6 +184,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         sites: raw.sites.iter().map(|s| Site { name: s.name.clone() }).collect(),
         manager: Manager { site: manager_site },
         links,
+        throttles,
         hosts,
         vms,
         proxies,
@@ -418,6 +429,10 @@ fn job_of(job: &RawJob, all: &[RawJob], vms: &[Vm], names: &Names, default_block
         compression: job.compression.map(|c| c.0).unwrap_or_default(),
         block_size: job.block_size.map(|b| b.0).unwrap_or(default_block),
         verify_every: job.verify_every,
+        throttle_bps: match job.throttle {
+            Some(b) if b.0 < 8 => return Err(err(format!("{what}: throttle must be at least 8bit"))),
+            b => b.map(|b| b.0),
+        },
         kind,
     })
 }

@@ -21,6 +21,7 @@ mod catalog;
 mod replication;
 mod restore;
 mod scheduler;
+mod throttle;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
 use crate::event::Event;
@@ -30,11 +31,12 @@ use crate::manifest::{PointDisk, PointHeader};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
 use crate::time::Timestamp;
 use crate::wire::Message;
-use crate::wire::message::{BackupTask, DamagedBlock, DiskTarget, OpId, ReadMode, TaskStats};
+use crate::wire::message::{BackupTask, DamagedBlock, DiskTarget, OpId, ReadMode, TaskRate, TaskStats};
 use catalog::Catalog;
 use scheduler::Scheduler;
 use std::collections::BTreeMap;
 use std::time::Duration;
+use throttle::{Legs, Throttle};
 
 /// Attempts per disk task within one session.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -161,6 +163,7 @@ pub struct Manager {
     restores: BTreeMap<u64, restore::Restore>,
     replication: replication::Replication,
     scheduler: Scheduler,
+    throttle: Throttle,
     out: Outbox,
 }
 
@@ -184,6 +187,7 @@ impl Manager {
             restores: BTreeMap::new(),
             replication: replication::Replication::default(),
             scheduler: Scheduler::default(),
+            throttle: Throttle::default(),
             out: Outbox::default(),
         }
     }
@@ -191,6 +195,20 @@ impl Manager {
     /// The retained restore points of a job's VM, oldest first.
     pub fn points(&self, job: JobId, vm: VmId) -> impl Iterator<Item = &PointHeader> {
         self.catalog.chain(job, vm)
+    }
+
+    /// A task is about to start: its pacing, if it is throttled (the other
+    /// tasks sharing its caps are told their new rates).
+    fn throttle_admit(&mut self, task: TaskId, legs: Legs, job: Option<JobId>) -> Option<TaskRate> {
+        let (rate, changes) = self.throttle.admit(&self.cfg, task, legs, job);
+        self.send_rate_changes(changes);
+        rate
+    }
+
+    fn send_rate_changes(&mut self, changes: Vec<throttle::RateChange>) {
+        for c in changes {
+            self.out.send(c.proxy, Message::SetTaskRate { task: c.task, bytes_per_sec: c.rate });
+        }
     }
 
     fn job(&self, job: JobId) -> Option<&JobSpec> {
@@ -355,6 +373,7 @@ impl Manager {
             resume: task.attempt > 1,
             reread: self.repairs.get(&(job, vm, task.disk)).cloned().unwrap_or_default(),
             verify_since: if verify { base_change } else { None },
+            rate: self.throttle_admit(id, Legs { proxy, source: host, destination: b.repository }, Some(job)),
         };
         self.out.event(Event::TaskAssigned {
             task: id,
@@ -373,6 +392,8 @@ impl Manager {
 
     fn on_task_done(&mut self, id: TaskId, result: Result<TaskStats, String>) {
         let Some(mut task) = self.tasks.remove(&id) else { return };
+        let changes = self.throttle.release(&self.cfg, id);
+        self.send_rate_changes(changes);
         let Some(proxy) = task.proxy else { return };
         self.scheduler.release(proxy, self.needs(task.kind).1);
         let (session, vm) = match task.kind {

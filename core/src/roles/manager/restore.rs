@@ -8,6 +8,7 @@
 //! host through the replication job's target proxy, and continues the sync
 //! instead of answering anyone.
 
+use super::throttle::Legs;
 use super::{Manager, Op, Task, TaskKind};
 use crate::BlockSize;
 use crate::event::Event;
@@ -133,6 +134,8 @@ impl Manager {
     pub(super) fn start_restore_task(&mut self, id: TaskId, proxy: NodeId) {
         let Some(task) = self.tasks.get(&id).copied() else { return };
         let TaskKind::Restore { restore } = task.kind else { return };
+        let Some(legs) = self.restores.get(&restore).map(|r| Legs { proxy, source: r.repository, destination: r.host }) else { return };
+        let rate = self.throttle_admit(id, legs, None);
         let Some(r) = self.restores.get(&restore) else { return };
         let spec = RestoreTask {
             task: id,
@@ -143,6 +146,7 @@ impl Manager {
             disk: task.disk,
             disk_bytes: r.disk_bytes.get(task.disk as usize).copied().unwrap_or(0),
             block_size: r.block_size,
+            rate,
         };
         self.out.send(proxy, Message::StartRestoreTask(spec));
     }

@@ -5,6 +5,7 @@
 //! receiver ([`replica_target`], opened by the sender).
 
 mod backup_task;
+mod paced;
 mod replica_source;
 mod replica_target;
 mod restore_task;
@@ -14,7 +15,10 @@ use crate::ids::{NodeId, TaskId};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
 use crate::time::Timestamp;
 use crate::wire::Message;
+use crate::wire::message::TaskRate;
+pub use backup_task::{BATCH_BYTES, WINDOW};
 use backup_task::{BackupRun, Progress};
+use paced::PacedFlow;
 use replica_source::ReplicaSource;
 use replica_target::ReplicaTarget;
 use restore_task::RestoreRun;
@@ -79,6 +83,14 @@ impl Run {
     }
 }
 
+/// Pacing timers are the task id with this bit set (resume timers are the
+/// bare task id; task ids stay far below it).
+const PACE_TIMERS: u64 = 1 << 63;
+
+fn pace_timer(task: TaskId) -> TimerId {
+    TimerId(task.0 | PACE_TIMERS)
+}
+
 /// How long a suspended restore waits for its peers to come back.
 pub const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
 
@@ -89,6 +101,10 @@ pub struct Proxy {
     opened: u64,
     /// Peers whose connection is down now.
     down: BTreeSet<NodeId>,
+    /// Throttled tasks' pacing.
+    paced: BTreeMap<TaskId, PacedFlow>,
+    /// A planted bug (see [`Proxy::ignoring_throttles`]).
+    ignore_throttles: bool,
     out: Outbox,
 }
 
@@ -97,29 +113,34 @@ impl Proxy {
         Self::default()
     }
 
+    /// A proxy that runs every task at full speed whatever rate it was
+    /// given. Only for proving that the simulator's checker notices a
+    /// throttling rule broken; never deploy it.
+    pub fn ignoring_throttles() -> Self {
+        Proxy { ignore_throttles: true, ..Self::default() }
+    }
+
     /// Number of tasks running now.
     pub fn running(&self) -> usize {
         self.tasks.len()
     }
 
-    fn on_message(&mut self, from: NodeId, msg: Message) {
-        let task = match &msg {
+    fn on_message(&mut self, now: Timestamp, from: NodeId, msg: Message) {
+        let task = match msg {
             Message::StartBackupTask(spec) => {
-                let run = BackupRun::start(from, spec.clone(), &mut self.out);
-                self.tasks.insert(spec.task, Run::Backup(run));
-                return;
+                let (task, rate) = (spec.task, spec.rate.clone());
+                return self.start(now, task, rate, |out| (Run::Backup(BackupRun::start(from, spec, out)), Progress::Running));
             }
             Message::StartRestoreTask(spec) => {
-                let (run, progress) = RestoreRun::start(from, spec.clone(), &mut self.out);
-                if !progress.is_finished() {
-                    self.tasks.insert(spec.task, Run::Restore(run));
-                }
-                return;
+                let (task, rate) = (spec.task, spec.rate.clone());
+                return self.start(now, task, rate, |out| {
+                    let (run, progress) = RestoreRun::start(from, spec, out);
+                    (Run::Restore(run), progress)
+                });
             }
             Message::StartReplicaTask(spec) => {
-                let run = ReplicaSource::start(from, spec.clone(), &mut self.out);
-                self.tasks.insert(spec.task, Run::ReplicaSource(run));
-                return;
+                let (task, rate) = (spec.task, spec.rate.clone());
+                return self.start(now, task, rate, |out| (Run::ReplicaSource(ReplicaSource::start(from, spec, out)), Progress::Running));
             }
             Message::OpenReplica(sink) => {
                 self.opened += 1;
@@ -127,10 +148,15 @@ impl Proxy {
                 self.tasks.insert(sink.task, Run::ReplicaTarget(run));
                 return;
             }
-            Message::Ping { seq } => return self.out.send(from, Message::Pong { seq: *seq }),
+            Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),
+            Message::Ping { seq } => return self.out.send(from, Message::Pong { seq }),
             // The manager restarted: its earlier tasks are void, and the
             // slots they held are free in its new view.
-            Message::AbortTasks => return self.tasks.clear(),
+            Message::AbortTasks => {
+                self.tasks.clear();
+                self.paced.clear();
+                return;
+            }
             Message::ChangedBlocksReply { task, .. }
             | Message::BlocksRead { task, .. }
             | Message::Digests { task, .. }
@@ -144,13 +170,57 @@ impl Proxy {
             | Message::ReplicaBlocks { task, .. }
             | Message::ReplicaAck { task, .. }
             | Message::FinishReplica { task }
-            | Message::ReplicaFinished { task, .. } => *task,
+            | Message::ReplicaFinished { task, .. } => task,
             _ => return,
         };
-        if let Some(run) = self.tasks.get_mut(&task)
-            && run.on_message(msg, &mut self.out).is_finished()
-        {
+        if let Some(flow) = self.paced.get_mut(&task) {
+            flow.received(now, from, &msg);
+        }
+        self.drive(now, task, |run, out| run.on_message(msg, out));
+    }
+
+    /// Starts a task the manager handed over, paced if it has a rate.
+    fn start(&mut self, now: Timestamp, task: TaskId, rate: Option<TaskRate>, start: impl FnOnce(&mut Outbox) -> (Run, Progress)) {
+        if let Some(rate) = rate.filter(|_| !self.ignore_throttles) {
+            self.paced.insert(task, PacedFlow::new(rate, pace_timer(task)));
+        }
+        let (run, progress) = paced::through(self.paced.get_mut(&task), now, &mut self.out, start);
+        if progress.is_finished() {
+            self.finished(task);
+        } else {
+            self.tasks.insert(task, run);
+        }
+    }
+
+    /// Runs one step of a task, its sends going through its pacer if it
+    /// has one; forgets the task if the step finished it.
+    fn drive(&mut self, now: Timestamp, task: TaskId, step: impl FnOnce(&mut Run, &mut Outbox) -> Progress) {
+        let Some(run) = self.tasks.get_mut(&task) else { return };
+        if paced::through(self.paced.get_mut(&task), now, &mut self.out, |out| step(run, out)).is_finished() {
             self.tasks.remove(&task);
+            self.finished(task);
+        }
+    }
+
+    /// A task ended: whatever it still had queued goes out as sent.
+    fn finished(&mut self, task: TaskId) {
+        if let Some(flow) = self.paced.remove(&task) {
+            flow.flush(&mut self.out);
+        }
+    }
+
+    /// The manager changed a throttled task's rate (tasks sharing a cap
+    /// started or ended).
+    fn set_rate(&mut self, now: Timestamp, task: TaskId, bytes_per_sec: u64) {
+        if let Some(flow) = self.paced.get_mut(&task) {
+            flow.set_rate(now, bytes_per_sec, &mut self.out);
+        }
+    }
+
+    /// A paced task's queue may move on.
+    fn on_pace_timer(&mut self, now: Timestamp, task: TaskId) {
+        if let Some(flow) = self.paced.get_mut(&task) {
+            flow.release(now, &mut self.out);
         }
     }
 
@@ -159,6 +229,9 @@ impl Proxy {
     /// other tasks fail now and the manager retries them.
     fn on_peer_down(&mut self, now: Timestamp, peer: NodeId) {
         self.down.insert(peer);
+        for flow in self.paced.values_mut() {
+            flow.discard_to(peer);
+        }
         let lost: Vec<TaskId> = self.tasks.iter().filter(|(_, run)| run.depends_on(peer)).map(|(id, _)| *id).collect();
         for task in lost {
             match self.tasks.get_mut(&task) {
@@ -170,18 +243,17 @@ impl Proxy {
                     run.suspend();
                     self.out.set_timer(TimerId(task.0), now + RESUME_WAIT);
                 }
-                Some(_) => {
-                    if let Some(mut run) = self.tasks.remove(&task) {
-                        run.fail(format!("lost connection to {peer}"), &mut self.out);
-                    }
-                }
+                Some(_) => self.drive(now, task, |run, out| {
+                    run.fail(format!("lost connection to {peer}"), out);
+                    Progress::Finished
+                }),
                 None => {}
             }
         }
     }
 
     /// Suspended restores go on once every peer they need is back.
-    fn on_peer_up(&mut self, peer: NodeId) {
+    fn on_peer_up(&mut self, now: Timestamp, peer: NodeId) {
         self.down.remove(&peer);
         let ready: Vec<TaskId> = self
             .tasks
@@ -191,20 +263,17 @@ impl Proxy {
             .collect();
         for task in ready {
             self.out.cancel_timer(TimerId(task.0));
-            if let Some(run) = self.tasks.get_mut(&task)
-                && run.resume(&mut self.out).is_finished()
-            {
-                self.tasks.remove(&task);
-            }
+            self.drive(now, task, Run::resume);
         }
     }
 
     /// A suspended restore waited too long for its peer.
-    fn on_resume_timeout(&mut self, task: TaskId) {
-        if self.tasks.get(&task).is_some_and(Run::is_suspended)
-            && let Some(mut run) = self.tasks.remove(&task)
-        {
-            run.fail("a peer stayed unreachable".into(), &mut self.out);
+    fn on_resume_timeout(&mut self, now: Timestamp, task: TaskId) {
+        if self.tasks.get(&task).is_some_and(Run::is_suspended) {
+            self.drive(now, task, |run, out| {
+                run.fail("a peer stayed unreachable".into(), out);
+                Progress::Finished
+            });
         }
     }
 }
@@ -214,12 +283,14 @@ impl Node for Proxy {
         match input {
             Input::Start => {
                 self.tasks.clear();
+                self.paced.clear();
                 self.down.clear();
             }
-            Input::Message { from, msg } => self.on_message(from, msg),
+            Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::PeerDown(peer) => self.on_peer_down(now, peer),
-            Input::PeerUp(peer) => self.on_peer_up(peer),
-            Input::Timer(TimerId(task)) => self.on_resume_timeout(TaskId(task)),
+            Input::PeerUp(peer) => self.on_peer_up(now, peer),
+            Input::Timer(TimerId(id)) if id & PACE_TIMERS != 0 => self.on_pace_timer(now, TaskId(id & !PACE_TIMERS)),
+            Input::Timer(TimerId(task)) => self.on_resume_timeout(now, TaskId(task)),
             Input::Storage(_) | Input::Hypervisor(_) => {}
         }
     }

@@ -486,6 +486,7 @@ impl Manager {
             target_changes,
             compression: r.compression,
             sink,
+            rate: None,
         };
         Some((a.session, a.vm, spec))
     }

@@ -13,7 +13,8 @@
 
 use super::{Manager, ReplicaWork};
 use crate::event::Event;
-use crate::ids::{DiskId, NodeId, SessionId, TaskId, VmId};
+use crate::ids::{DiskId, JobId, NodeId, SessionId, TaskId, VmId};
+use crate::roles::manager::throttle::Legs;
 use crate::roles::manager::{MAX_ATTEMPTS, Task, TaskKind, retry_delay};
 use crate::wire::Message;
 use crate::wire::message::{BaseDigests, MetadataReport, ReadMode, ReplicaSink, ReplicaTask, TaskStats};
@@ -21,13 +22,18 @@ use crate::wire::message::{BaseDigests, MetadataReport, ReadMode, ReplicaSink, R
 impl Manager {
     /// The proxy a replica task runs on, and the repository it uses.
     pub(in crate::roles::manager) fn replica_needs(&self, work: ReplicaWork) -> (Option<NodeId>, NodeId) {
-        let (job, failback) = match work {
-            ReplicaWork::Sync { session, .. } => (self.replication.sessions.get(&session).map(|s| s.job), false),
-            ReplicaWork::Failback { action } => (self.replication.actions.get(&action).map(|a| a.job), true),
-        };
-        match job.and_then(|job| self.replication_job(job)) {
+        let failback = matches!(work, ReplicaWork::Failback { .. });
+        match self.replica_work_job(work).and_then(|job| self.replication_job(job)) {
             Some(r) => (Some(if failback { r.target_proxy } else { r.source_proxy }), r.metadata_repository),
             None => (None, NodeId(u32::MAX)),
+        }
+    }
+
+    /// The replication job a replica task works for.
+    fn replica_work_job(&self, work: ReplicaWork) -> Option<JobId> {
+        match work {
+            ReplicaWork::Sync { session, .. } => self.replication.sessions.get(&session).map(|s| s.job),
+            ReplicaWork::Failback { action } => self.replication.actions.get(&action).map(|a| a.job),
         }
     }
 
@@ -38,9 +44,11 @@ impl Manager {
             ReplicaWork::Sync { session, vm } => self.sync_task(id, session, vm, task.disk).map(|spec| (session, vm, spec)),
             ReplicaWork::Failback { action } => self.failback_task(id, action, task.disk),
         };
-        let Some((session, vm, spec)) = built else {
+        let Some((session, vm, mut spec)) = built else {
             return self.on_task_done(id, Err("the replica task's session or snapshot is gone".into()));
         };
+        let legs = Legs { proxy, source: spec.host, destination: spec.sink.proxy };
+        spec.rate = self.throttle_admit(id, legs, self.replica_work_job(work));
         self.out.event(Event::TaskAssigned {
             task: id,
             session,
@@ -92,7 +100,7 @@ impl Manager {
             report,
         };
         let host = self.source_host(vm);
-        Some(ReplicaTask { task: id, host, vm, snap, mode, base, target_changes: None, compression: r.compression, sink })
+        Some(ReplicaTask { task: id, host, vm, snap, mode, base, target_changes: None, compression: r.compression, sink, rate: None })
     }
 
     /// A replica task ended: report it, retry it, or close it.

@@ -1,0 +1,213 @@
+//! Network traffic throttling: which running disk tasks share a bandwidth
+//! cap, and the rate each may use.
+//!
+//! A disk task's data has two legs through its proxy: from the source (a
+//! host's snapshot, or the repository on a restore) and to the destination
+//! (the repository, the replica's receiving proxy, or a host on a restore).
+//! Two kinds of cap apply: every global rule a leg crosses, and the job's
+//! own throttle (on the leg to the destination). Each cap is split evenly
+//! among the running tasks under it, as Veeam splits a rule's bandwidth
+//! among active tasks; a task's rate is the smallest of its shares, and
+//! the proxy paces the capped legs' traffic together to it
+//! ([`crate::pacing::Pacer`]). Whenever a task starts or ends the shares
+//! are recomputed and the proxies of tasks whose rate changed are told
+//! (`SetTaskRate`).
+
+use crate::config::Deployment;
+use crate::ids::{JobId, NodeId, TaskId};
+use crate::wire::message::TaskRate;
+use std::collections::BTreeMap;
+
+/// The nodes a task's proxy exchanges its data with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Legs {
+    pub proxy: NodeId,
+    pub source: NodeId,
+    pub destination: NodeId,
+}
+
+/// The throttled tasks running now.
+#[derive(Debug, Default)]
+pub struct Throttle {
+    flows: BTreeMap<TaskId, Flow>,
+}
+
+#[derive(Debug, Clone)]
+struct Flow {
+    /// The proxy that paces the task.
+    proxy: NodeId,
+    /// Indexes into [`Deployment::throttles`] of the rules it crosses.
+    rules: Vec<usize>,
+    /// The job's cap, if it has one.
+    job: Option<(JobId, u64)>,
+    rate: u64,
+}
+
+/// A running task's rate changed: tell its proxy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateChange {
+    pub proxy: NodeId,
+    pub task: TaskId,
+    pub rate: u64,
+}
+
+impl Throttle {
+    /// Registers a task about to start, for `job` (restores have none).
+    /// Returns its pacing (`None`: unthrottled) and the rate changes of the
+    /// other tasks it now shares a cap with.
+    pub fn admit(&mut self, cfg: &Deployment, task: TaskId, legs: Legs, job: Option<JobId>) -> (Option<TaskRate>, Vec<RateChange>) {
+        let Legs { proxy, source, destination } = legs;
+        let crossing = |peer: NodeId| cfg.throttles.iter().any(|r| r.covers(proxy, peer));
+        let rules: Vec<usize> = cfg
+            .throttles
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.covers(proxy, source) || r.covers(proxy, destination))
+            .map(|(i, _)| i)
+            .collect();
+        let job = job.and_then(|id| cfg.jobs.iter().find(|j| j.id == id)).and_then(|j| j.throttle.map(|cap| (j.id, cap)));
+        let mut peers: Vec<NodeId> = [source, destination].into_iter().filter(|p| crossing(*p)).collect();
+        if job.is_some() && !peers.contains(&destination) {
+            peers.push(destination);
+        }
+        if peers.is_empty() {
+            return (None, Vec::new());
+        }
+        self.flows.insert(task, Flow { proxy, rules, job, rate: 0 });
+        let mut changes = self.rebalance(cfg);
+        let rate = changes.iter().position(|c| c.task == task).map_or(0, |i| changes.remove(i).rate);
+        (Some(TaskRate { bytes_per_sec: rate, peers }), changes)
+    }
+
+    /// A task ended (or will never run): the others under its caps get
+    /// its share.
+    pub fn release(&mut self, cfg: &Deployment, task: TaskId) -> Vec<RateChange> {
+        if self.flows.remove(&task).is_none() {
+            return Vec::new();
+        }
+        self.rebalance(cfg)
+    }
+
+    /// Recomputes every flow's share; returns the flows whose rate changed.
+    fn rebalance(&mut self, cfg: &Deployment) -> Vec<RateChange> {
+        let mut per_rule = vec![0u64; cfg.throttles.len()];
+        let mut per_job: BTreeMap<JobId, u64> = BTreeMap::new();
+        for flow in self.flows.values() {
+            for &r in &flow.rules {
+                per_rule[r] += 1;
+            }
+            if let Some((job, _)) = flow.job {
+                *per_job.entry(job).or_default() += 1;
+            }
+        }
+        let mut changes = Vec::new();
+        for (task, flow) in self.flows.iter_mut() {
+            let rule_shares = flow.rules.iter().map(|&r| cfg.throttles[r].bytes_per_sec / per_rule[r].max(1));
+            let job_share = flow.job.map(|(job, cap)| cap / per_job.get(&job).copied().unwrap_or(1).max(1));
+            let rate = rule_shares.chain(job_share).min().unwrap_or(u64::MAX).max(1);
+            if rate != flow.rate {
+                flow.rate = rate;
+                changes.push(RateChange { proxy: flow.proxy, task: *task, rate });
+            }
+        }
+        changes
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{JobKind, JobSpec, ReplicationJob, ThrottleRule};
+    use crate::{BlockSize, Compression};
+    use std::collections::BTreeSet;
+    use std::time::Duration;
+
+    const PROD_PROXY: NodeId = NodeId(1);
+    const PROD_PROXY_2: NodeId = NodeId(2);
+    const DR_REPO: NodeId = NodeId(3);
+    const PROD_REPO: NodeId = NodeId(4);
+    const PROD_HOST: NodeId = NodeId(5);
+
+    fn cfg(job_cap: Option<u64>) -> Deployment {
+        let job = JobSpec {
+            id: JobId(0),
+            name: "j".into(),
+            vms: Vec::new(),
+            every: Duration::from_secs(3600),
+            kind: JobKind::Replication(ReplicationJob {
+                source_proxy: PROD_PROXY,
+                target_proxy: NodeId(9),
+                target_host: NodeId(8),
+                metadata_repository: DR_REPO,
+                restore_points: 1,
+                compression: Compression::Optimal,
+                block_size: BlockSize::default(),
+                verify_every: None,
+                seed_from: None,
+                map: BTreeMap::new(),
+            }),
+            throttle: job_cap,
+        };
+        Deployment {
+            jobs: vec![job],
+            throttles: vec![ThrottleRule {
+                name: "prod-dr".into(),
+                bytes_per_sec: 1200,
+                sides: [BTreeSet::from([PROD_PROXY, PROD_PROXY_2, PROD_REPO, PROD_HOST]), BTreeSet::from([DR_REPO])],
+            }],
+            ..Deployment::default()
+        }
+    }
+
+    fn legs(proxy: NodeId, destination: NodeId) -> Legs {
+        Legs { proxy, source: PROD_HOST, destination }
+    }
+
+    fn rate(bytes_per_sec: u64, peers: &[NodeId]) -> Option<TaskRate> {
+        Some(TaskRate { bytes_per_sec, peers: peers.to_vec() })
+    }
+
+    #[test]
+    fn tasks_under_a_rule_share_it_evenly_and_get_it_back() {
+        let cfg = cfg(None);
+        let mut t = Throttle::default();
+        assert_eq!(t.admit(&cfg, TaskId(1), legs(PROD_PROXY, DR_REPO), None), (rate(1200, &[DR_REPO]), vec![]));
+        let (r, changes) = t.admit(&cfg, TaskId(2), legs(PROD_PROXY_2, DR_REPO), None);
+        assert_eq!(r, rate(600, &[DR_REPO]));
+        assert_eq!(changes, vec![RateChange { proxy: PROD_PROXY, task: TaskId(1), rate: 600 }]);
+        let (r, _) = t.admit(&cfg, TaskId(3), legs(PROD_PROXY, DR_REPO), None);
+        assert_eq!(r, rate(400, &[DR_REPO]));
+        let changes = t.release(&cfg, TaskId(1));
+        assert_eq!(changes.len(), 2);
+        assert!(changes.iter().all(|c| c.rate == 600));
+    }
+
+    #[test]
+    fn traffic_inside_a_side_is_not_throttled() {
+        let cfg = cfg(None);
+        let mut t = Throttle::default();
+        assert_eq!(t.admit(&cfg, TaskId(1), legs(PROD_PROXY, PROD_REPO), None), (None, vec![]));
+        assert!(t.release(&cfg, TaskId(1)).is_empty());
+    }
+
+    #[test]
+    fn a_proxy_across_the_rule_from_its_source_paces_its_reads() {
+        let cfg = cfg(None);
+        let mut t = Throttle::default();
+        // A DR-side task reading a production host and writing to the DR repository.
+        let across = Legs { proxy: DR_REPO, source: PROD_HOST, destination: DR_REPO };
+        assert_eq!(t.admit(&cfg, TaskId(1), across, None).0, rate(1200, &[PROD_HOST]));
+    }
+
+    #[test]
+    fn the_smaller_of_job_and_rule_shares_wins() {
+        let cfg = cfg(Some(1000));
+        let mut t = Throttle::default();
+        // Inside prod: only the job cap applies, to the destination leg.
+        assert_eq!(t.admit(&cfg, TaskId(1), legs(PROD_PROXY, PROD_REPO), Some(JobId(0))).0, rate(1000, &[PROD_REPO]));
+        // Across: rule share 1200, job share 500.
+        let (r, changes) = t.admit(&cfg, TaskId(2), legs(PROD_PROXY, DR_REPO), Some(JobId(0)));
+        assert_eq!(r, rate(500, &[DR_REPO]));
+        assert_eq!(changes, vec![RateChange { proxy: PROD_PROXY, task: TaskId(1), rate: 500 }]);
+    }
+}
