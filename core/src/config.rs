@@ -90,6 +90,9 @@ pub struct BackupJob {
     pub verify_every: Option<u32>,
     /// Re-hash the newest point's blocks at rest this often.
     pub health_check: Option<Duration>,
+    /// Backup window: a session still transferring this long after it
+    /// started is terminated; its unfinished VMs fail and leave no point.
+    pub window: Option<Duration>,
 }
 
 /// Replica VM ids start here: `REPLICA_VM_BASE + source id`. Scenario VMs

@@ -158,6 +158,7 @@ fn replication_message() -> impl Strategy<Value = Message> {
             })
         ),
         (any::<u64>(), any::<u64>()).prop_map(|(task, bytes_per_sec)| Message::SetTaskRate { task: TaskId(task), bytes_per_sec }),
+        any::<u64>().prop_map(|task| Message::CancelTask { task: TaskId(task) }),
         sink.prop_map(Message::OpenReplica),
         (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(op, vm, back)| Message::ReplicaAction {
             op,

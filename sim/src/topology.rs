@@ -97,6 +97,7 @@ impl Topology {
                     block_size: j.block_size,
                     verify_every: j.verify_every,
                     health_check: b.health_check,
+                    window: b.window,
                 }),
                 scenario::JobKind::Replication(r) => replication_job(s, j, r, &node, &vm)?,
             };

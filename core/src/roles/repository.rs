@@ -114,6 +114,11 @@ pub struct Repository {
     blocks: BTreeMap<Digest, u64>,
     manifests: BTreeMap<RestorePointId, Manifest>,
     pending: BTreeMap<(SessionId, VmId), PendingPoint>,
+    /// Points the manager aborted: blocks for them still in flight from a
+    /// proxy are refused, rather than starting the point over (it would
+    /// stay pending forever and hold off garbage collection). Kept until
+    /// a manager restart voids older sessions.
+    aborted: BTreeSet<(SessionId, VmId)>,
     requests: BTreeMap<RequestId, Continuation>,
     /// Blocks a health check found damaged: reported missing to proxies, so
     /// the next backup sends them again, which repairs them.
@@ -166,7 +171,7 @@ impl Repository {
             }
             Message::PutBlocks { task, batch, target, blocks } => self.put_blocks(from, task, batch, target, blocks),
             Message::FinishDisk { task, target, bytes, block_size, base } => {
-                let result = self.finish_disk(target, bytes, block_size, base);
+                let result = self.not_aborted(target).and_then(|()| self.finish_disk(target, bytes, block_size, base));
                 self.out.send(from, Message::DiskFinished { task, result });
             }
             Message::CommitPoint { op, header } => match self.assemble(header) {
@@ -178,10 +183,12 @@ impl Repository {
             },
             Message::AbortPoint { session, vm } => {
                 self.pending.remove(&(session, vm));
+                self.aborted.insert((session, vm));
                 self.collect_garbage();
             }
             Message::AbortPendingBefore { before } => {
                 self.pending.retain(|(session, _), _| *session >= before);
+                self.aborted.retain(|(session, _)| *session >= before);
                 self.collect_garbage();
             }
             Message::HealthCheck { op, points } => self.start_health_check(from, op, &points),
@@ -253,7 +260,18 @@ impl Repository {
             .collect()
     }
 
+    /// Whether `target`'s point may still be written.
+    fn not_aborted(&self, target: DiskTarget) -> Result<(), String> {
+        match self.aborted.contains(&(target.session, target.vm)) {
+            true => Err(format!("the point of {} in session {} was aborted", target.vm, target.session)),
+            false => Ok(()),
+        }
+    }
+
     fn put_blocks(&mut self, peer: NodeId, task: TaskId, batch: u64, target: DiskTarget, blocks: Vec<BlockRef>) {
+        if let Err(reason) = self.not_aborted(target) {
+            return self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
+        }
         let mut refs = Vec::with_capacity(blocks.len());
         let mut payloads = Vec::new();
         let mut stored = Vec::new();
@@ -287,6 +305,11 @@ impl Repository {
         for (digest, _) in stored {
             self.blocks.entry(digest).or_insert(0);
             self.damaged.remove(&digest);
+        }
+        if let Err(reason) = self.not_aborted(target) {
+            // Aborted while the blocks were written: they stay unreferenced
+            // until garbage collection.
+            return self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
         }
         let disk = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
         disk.finished = None;

@@ -364,6 +364,11 @@ pub enum Message {
         task: TaskId,
         bytes_per_sec: u64,
     },
+    /// The manager gave up on a task (its session ran out of its window):
+    /// drop it without answering.
+    CancelTask {
+        task: TaskId,
+    },
 }
 
 /// An operator action on a replica.
@@ -672,6 +677,7 @@ impl Message {
             Message::ListReplicaPoints { .. } => "list_replica_points",
             Message::ReplicaPoints { .. } => "replica_points",
             Message::SetTaskRate { .. } => "set_task_rate",
+            Message::CancelTask { .. } => "cancel_task",
         }
     }
 

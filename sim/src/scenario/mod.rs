@@ -205,6 +205,9 @@ pub struct BackupJob {
     pub retention: u32,
     /// Period of the at-rest health check of the newest point.
     pub health_check: Option<Duration>,
+    /// Backup window: sessions still running this long after their start
+    /// are terminated.
+    pub window: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -135,6 +135,8 @@ pub struct RawJob {
     pub repository: Option<String>,
     pub retention: Option<u32>,
     pub health_check: Option<Every>,
+    /// Extension: backup window.
+    pub window: Option<Dur>,
     // replication
     pub source_proxy: Option<String>,
     pub target_proxy: Option<String>,

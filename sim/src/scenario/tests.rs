@@ -230,6 +230,7 @@ fn the_contract_example_parses_as_is() {
             repository: "repo-dr".into(),
             retention: 7,
             health_check: Some(Duration::from_secs(24 * 3600)),
+            window: None,
         })
     );
     let replicate = s.job("replicate-db").unwrap();
@@ -519,6 +520,31 @@ fn throttling_rules_and_job_caps_parse_and_are_checked() {
     assert!(e.contains("latency"), "{e}");
     let e = error(&BASE.replace("schedule = \"every 30m\"", "schedule = \"every 30m\"\nthrottle = \"fast\""));
     assert!(e.starts_with("scenarios/x.toml:58: [[job]] throttle: invalid bandwidth \"fast\""), "{e}");
+}
+
+#[test]
+fn backup_windows_parse_and_apply_to_backup_jobs_only() {
+    let s = parse(&BASE.replace(
+        "repository = \"repo-dr\"\nschedule = \"every 1h\"",
+        "repository = \"repo-dr\"\nschedule = \"every 1h\"\nwindow = \"45m\"",
+    ))
+    .unwrap();
+    let windows: Vec<Option<Duration>> = s
+        .jobs
+        .iter()
+        .filter_map(|j| match &j.kind {
+            JobKind::Backup(b) => Some(b.window),
+            JobKind::Replication(_) => None,
+        })
+        .collect();
+    assert_eq!(windows, [Some(Duration::from_secs(45 * 60))]);
+    let e = error(&BASE.replace("schedule = \"every 30m\"", "schedule = \"every 30m\"\nwindow = \"45m\""));
+    assert!(e.contains("key \"window\" does not apply to a replication job"), "{e}");
+    let e = error(&BASE.replace(
+        "repository = \"repo-dr\"\nschedule = \"every 1h\"",
+        "repository = \"repo-dr\"\nschedule = \"every 1h\"\nwindow = \"0s\"",
+    ));
+    assert!(e.contains("window must be more than zero"), "{e}");
 }
 
 #[test]

@@ -347,6 +347,7 @@ fn job_of(job: &RawJob, all: &[RawJob], vms: &[Vm], names: &Names, default_block
             ("repository", job.repository.is_some()),
             ("retention", job.retention.is_some()),
             ("health_check", job.health_check.is_some()),
+            ("window", job.window.is_some()),
         ]
         .iter()
         .filter_map(|(k, present)| present.then_some(*k))
@@ -369,7 +370,17 @@ fn job_of(job: &RawJob, all: &[RawJob], vms: &[Vm], names: &Names, default_block
             if retention == 0 {
                 return Err(err(format!("{what}: retention must be 1 or more")));
             }
-            JobKind::Backup(BackupJob { proxy: job.proxy.clone(), repository, retention, health_check: job.health_check.map(|e| e.0) })
+            let window = job.window.map(|w| w.0);
+            if window.is_some_and(|w| w.is_zero()) {
+                return Err(err(format!("{what}: window must be more than zero")));
+            }
+            JobKind::Backup(BackupJob {
+                proxy: job.proxy.clone(),
+                repository,
+                retention,
+                health_check: job.health_check.map(|e| e.0),
+                window,
+            })
         }
         RawJobKind::Replication => {
             let source_proxy = required("source_proxy", &job.source_proxy)?;

@@ -22,6 +22,7 @@ mod replication;
 mod restore;
 mod scheduler;
 mod throttle;
+mod window;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
 use crate::event::Event;
@@ -52,6 +53,8 @@ const SCHEDULER_WAKE: TimerId = TimerId(u64::MAX);
 const CATALOG_READY: TimerId = TimerId(u64::MAX - 1);
 /// Health-check timers are this plus the job's index.
 const HEALTH_TIMERS: u64 = 1 << 32;
+/// Backup-window timers: this plus the job's index.
+const WINDOW_TIMERS: u64 = 1 << 40;
 
 fn retry_delay(attempt: u32) -> Duration {
     RETRY_DELAY * 4u32.saturating_pow(attempt.saturating_sub(1).min(8))
@@ -249,6 +252,9 @@ impl Manager {
         *run += 1;
         self.running.insert(job, session);
         self.out.event(Event::SessionStarted { job, session });
+        if let Some(window) = self.backup_job(job).and_then(|b| b.window) {
+            self.out.set_timer(TimerId(WINDOW_TIMERS + index as u64), self.now + window);
+        }
         if replication {
             return self.start_replication_session(job, session, this_run, vms);
         }
@@ -285,8 +291,12 @@ impl Manager {
         let Some(job) = self.sessions.get(&session).map(|s| s.job) else { return };
         let host = self.cfg.vms.get(&vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
         let Some(run) = self.vm_run(session, vm) else { return };
-        run.state = VmState::Transferring;
         run.snap = Some(snap);
+        if run.failure.is_some() {
+            // The session ran out of its window while the snapshot was made.
+            return self.release_snapshot(session, vm);
+        }
+        run.state = VmState::Transferring;
         run.snapshot_at = now;
         run.open_tasks = disks.len() as u32;
         let count = disks.len();
@@ -813,6 +823,7 @@ impl Node for Manager {
             Input::Start => self.on_start(),
             Input::Timer(SCHEDULER_WAKE) => self.schedule(),
             Input::Timer(CATALOG_READY) => self.start_scheduling(),
+            Input::Timer(TimerId(id)) if id >= WINDOW_TIMERS => self.on_window_timer((id - WINDOW_TIMERS) as usize),
             Input::Timer(TimerId(id)) if id >= HEALTH_TIMERS => self.on_health_timer((id - HEALTH_TIMERS) as usize),
             Input::Timer(TimerId(index)) => self.on_job_timer(index as usize),
             Input::Message { from, msg } => self.on_message(from, msg),

@@ -53,6 +53,13 @@ impl Scheduler {
         placed
     }
 
+    /// Forgets a task still waiting to be placed; whether it was waiting.
+    pub fn cancel(&mut self, task: TaskId) -> bool {
+        let before = self.queue.len();
+        self.queue.retain(|(t, _)| *t != task);
+        self.queue.len() != before
+    }
+
     /// A task placed earlier finished (or its proxy was lost).
     pub fn release(&mut self, proxy: NodeId, repository: NodeId) {
         for (load, node) in [(&mut self.proxy_load, proxy), (&mut self.repo_load, repository)] {

@@ -149,6 +149,12 @@ impl Proxy {
                 return;
             }
             Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),
+            Message::CancelTask { task } => {
+                self.tasks.remove(&task);
+                self.paced.remove(&task);
+                self.out.cancel_timer(TimerId(task.0));
+                return;
+            }
             Message::Ping { seq } => return self.out.send(from, Message::Pong { seq }),
             // The manager restarted: its earlier tasks are void, and the
             // slots they held are free in its new view.
