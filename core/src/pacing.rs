@@ -32,6 +32,11 @@ impl Pacer {
         Pacer { rate: bytes_per_sec.max(1), drained_at: Timestamp::ZERO }
     }
 
+    /// A pacer whose path is busy until `drained_at` (earlier traffic).
+    pub fn starting_at(bytes_per_sec: u64, drained_at: Timestamp) -> Self {
+        Pacer { rate: bytes_per_sec.max(1), drained_at }
+    }
+
     pub fn rate(&self) -> u64 {
         self.rate
     }
@@ -63,6 +68,15 @@ impl Pacer {
         let start = self.drained_at.max(credit_floor);
         let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(self.rate);
         self.drained_at = start + Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX));
+    }
+}
+
+impl Pacer {
+    /// Takes back `bytes` charged earlier that did not cross after all (an
+    /// answer smaller than the request's estimate).
+    pub fn refund(&mut self, bytes: u64) {
+        let nanos = u128::from(bytes) * 1_000_000_000 / u128::from(self.rate);
+        self.drained_at = Timestamp(self.drained_at.0.saturating_sub(u64::try_from(nanos).unwrap_or(u64::MAX)));
     }
 }
 
@@ -113,6 +127,14 @@ mod tests {
         p.charge(at(0), 5 * MB);
         assert!(!p.is_ready(at(4_000)));
         assert!(p.is_ready(at(5_000)));
+    }
+
+    #[test]
+    fn a_refund_gives_back_what_did_not_cross() {
+        let mut p = Pacer::new(MB);
+        p.charge(at(0), 8 * MB);
+        p.refund(5 * MB);
+        assert_eq!(p.ready_at(), at(3_000));
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub struct Shape {
     pub hours: u64,
     pub enabled_faults: Vec<&'static str>,
     pub loss: f64,
+    /// A throttling rule between the two sites (its bandwidth is drawn).
+    pub throttle: bool,
+    /// Hourly-or-slower jobs get a backup window of one schedule period.
+    pub windows: bool,
 }
 
 impl Shape {
@@ -48,13 +52,15 @@ impl Shape {
         // swarm varies topology and workload only.
         let enabled_faults = FAULT_KINDS.iter().copied().filter(|_| rng.random_bool(0.5) && !turmoil).collect();
         let loss = if sites == 2 && !turmoil && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
-        Shape { sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss }
+        let throttle = sites == 2 && rng.random_bool(0.3);
+        let windows = rng.random_bool(0.3);
+        Shape { sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss, throttle, windows }
     }
 
     /// One line, for failure reports.
     pub fn options(&self) -> String {
         format!(
-            "sites={} hosts={} vms={} proxies={} jobs={} hours={} loss={} faults=[{}]",
+            "sites={} hosts={} vms={} proxies={} jobs={} hours={} loss={} throttle={} windows={} faults=[{}]",
             self.sites,
             self.hosts,
             self.vms,
@@ -62,6 +68,8 @@ impl Shape {
             self.jobs,
             self.hours,
             self.loss,
+            self.throttle,
+            self.windows,
             self.enabled_faults.join(",")
         )
     }
@@ -92,7 +100,7 @@ pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
 
 /// Writes the scenario of a shape, drawing its details from `rng`.
 pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
-    let Shape { sites, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss } = *shape;
+    let Shape { sites, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss, throttle, windows } = *shape;
     let jobs = jobs.clamp(1, vms.max(1));
 
     let mut t = String::new();
@@ -108,6 +116,11 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
         let mbit = [50u32, 100, 1000][rng.random_range(0..3)];
         let _ =
             writeln!(t, "[[link]]\nbetween = [\"site0\", \"site1\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"\nloss = {loss}");
+        if throttle {
+            // Not below 100 Mbit: a first full must still fit in a window.
+            let cap = [100u32, 200][rng.random_range(0..2)];
+            let _ = writeln!(t, "[[throttle]]\nbetween = [\"site0\", \"site1\"]\nbandwidth = \"{cap}Mbit\"");
+        }
     }
     for h in 0..hosts {
         let cbt = rng.random_bool(0.8);
@@ -143,6 +156,11 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
             "[[job]]\nname = \"job{j}\"\nkind = \"backup\"\nvms = [{}]\nrepository = \"repo\"\nschedule = \"every {every}\"\nretention = {retention}\ncompression = \"{compression}\"",
             members.join(", ")
         );
+        // A window of one period: only a session slowed by faults runs out
+        // of it (a 30-minute job's first full might not fit, so none there).
+        if windows && every != "30m" {
+            let _ = writeln!(t, "window = \"{}\"", if every == "1h" { "1h" } else { "2h" });
+        }
     }
     // Faults fall in the first half of the run, so the second half shows
     // every job recovering (liveness).

@@ -216,7 +216,9 @@ impl Repository {
                     self.out.send(from, Message::PointDeleted { op, result: Err(format!("no restore point {point}")) });
                 }
             }
-            Message::ReadPoint { task, batch, point, disk, first, count } => self.read_point(from, task, batch, point, disk, first, count),
+            Message::ReadPoint { task, batch, point, disk, first, count, .. } => {
+                self.read_point(from, task, batch, point, disk, first, count)
+            }
             msg @ (Message::PutReplicaDisk { .. }
             | Message::GetReplicaDigests { .. }
             | Message::CommitReplicaPoint { .. }

@@ -218,6 +218,9 @@ pub enum Message {
         disk: u16,
         first: u64,
         count: u64,
+        /// The point's block size: bounds what the answer carries (a
+        /// throttled reader paces its requests by it).
+        block_size: BlockSize,
     },
     PointBlocks {
         task: TaskId,
@@ -678,6 +681,28 @@ impl Message {
             Message::ReplicaPoints { .. } => "replica_points",
             Message::SetTaskRate { .. } => "set_task_rate",
             Message::CancelTask { .. } => "cancel_task",
+        }
+    }
+
+    /// A request that pulls block data back: its batch and the most payload
+    /// the answer can carry (plaintext size; compressed is smaller). A
+    /// throttled task charges this when it asks, and settles with the
+    /// answer's real size ([`Message::pulled_batch`]).
+    pub fn pull_estimate(&self) -> Option<(u64, u64)> {
+        match self {
+            Message::ReadPoint { batch, count, block_size, .. } => Some((*batch, count.saturating_mul(u64::from(block_size.bytes())))),
+            Message::ReadBlocks { batch, blocks, block_size, .. } => {
+                Some((*batch, (blocks.len() as u64).saturating_mul(u64::from(block_size.bytes()))))
+            }
+            _ => None,
+        }
+    }
+
+    /// The batch an answer to a [`Message::pull_estimate`] request settles.
+    pub fn pulled_batch(&self) -> Option<u64> {
+        match self {
+            Message::PointBlocks { batch, .. } | Message::BlocksRead { batch, .. } => Some(*batch),
+            _ => None,
         }
     }
 

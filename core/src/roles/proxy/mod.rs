@@ -103,6 +103,9 @@ pub struct Proxy {
     down: BTreeSet<NodeId>,
     /// Throttled tasks' pacing.
     paced: BTreeMap<TaskId, PacedFlow>,
+    /// Per set of paced peers, when the traffic of the throttled tasks
+    /// that ended has drained: the next task on that path starts there.
+    drained: BTreeMap<Vec<NodeId>, Timestamp>,
     /// A planted bug (see [`Proxy::ignoring_throttles`]).
     ignore_throttles: bool,
     out: Outbox,
@@ -188,7 +191,8 @@ impl Proxy {
     /// Starts a task the manager handed over, paced if it has a rate.
     fn start(&mut self, now: Timestamp, task: TaskId, rate: Option<TaskRate>, start: impl FnOnce(&mut Outbox) -> (Run, Progress)) {
         if let Some(rate) = rate.filter(|_| !self.ignore_throttles) {
-            self.paced.insert(task, PacedFlow::new(rate, pace_timer(task)));
+            let drained_at = self.drained.get(&rate.peers).copied().unwrap_or(Timestamp::ZERO);
+            self.paced.insert(task, PacedFlow::new(rate, pace_timer(task), drained_at));
         }
         let (run, progress) = paced::through(self.paced.get_mut(&task), now, &mut self.out, start);
         if progress.is_finished() {
@@ -211,6 +215,8 @@ impl Proxy {
     /// A task ended: whatever it still had queued goes out as sent.
     fn finished(&mut self, task: TaskId) {
         if let Some(flow) = self.paced.remove(&task) {
+            let drained = self.drained.entry(flow.peers().to_vec()).or_default();
+            *drained = (*drained).max(flow.drained_at());
             flow.flush(&mut self.out);
         }
     }
@@ -290,6 +296,7 @@ impl Node for Proxy {
             Input::Start => {
                 self.tasks.clear();
                 self.paced.clear();
+                self.drained.clear();
                 self.down.clear();
             }
             Input::Message { from, msg } => self.on_message(now, from, msg),

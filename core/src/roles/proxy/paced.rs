@@ -6,9 +6,11 @@
 //! against a scratch outbox and hands what it produced to the task's
 //! [`PacedFlow`], which lets everything through at once except messages to
 //! the paced peers; those wait, in order, for the [`Pacer`]. Bytes coming
-//! back from those peers are charged too, so a task that pulls its data
-//! with small requests (a restore, a read through a remote host) is paced
-//! by what its requests bring back.
+//! back from those peers are charged too. A task that pulls its data with
+//! small requests (a restore, a read through a remote host) is charged the
+//! most each request can bring back when it asks, and settles with the
+//! answer's real size: charging only on arrival would let every new task
+//! pull a whole window of batches before its pacer noticed.
 
 use crate::ids::NodeId;
 use crate::node::{Outbox, Output, TimerId};
@@ -16,7 +18,7 @@ use crate::pacing::Pacer;
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::TaskRate;
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 
 /// Runs `step` with its outputs going straight out, or through `flow`.
 pub fn through<R>(flow: Option<&mut PacedFlow>, now: Timestamp, out: &mut Outbox, step: impl FnOnce(&mut Outbox) -> R) -> R {
@@ -39,11 +41,27 @@ pub struct PacedFlow {
     queue: VecDeque<(NodeId, Message)>,
     /// Armed when the queue is waiting.
     timer: TimerId,
+    /// Pull requests sent and not yet answered, by (peer, batch): what
+    /// was charged for their answers.
+    estimates: BTreeMap<(NodeId, u64), u64>,
 }
 
 impl PacedFlow {
-    pub fn new(rate: TaskRate, timer: TimerId) -> Self {
-        PacedFlow { peers: rate.peers, pacer: Pacer::new(rate.bytes_per_sec), queue: VecDeque::new(), timer }
+    /// A flow whose path is still busy until `drained_at` with what
+    /// earlier tasks of this proxy sent on it (so a stream of short tasks
+    /// cannot beat the rate by each starting with a clean slate).
+    pub fn new(rate: TaskRate, timer: TimerId, drained_at: Timestamp) -> Self {
+        let pacer = Pacer::starting_at(rate.bytes_per_sec, drained_at);
+        PacedFlow { peers: rate.peers, pacer, queue: VecDeque::new(), timer, estimates: BTreeMap::new() }
+    }
+
+    pub fn peers(&self) -> &[NodeId] {
+        &self.peers
+    }
+
+    /// When what the flow sent has drained at its rate.
+    pub fn drained_at(&self) -> Timestamp {
+        self.pacer.ready_at()
     }
 
     pub fn set_rate(&mut self, now: Timestamp, bytes_per_sec: u64, out: &mut Outbox) {
@@ -55,6 +73,9 @@ impl PacedFlow {
     pub fn received(&mut self, now: Timestamp, from: NodeId, msg: &Message) {
         if self.peers.contains(&from) {
             self.pacer.charge(now, msg.wire_bytes());
+            if let Some(estimate) = msg.pulled_batch().and_then(|batch| self.estimates.remove(&(from, batch))) {
+                self.pacer.refund(estimate);
+            }
         }
     }
 
@@ -85,7 +106,12 @@ impl PacedFlow {
         while self.pacer.is_ready(now)
             && let Some((to, msg)) = self.queue.pop_front()
         {
-            self.pacer.charge(now, msg.wire_bytes());
+            let mut bytes = msg.wire_bytes();
+            if let Some((batch, estimate)) = msg.pull_estimate() {
+                self.estimates.insert((to, batch), estimate);
+                bytes += estimate;
+            }
+            self.pacer.charge(now, bytes);
             out.send(to, msg);
         }
     }
@@ -102,6 +128,8 @@ impl PacedFlow {
     /// lost in flight anyway, and the task resynchronises when it is back.
     pub fn discard_to(&mut self, peer: NodeId) {
         self.queue.retain(|(to, _)| *to != peer);
+        // Answers lost with the connection stay charged: conservative.
+        self.estimates.retain(|(from, _), _| *from != peer);
     }
 }
 
@@ -125,7 +153,7 @@ mod tests {
 
     #[test]
     fn messages_to_the_far_end_wait_their_turn_in_order_and_others_do_not() {
-        let mut flow = PacedFlow::new(TaskRate { bytes_per_sec: 10, peers: vec![PEER] }, TimerId(1));
+        let mut flow = PacedFlow::new(TaskRate { bytes_per_sec: 10, peers: vec![PEER] }, TimerId(1), Timestamp::ZERO);
         let mut produced = Outbox::default();
         for seq in 0..3 {
             produced.send(PEER, Message::Ping { seq });
@@ -143,8 +171,34 @@ mod tests {
     }
 
     #[test]
+    fn a_pull_is_charged_its_estimate_up_front_and_settled_by_the_answer() {
+        let mut flow = PacedFlow::new(TaskRate { bytes_per_sec: 1_000_000, peers: vec![PEER] }, TimerId(1), Timestamp::ZERO);
+        let read = |batch| Message::ReadPoint {
+            task: TaskId(1),
+            batch,
+            point: crate::ids::RestorePointId(1),
+            disk: 0,
+            first: 0,
+            count: 4,
+            block_size: crate::BlockSize::LOCAL,
+        };
+        let mut produced = Outbox::default();
+        produced.send(PEER, read(1));
+        produced.send(PEER, read(2));
+        let mut out = Outbox::default();
+        flow.route(Timestamp::ZERO, produced, &mut out);
+        // 4 MiB may come back: the second request waits about 4 s for it.
+        let waits = flow.pacer.ready_at().saturating_since(Timestamp::ZERO);
+        assert!(waits > Duration::from_millis(4_000) && waits < Duration::from_millis(4_300), "{waits:?}");
+        // The answer is small: the rest is refunded and the second goes.
+        let answer = Message::PointBlocks { task: TaskId(1), batch: 1, result: Ok(Vec::new()) };
+        flow.received(Timestamp::ZERO, PEER, &answer);
+        assert!(flow.pacer.is_ready(Timestamp::ZERO + Duration::from_millis(10)));
+    }
+
+    #[test]
     fn a_waiting_queue_arms_the_timer_at_the_pacer_time() {
-        let mut flow = PacedFlow::new(TaskRate { bytes_per_sec: 10, peers: vec![PEER] }, TimerId(TaskId(5).0));
+        let mut flow = PacedFlow::new(TaskRate { bytes_per_sec: 10, peers: vec![PEER] }, TimerId(TaskId(5).0), Timestamp::ZERO);
         let mut produced = Outbox::default();
         produced.send(PEER, Message::Ping { seq: 0 });
         produced.send(PEER, Message::Ping { seq: 1 });

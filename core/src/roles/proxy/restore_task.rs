@@ -142,7 +142,18 @@ impl RestoreRun {
             let batch = self.next_batch;
             self.next_batch += 1;
             let spec = &self.spec;
-            out.send(spec.repository, Message::ReadPoint { task: spec.task, batch, point: spec.point, disk: spec.disk, first, count });
+            out.send(
+                spec.repository,
+                Message::ReadPoint {
+                    task: spec.task,
+                    batch,
+                    point: spec.point,
+                    disk: spec.disk,
+                    first,
+                    count,
+                    block_size: spec.block_size,
+                },
+            );
             self.in_flight.insert(batch, (first, count));
         }
         if self.in_flight.is_empty() {
