@@ -355,6 +355,14 @@ pub enum Message {
         op: OpId,
         points: Vec<PointHeader>,
     },
+
+    /// Connection keepalive: sent by a driver on a connection it has had
+    /// nothing to write on for a while, so the other end can tell a quiet
+    /// peer from a dead link (no TCP keepalive or retransmission is assumed).
+    /// It belongs to the driver, not the protocol between roles: drivers
+    /// swallow it on receipt, so no node ever sees one, and nodes never send
+    /// it.
+    Keepalive,
 }
 
 /// An operator action on a replica.
@@ -647,6 +655,7 @@ impl Message {
             Message::ReplicaActionDone { .. } => "replica_action_done",
             Message::ListReplicaPoints { .. } => "list_replica_points",
             Message::ReplicaPoints { .. } => "replica_points",
+            Message::Keepalive => "keepalive",
         }
     }
 
