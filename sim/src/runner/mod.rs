@@ -8,6 +8,7 @@ mod des_run;
 mod faults;
 mod operator;
 mod state;
+mod turmoil_faults;
 mod turmoil_run;
 
 pub use state::RunState;

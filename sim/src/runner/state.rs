@@ -17,13 +17,39 @@ use std::rc::Rc;
 
 pub struct RunState {
     pub topo: Topology,
+    /// Builds the nodes' state machines (at start and on restarts).
+    pub nodes: NodeMaker,
     pub world: Rc<RefCell<World>>,
     pub checker: Checker,
     pub tally: JobTally,
     /// Restores asked for at the end, by point, and whether they finished.
     pub restores: BTreeMap<RestorePointId, bool>,
     print_events: bool,
+}
+
+/// Builds a node's state machine from the topology alone, so an engine can
+/// make one at any moment — turmoil's host factories do, on a restart, while
+/// the run state is busy applying the fault step that restarts them.
+#[derive(Clone)]
+pub struct NodeMaker {
+    topo: Rc<Topology>,
     sabotage: Option<Sabotage>,
+}
+
+impl NodeMaker {
+    /// A fresh state machine for node `id` (at start, or after a crash).
+    pub fn make(&self, id: NodeId) -> Option<Box<dyn Node>> {
+        let info = self.topo.nodes.get(id.0 as usize)?;
+        Some(match info.role {
+            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
+            Role::Host => Box::new(Host::new()),
+            Role::Proxy => Box::new(Proxy::new()),
+            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
+                Box::new(Repository::skipping_sync_before_manifest())
+            }
+            Role::Repository => Box::new(Repository::new()),
+        })
+    }
 }
 
 /// Beyond two schedule periods, how long a job may take to recover after
@@ -41,14 +67,15 @@ impl RunState {
                 Role::Manager | Role::Proxy => {}
             }
         }
+        let nodes = NodeMaker { topo: Rc::new(topo.clone()), sabotage: options.sabotage };
         Ok(RunState {
             topo,
+            nodes,
             world: Rc::new(RefCell::new(world)),
             checker: Checker::default(),
             tally: JobTally::default(),
             restores: BTreeMap::new(),
             print_events: options.print_events,
-            sabotage: options.sabotage,
         })
     }
 
@@ -59,16 +86,7 @@ impl RunState {
 
     /// A fresh state machine for node `id` (at start, or after a crash).
     pub fn make_node(&self, id: NodeId) -> Option<Box<dyn Node>> {
-        let info = self.topo.nodes.get(id.0 as usize)?;
-        Some(match info.role {
-            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
-            Role::Host => Box::new(Host::new()),
-            Role::Proxy => Box::new(Proxy::new()),
-            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
-                Box::new(Repository::skipping_sync_before_manifest())
-            }
-            Role::Repository => Box::new(Repository::new()),
-        })
+        self.nodes.make(id)
     }
 
     /// One event of the run.
@@ -88,7 +106,7 @@ impl RunState {
     }
 
     /// Applies the world's side of a fault step (the engine applies the
-    /// network's and the nodes').
+    /// network's and the nodes'; [`super::faults::apply`] does both).
     pub fn apply_to_world(&mut self, now: Timestamp, step: &FaultStep) -> Result<(), String> {
         let mut world = self.world.borrow_mut();
         world.advance_to(now);
