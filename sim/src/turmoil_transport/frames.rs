@@ -121,6 +121,17 @@ mod tests {
     }
 
     #[test]
+    fn a_synthetic_block_costs_the_bytes_it_stands_for() {
+        use blockferry_core::payload::{BlockData, SyntheticBlock};
+        use blockferry_core::{Digest, TaskId};
+        let block = BlockData::Synthetic(SyntheticBlock { digest: Digest::of(b"block"), raw_len: 1 << 20, compressibility: 50 });
+        let msg = Message::BlocksRead { task: TaskId(1), batch: 0, result: Ok(vec![(3, block)]) };
+        let bytes = frame(&msg);
+        assert!(bytes.len() < 200, "a descriptor, not the bytes");
+        assert_eq!(frame_cost(&bytes), bytes.len() as u64 + (1 << 20));
+    }
+
+    #[test]
     fn an_impossible_length_turns_to_raw_bytes() {
         let mut s = FrameSplitter::default();
         s.push(&[0xff, 0xff, 0xff, 0xff, 1, 2, 3]);
