@@ -165,6 +165,7 @@ fn replication_message() -> impl Strategy<Value = Message> {
             vm: VmId(vm),
             action: if back % 2 == 0 { ReplicaAction::Failover { back } } else { ReplicaAction::CommitFailback },
         }),
+        Just(Message::Keepalive),
     ]
 }
 
@@ -280,4 +281,13 @@ fn hello_version_check_names_the_peer() {
     let err = hello.check_version().unwrap_err().to_string();
     assert!(err.contains("repo-dr") && err.contains(&(PROTOCOL_VERSION + 1).to_string()), "{err}");
     assert!(Hello::new("repo-dr").check_version().is_ok());
+}
+
+#[test]
+fn keepalive_is_a_tiny_frame_and_round_trips() {
+    // Drivers send one on every quiet connection every few seconds: it must
+    // stay a handful of bytes (the header plus the variant index).
+    let bytes = frame(&Message::Keepalive);
+    assert!(bytes.len() <= HEADER_LEN + 2, "{} bytes", bytes.len());
+    assert_eq!(decode_frame::<Message>(&bytes, MAX).unwrap(), Message::Keepalive);
 }

@@ -31,15 +31,34 @@
 //!   and so starts its node again).
 //! * `PeerUp(p)` when a connection to `p` completes its handshake, and
 //!   exactly one `PeerDown(p)` when that connection ends (EOF, IO error, any
-//!   bad frame, or a send-queue overflow, see below). Ups and downs of a peer
-//!   therefore always alternate, starting with up.
+//!   bad frame, nothing received for the idle timeout, or a send-queue
+//!   overflow, see below). Ups and downs of a peer therefore always
+//!   alternate, starting with up.
 //! * If a peer connects again while its previous connection still looks
 //!   alive (it restarted, or the old connection went silent), **the newest
 //!   wins**: the old connection is closed and the node sees `PeerDown` then
 //!   `PeerUp`. Later events of the old connection (its EOF, late frames) are
 //!   recognised by connection id and ignored, so no second `PeerDown` is
 //!   emitted for it.
-//! * `Message` inputs for every frame of the current connection, in order.
+//! * `Message` inputs for every frame of the current connection, in order,
+//!   except keepalives (below), which never reach the node.
+//!
+//! # Keepalive
+//!
+//! The driver does not rely on the transport to notice a dead link: TCP
+//! keepalive is off by default and slow, a half-open connection (peer
+//! machine gone, link cut without a reset) can look established for hours,
+//! and turmoil's TCP has no retransmission or timeouts at all — a partition
+//! there just drops segments. So each connection watches itself
+//! ([`DriverConfig::keepalive`]): its writer sends a
+//! [`Message::Keepalive`] frame whenever it has had nothing to write for
+//! the keepalive interval, and its reader closes the connection when it has
+//! received nothing — no frame, not a byte — for the idle timeout. That close
+//! is like any other: the node sees exactly one `PeerDown`, and the dialer
+//! redials with backoff. A live peer sends at least once per interval, so a
+//! connection silent for the timeout is dead, and a broken link is noticed
+//! at most the timeout after the last byte that crossed it. Keepalives are
+//! swallowed by the reader: the node neither sees nor sends them.
 //!
 //! # Sends
 //!
@@ -72,7 +91,7 @@ mod conn;
 mod queue;
 mod timers;
 
-pub use config::{Backoff, ConfigError, DriverConfig, MAX_QUEUED_BYTES_DEFAULT, Peer};
+pub use config::{Backoff, ConfigError, DriverConfig, Keepalive, MAX_QUEUED_BYTES_DEFAULT, Peer};
 
 use crate::clock::Clock;
 use crate::services::{NoServices, Services};
@@ -181,6 +200,7 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             backoff: config.backoff,
             connect_timeout: config.connect_timeout,
             handshake_timeout: config.handshake_timeout,
+            keepalive: config.keepalive,
         });
         let peers = config
             .peers
@@ -342,7 +362,15 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
         let Some(slot) = self.peers.get_mut(&peer) else { return };
         let id = self.next_conn;
         self.next_conn += 1;
-        let task = tokio::task::spawn_local(conn::run_connection(stream, decoder, peer, id, slot.out.clone(), self.tx.clone()));
+        let task = tokio::task::spawn_local(conn::run_connection(
+            stream,
+            decoder,
+            peer,
+            id,
+            self.ctx.keepalive,
+            slot.out.clone(),
+            self.tx.clone(),
+        ));
         slot.conn = Some(Live { id, _task: TaskGuard(task) });
         tracing::info!(node = %self.ctx.own_name, peer = %slot.name, id = %peer, conn = id, "peer up");
         slot.out.ready.notify_one();

@@ -13,6 +13,6 @@ pub mod services;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};
-pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Peer, tracing_sink};
+pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Keepalive, Peer, tracing_sink};
 pub use services::{NoServices, Services};
 pub use transport::{TokioTcp, Transport};

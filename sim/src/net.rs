@@ -75,6 +75,15 @@ impl Network {
     /// Puts `bytes` on the pipe from `from` to `to` at `now`; returns when
     /// they arrive, or `None` when the sites are not linked.
     pub fn transmit(&mut self, now: Timestamp, from: SiteId, to: SiteId, bytes: u64) -> Option<Timestamp> {
+        let latency = self.link(from, to)?.latency;
+        self.serialize(now, from, to, bytes).map(|done| done + latency)
+    }
+
+    /// Puts `bytes` on the pipe from `from` to `to`, starting no earlier than
+    /// `now` nor before the pipe is free; returns when their last bit has
+    /// left (arrival is that plus the link's latency), or `None` when the
+    /// sites are not linked. Counts the bytes as sent.
+    pub fn serialize(&mut self, now: Timestamp, from: SiteId, to: SiteId, bytes: u64) -> Option<Timestamp> {
         let spec = self.link(from, to)?;
         let pipe = self.pipes.entry((from, to)).or_default();
         let start = pipe.busy_until.max(now);
@@ -84,7 +93,16 @@ impl Network {
         if let Some(meter) = self.meters.get_mut(&key(from, to)) {
             *meter.entry(start.0 / 1_000_000_000).or_default() += bytes;
         }
-        Some(done + spec.latency)
+        Some(done)
+    }
+
+    /// Changes a link's bandwidth (slow_link faults; `None`: unlimited).
+    /// Sites that are not linked stay unlinked.
+    pub fn set_bandwidth(&mut self, a: SiteId, b: SiteId, bandwidth_bps: Option<u64>) {
+        if let Some(mut spec) = self.link(a, b) {
+            spec.bandwidth_bps = bandwidth_bps;
+            self.set_link(a, b, spec);
+        }
     }
 
     /// One-way latency between two sites (no serialization), if linked.

@@ -1,12 +1,13 @@
 //! The realnet driver over real TCP on loopback: two core nodes exchange
 //! pings, a peer with the wrong protocol version (or name) is refused, and
 //! a corrupt or truncated frame costs a connection — never a panic — after
-//! which the dialer reconnects.
+//! which the dialer reconnects; a peer that goes silent on an open socket
+//! (half-open connection) is dropped after the idle timeout.
 
 use blockferry_core::wire::frame::encode_frame_version;
 use blockferry_core::wire::{FrameDecoder, Hello, Message, PROTOCOL_VERSION, encode_frame};
 use blockferry_core::{Event, NodeId, Timestamp};
-use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, TokioClock, TokioTcp};
+use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, Keepalive, TokioClock, TokioTcp};
 use blockferry_tests::fixtures::PingPong;
 use std::cell::RefCell;
 use std::future::Future;
@@ -298,6 +299,52 @@ fn newest_connection_wins_and_a_truncated_frame_is_a_peer_down() {
             vec![Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 }, Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 },],
             "one down per up, none for the replaced connection's own close"
         );
+        Ok(())
+    });
+}
+
+#[test]
+fn a_silent_peer_gets_keepalives_and_is_dropped_after_the_idle_timeout() {
+    local_test(async {
+        let keepalive = Keepalive { interval: Duration::from_millis(50), timeout: Duration::from_millis(400) };
+        // A scripted n1 that completes the handshake, then never writes again
+        // but keeps its socket open: what a peer behind a dead link looks like.
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?.to_string();
+        let fake: JoinHandle<Result<(usize, Duration), Box<dyn std::error::Error>>> = spawn_local(async move {
+            let mut silent = RawPeer::new(listener.accept().await?.0);
+            let _: Hello = silent.recv().await?;
+            silent.send(&Hello::new("n1")).await?;
+            let since = tokio::time::Instant::now();
+            let mut keepalives = 0;
+            loop {
+                match silent.recv::<Message>().await {
+                    Ok(Message::Keepalive) => keepalives += 1,
+                    Ok(other) => return Err(format!("unexpected {other:?}").into()),
+                    Err(_) => break,
+                }
+            }
+            let closed_after = since.elapsed();
+            // The dialer comes back; this time, let it be.
+            let mut again = RawPeer::new(listener.accept().await?.0);
+            let _: Hello = again.recv().await?;
+            Ok((keepalives, closed_after))
+        });
+
+        let log0 = Log::default();
+        let config = config("n0", N0, "n1", N1, &addr).with_keepalive(keepalive);
+        let d0 = Driver::new(config, PingPong::responder(), TokioTcp, TokioClock::new(), sink(&log0))?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h0 = start(d0, &stop);
+        let (keepalives, closed_after) = fake.await??;
+        until(|| events(&log0).len() == 2).await;
+        stop_tx.send(true)?;
+        h0.await??;
+
+        assert_eq!(events(&log0), vec![Event::PeerUp { peer: N1 }, Event::PeerDown { peer: N1 }]);
+        assert!(keepalives >= 3, "only {keepalives} keepalives in {closed_after:?}");
+        assert!(closed_after >= keepalive.timeout, "closed after {closed_after:?}, before the idle timeout");
+        assert!(closed_after < keepalive.timeout * 3, "closed only after {closed_after:?}");
         Ok(())
     });
 }

@@ -1,10 +1,12 @@
 //! The same realnet driver, over turmoil's simulated TCP: two core nodes on
 //! turmoil hosts exchange pings; a seed replays the exact event trace; a
 //! crashed and restarted responder is reported down, then up again, and the
-//! pings resume.
+//! pings resume; a partition (which turmoil reports to nobody: it just drops
+//! segments) is noticed by the keepalive within its timeout, and the link is
+//! redialed after the repair; a quiet connection stays up on keepalives.
 
 use blockferry_core::{Event, Node, NodeId};
-use blockferry_realnet::{Backoff, Clock, Driver, DriverConfig, EventSink, TokioClock};
+use blockferry_realnet::{Backoff, Clock, Driver, DriverConfig, EventSink, Keepalive, TokioClock};
 use blockferry_sim::seed::{self, Stream};
 use blockferry_sim::trace::Trace;
 use blockferry_sim::turmoil_transport::{TurmoilClock, TurmoilTcp};
@@ -31,10 +33,16 @@ fn sim(seed: u64) -> Sim<'static> {
         .build()
 }
 
+/// Keepalive of the tests: a dead link is noticed within a second.
+const KEEPALIVE: Keepalive = Keepalive { interval: Duration::from_millis(200), timeout: Duration::from_secs(1) };
+
 fn config(id: NodeId, peer: NodeId) -> DriverConfig {
     DriverConfig::new(name(id), id, format!("0.0.0.0:{PORT}"))
         .peer(peer, name(peer), format!("{}:{PORT}", name(peer)))
         .with_backoff(Backoff { initial: Duration::from_millis(50), max: Duration::from_millis(400) })
+        .with_keepalive(KEEPALIVE)
+        // A dial into a partition never completes under turmoil.
+        .with_connect_timeouts(Duration::from_millis(500), Duration::from_millis(500))
 }
 
 /// Puts node `id` on host "n{id}", driven by the realnet driver over
@@ -173,4 +181,73 @@ fn crashed_responder_goes_down_and_comes_back() {
     // The restarted responder is a fresh node that sees n0 come up once.
     let responder_ups = trace.entries().iter().filter(|e| e.node == N1 && matches!(e.event, Event::PeerUp { .. })).count();
     assert_eq!(responder_ups, 2, "one up per life of the responder");
+}
+
+/// Each node's view of its peer: the `PeerUp`/`PeerDown` events, with times.
+fn peer_events(trace: &Trace, node: NodeId) -> Vec<(Duration, Event)> {
+    trace
+        .entries()
+        .iter()
+        .filter(|e| e.node == node && matches!(e.event, Event::PeerUp { .. } | Event::PeerDown { .. }))
+        .map(|e| (e.at.as_duration(), e.event.clone()))
+        .collect()
+}
+
+#[test]
+fn partition_is_noticed_by_keepalive_and_healed_by_redialing() {
+    const PINGS: u64 = 60;
+    let (cut, heal) = (Duration::from_secs(1), Duration::from_secs(3));
+    let trace = Rc::new(RefCell::new(Trace::keeping()));
+    let mut sim = sim(5);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TurmoilClock::new);
+    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), PINGS), TurmoilClock::new);
+
+    step_until(&mut sim, cut);
+    sim.partition(name(N0), name(N1));
+    step_until(&mut sim, heal);
+    sim.repair(name(N0), name(N1));
+    step_until(&mut sim, Duration::from_secs(8));
+    drop(sim);
+    let trace = trace.replace(Trace::default());
+
+    for (node, peer) in [(N0, N1), (N1, N0)] {
+        let seen = peer_events(&trace, node);
+        let kinds: Vec<&Event> = seen.iter().map(|(_, e)| e).collect();
+        assert_eq!(
+            kinds,
+            vec![&Event::PeerUp { peer }, &Event::PeerDown { peer }, &Event::PeerUp { peer }],
+            "{node}'s view of {peer}: exactly one down for the partition"
+        );
+        // Down once the timeout has passed without traffic (the last bytes
+        // crossed just before the cut), and well before the repair.
+        let down = seen[1].0;
+        assert!(down >= cut + KEEPALIVE.timeout - Duration::from_millis(200), "{node}: down at {down:?}, too early");
+        assert!(down <= cut + KEEPALIVE.timeout + Duration::from_millis(250), "{node}: down at {down:?}, not within the timeout");
+        // Up again after the repair, once the dialer's next attempt lands
+        // (its backoff is capped at 400 ms, a dial into the partition fails
+        // after 500 ms).
+        let up = seen[2].0;
+        assert!(up >= heal && up <= heal + Duration::from_secs(1), "{node}: up again at {up:?}");
+    }
+    // Pings sent while the link was down were lost with the connection; the
+    // ones after the repair are answered.
+    let answered = pongs(&trace);
+    assert_eq!(answered.last(), Some(&(PINGS - 1)), "the last ping is answered: {answered:?}");
+}
+
+#[test]
+fn a_quiet_connection_stays_up_on_keepalives() {
+    let trace = Rc::new(RefCell::new(Trace::keeping()));
+    let mut sim = sim(6);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TurmoilClock::new);
+    // One ping, then nothing for 20 idle timeouts.
+    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), 1), TurmoilClock::new);
+    step_until(&mut sim, KEEPALIVE.timeout * 20);
+    drop(sim);
+    let trace = trace.replace(Trace::default());
+    assert_eq!(pongs(&trace), vec![0]);
+    for (node, peer) in [(N0, N1), (N1, N0)] {
+        let kinds: Vec<Event> = peer_events(&trace, node).into_iter().map(|(_, e)| e).collect();
+        assert_eq!(kinds, vec![Event::PeerUp { peer }], "{node} lost a quiet but healthy connection");
+    }
 }

@@ -137,6 +137,39 @@ fn name_job(name: &str) -> &'static &'static str {
     }
 }
 
+/// Fault scenarios short enough for turmoil: the real driver meets the
+/// same fault timeline as the discrete-event engine (partitions noticed by
+/// keepalives, crashes and restarts of every role, slow and lossy links
+/// shaped in the transport, storage and CBT faults on the shared world).
+#[test]
+fn fault_scenarios_pass_under_turmoil() {
+    let name = "turmoil-faults-crash";
+    let s = runner::run(&load(name), None, Some(EngineChoice::Turmoil)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(s.ok, "{name} failed under turmoil:\n{}", s.violations.join("\n"));
+    let job = &s.jobs["backup-web"];
+    assert!(job.task_retries > 0, "no task was hit by a fault: {job:?}");
+    let liveness = s.liveness.as_ref().unwrap_or_else(|| panic!("{name}: no liveness report"));
+    let after = liveness.recovered_after_secs["backup-web"].unwrap_or_else(|| panic!("{name}: never recovered"));
+    assert!(after <= liveness.bound_secs, "{name}: recovered after {after}s, bound {}s", liveness.bound_secs);
+}
+
+/// Same scenario and seed, same trace, faults and all: the loss draws, the
+/// shaper and the fault steps are deterministic under turmoil too.
+#[test]
+fn link_faults_under_turmoil_replay_exactly() {
+    let name = "turmoil-faults-link";
+    let scenario = load(name);
+    let a = runner::run(&scenario, None, Some(EngineChoice::Turmoil)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert!(a.ok, "{name} failed under turmoil:\n{}", a.violations.join("\n"));
+    let job = &a.jobs["backup-web"];
+    assert!(job.task_retries > 0, "the lossy link broke no connection: {job:?}");
+    assert!(job.damaged_blocks_found > 0 && job.cbt_fallbacks > 0, "{job:?}");
+    // The shaper counts what crossed the WAN, as the discrete-event network does.
+    assert!(a.bytes.sent_wan > 0, "{:?}", a.bytes);
+    let b = runner::run(&scenario, None, Some(EngineChoice::Turmoil)).unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(a.trace_hash, b.trace_hash, "{name}: turmoil run with faults is not deterministic");
+}
+
 #[test]
 fn a_verification_pass_reports_what_a_lying_cbt_missed() {
     let s = run("faults-cbt-miss", None);

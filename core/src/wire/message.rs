@@ -372,6 +372,13 @@ pub enum Message {
     CancelTask {
         task: TaskId,
     },
+    /// Connection keepalive: sent by a driver on a connection it has had
+    /// nothing to write on for a while, so the other end can tell a quiet
+    /// peer from a dead link (no TCP keepalive or retransmission is assumed).
+    /// It belongs to the driver, not the protocol between roles: drivers
+    /// swallow it on receipt, so no node ever sees one, and nodes never send
+    /// it.
+    Keepalive,
 }
 
 /// An operator action on a replica.
@@ -681,6 +688,7 @@ impl Message {
             Message::ReplicaPoints { .. } => "replica_points",
             Message::SetTaskRate { .. } => "set_task_rate",
             Message::CancelTask { .. } => "cancel_task",
+            Message::Keepalive => "keepalive",
         }
     }
 

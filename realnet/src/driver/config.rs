@@ -42,6 +42,30 @@ impl Default for Backoff {
 /// Default bound on a peer's queue of encoded frames not yet written.
 pub const MAX_QUEUED_BYTES_DEFAULT: usize = 64 * 1024 * 1024;
 
+/// How a connection tells a quiet peer from a dead link, without relying on
+/// TCP keepalive or retransmission timeouts (turmoil has neither, and a
+/// half-open TCP connection can stay "established" for hours): a side that
+/// has written nothing for `interval` writes a keepalive frame, and a side
+/// that has read nothing for `timeout` closes the connection.
+///
+/// `timeout` must exceed `interval` (by a few intervals, so one delayed
+/// keepalive does not cost a connection) and the longest time a single
+/// frame can take to arrive on the slowest link; bytes of a frame still
+/// arriving count as traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keepalive {
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+impl Default for Keepalive {
+    /// 5 s / 20 s: a dead link is noticed within 20 s, for one tiny frame
+    /// per idle connection every 5 s.
+    fn default() -> Self {
+        Keepalive { interval: Duration::from_secs(5), timeout: Duration::from_secs(20) }
+    }
+}
+
 /// Everything a [`super::Driver`] needs besides the node, transport, clock
 /// and event sink.
 #[derive(Debug, Clone)]
@@ -67,6 +91,8 @@ pub struct DriverConfig {
     pub connect_timeout: Duration,
     /// How long either side waits for the other's hello.
     pub handshake_timeout: Duration,
+    /// Keepalive frames and the idle timeout of established connections.
+    pub keepalive: Keepalive,
 }
 
 impl DriverConfig {
@@ -82,6 +108,7 @@ impl DriverConfig {
             max_queued_bytes: MAX_QUEUED_BYTES_DEFAULT,
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
+            keepalive: Keepalive::default(),
         }
     }
 
@@ -93,6 +120,18 @@ impl DriverConfig {
 
     pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.backoff = backoff;
+        self
+    }
+
+    pub fn with_keepalive(mut self, keepalive: Keepalive) -> Self {
+        self.keepalive = keepalive;
+        self
+    }
+
+    /// Sets both the connect and the handshake timeout.
+    pub fn with_connect_timeouts(mut self, connect: Duration, handshake: Duration) -> Self {
+        self.connect_timeout = connect;
+        self.handshake_timeout = handshake;
         self
     }
 
@@ -126,6 +165,17 @@ impl DriverConfig {
         if self.max_queued_bytes == 0 {
             return Err(ConfigError::ZeroLimit("max_queued_bytes"));
         }
+        for (what, d) in [("connect_timeout", self.connect_timeout), ("handshake_timeout", self.handshake_timeout)] {
+            if d.is_zero() {
+                return Err(ConfigError::ZeroLimit(what));
+            }
+        }
+        let Keepalive { interval, timeout } = self.keepalive;
+        // At least two keepalives fit in the timeout, so a single late one
+        // never closes a healthy connection.
+        if interval.is_zero() || timeout < interval.saturating_mul(2) {
+            return Err(ConfigError::Keepalive(self.keepalive));
+        }
         Ok(())
     }
 }
@@ -142,6 +192,8 @@ pub enum ConfigError {
     Backoff(Backoff),
     #[error("{0} must be positive")]
     ZeroLimit(&'static str),
+    #[error("keepalive {0:?} must have 0 < 2 * interval <= timeout")]
+    Keepalive(Keepalive),
 }
 
 #[cfg(test)]
@@ -156,6 +208,16 @@ mod tests {
         assert!(matches!(base.clone().peer(NodeId(1), "a", "").validate(), Err(ConfigError::DuplicateName { .. })));
         let dup = base.peer(NodeId(1), "b", "").peer(NodeId(2), "b", "");
         assert!(matches!(dup.validate(), Err(ConfigError::DuplicateName { .. })));
+    }
+
+    #[test]
+    fn rejects_a_keepalive_timeout_too_close_to_the_interval() {
+        let base = DriverConfig::new("a", NodeId(0), "x:1");
+        assert_eq!(base.validate(), Ok(()));
+        let tight = Keepalive { interval: Duration::from_secs(5), timeout: Duration::from_secs(9) };
+        assert_eq!(base.clone().with_keepalive(tight).validate(), Err(ConfigError::Keepalive(tight)));
+        let zero = Keepalive { interval: Duration::ZERO, timeout: Duration::from_secs(9) };
+        assert!(base.with_keepalive(zero).validate().is_err());
     }
 
     #[test]

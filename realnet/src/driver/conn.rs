@@ -5,7 +5,7 @@
 //! talks to it only through [`TaskEvent`]s, so the node itself is touched by
 //! the main loop alone, one input at a time.
 
-use super::config::Backoff;
+use super::config::{Backoff, Keepalive};
 use super::queue::Outbound;
 use crate::transport::Transport;
 use blockferry_core::wire::{FrameDecoder, FrameError, Hello, HelloError, Message, encode_frame};
@@ -56,6 +56,8 @@ pub(crate) enum ConnError {
     Hello(#[from] HelloError),
     #[error("{what} timed out after {after:?}")]
     Timeout { what: &'static str, after: Duration },
+    #[error("nothing received for {0:?}: the link or the peer is dead")]
+    Idle(Duration),
     #[error("peer {name:?} ({peer}) dialed us, but in each pair the lower id dials and we are {own}")]
     WrongDirection { name: String, peer: NodeId, own: NodeId },
     #[error("send queue overflowed while connected: frames were dropped")]
@@ -76,10 +78,14 @@ pub(crate) struct Ctx {
     pub backoff: Backoff,
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
+    pub keepalive: Keepalive,
 }
 
 /// Reads until `decoder` yields one frame. Bytes after it stay in `decoder`.
-async fn read_frame<R, M>(rd: &mut R, decoder: &mut FrameDecoder, buf: &mut [u8]) -> Result<M, ConnError>
+/// With `idle`, a read that brings nothing for that long fails the
+/// connection ([`ConnError::Idle`]): any byte, even of a frame still
+/// arriving, restarts the wait.
+async fn read_frame<R, M>(rd: &mut R, decoder: &mut FrameDecoder, buf: &mut [u8], idle: Option<Duration>) -> Result<M, ConnError>
 where
     R: AsyncRead + Unpin,
     M: DeserializeOwned,
@@ -88,7 +94,10 @@ where
         if let Some(msg) = decoder.next_frame()? {
             return Ok(msg);
         }
-        let n = rd.read(buf).await?;
+        let n = match idle {
+            Some(after) => tokio::time::timeout(after, rd.read(buf)).await.map_err(|_| ConnError::Idle(after))??,
+            None => rd.read(buf).await?,
+        };
         if n == 0 {
             // A stream that ends inside a frame is reported as truncated.
             decoder.finish()?;
@@ -118,7 +127,7 @@ async fn dial_once<T: Transport>(transport: &T, ctx: &Ctx, name: &str, addr: &st
         write_hello(&mut stream, &ctx.own_name).await?;
         let mut decoder = FrameDecoder::new(ctx.max_frame);
         let mut buf = vec![0; IO_CHUNK];
-        let reply: Hello = read_frame(&mut stream, &mut decoder, &mut buf).await?;
+        let reply: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
         reply.check_version()?;
         if reply.node != name {
             return Err(HelloError::UnexpectedNode { got: reply.node, expected: name.to_owned() }.into());
@@ -185,7 +194,7 @@ where
 {
     let mut decoder = FrameDecoder::new(ctx.max_frame);
     let mut buf = vec![0; IO_CHUNK];
-    let hello: Hello = read_frame(&mut stream, &mut decoder, &mut buf).await?;
+    let hello: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
     hello.check_version()?;
     let Some(&peer) = ctx.by_name.get(&hello.node) else {
         return Err(HelloError::UnknownNode(hello.node).into());
@@ -228,19 +237,22 @@ pub(crate) async fn accept_loop<T: Transport>(listener: T::Listener, ctx: Rc<Ctx
     }
 }
 
-/// Forwards every decoded frame to the main loop until the stream ends or a
-/// frame is bad. A bad frame ends the connection before anything of it is
-/// forwarded.
+/// Forwards every decoded frame to the main loop until the stream ends, a
+/// frame is bad, or nothing arrives for the idle timeout. A bad frame ends
+/// the connection before anything of it is forwarded. Keepalives are
+/// swallowed here: they only prove the link alive, which reading them did.
 async fn read_loop<R: AsyncRead + Unpin, S>(
     mut rd: R,
     mut decoder: FrameDecoder,
     peer: NodeId,
     conn: ConnId,
+    idle: Duration,
     tx: &mpsc::Sender<TaskEvent<S>>,
 ) -> ConnError {
     let mut buf = vec![0; IO_CHUNK];
     loop {
-        match read_frame::<_, Message>(&mut rd, &mut decoder, &mut buf).await {
+        match read_frame::<_, Message>(&mut rd, &mut decoder, &mut buf, Some(idle)).await {
+            Ok(Message::Keepalive) => {}
             Ok(msg) => {
                 // A bounded channel: a node slower than the network pushes
                 // back on the socket instead of growing memory.
@@ -253,9 +265,15 @@ async fn read_loop<R: AsyncRead + Unpin, S>(
     }
 }
 
-/// Writes the peer's queued frames, small ones coalesced into one write.
-async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, out: &Outbound) -> ConnError {
+/// Writes the peer's queued frames, small ones coalesced into one write,
+/// and a keepalive whenever the queue has been empty for `interval` since
+/// the last write.
+async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, out: &Outbound, interval: Duration) -> ConnError {
     let mut batch = Vec::with_capacity(IO_CHUNK);
+    let mut keepalive = Vec::new();
+    if let Err(e) = encode_frame(&Message::Keepalive, &mut keepalive) {
+        return e.into();
+    }
     loop {
         let first = out.queue.borrow_mut().pop();
         let Some(first) = first else {
@@ -263,8 +281,17 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, out: &Outbound) -> ConnErr
                 return e.into();
             }
             // `Notify` keeps a permit if the main loop queued something
-            // before we got here, so no wake-up is lost.
-            out.ready.notified().await;
+            // before we got here, so no wake-up is lost; and a wake-up that
+            // races the keepalive is not lost either, since the queue is
+            // looked at again before the next wait.
+            let quiet = tokio::select! {
+                biased;
+                () = out.ready.notified() => false,
+                () = tokio::time::sleep(interval) => true,
+            };
+            if quiet && let Err(e) = wr.write_all(&keepalive).await {
+                return e.into();
+            }
             continue;
         };
         let result = if first.len() >= IO_CHUNK {
@@ -294,6 +321,7 @@ pub(crate) async fn run_connection<S>(
     decoder: FrameDecoder,
     peer: NodeId,
     conn: ConnId,
+    keepalive: Keepalive,
     out: Rc<Outbound>,
     tx: mpsc::Sender<TaskEvent<S>>,
 ) where
@@ -302,8 +330,8 @@ pub(crate) async fn run_connection<S>(
     let (rd, wr) = tokio::io::split(stream);
     let reason = tokio::select! {
         biased;
-        e = read_loop(rd, decoder, peer, conn, &tx) => e,
-        e = write_loop(wr, &out) => e,
+        e = read_loop(rd, decoder, peer, conn, keepalive.timeout, &tx) => e,
+        e = write_loop(wr, &out, keepalive.interval) => e,
     };
     let _ = tx.send(TaskEvent::Closed { peer, conn, reason }).await;
 }

@@ -244,10 +244,7 @@ impl Des {
 
     /// Changes a link's bandwidth (slow_link faults; `None`: unlimited).
     pub fn set_bandwidth(&mut self, a: SiteId, b: SiteId, bandwidth_bps: Option<u64>) {
-        if let Some(mut spec) = self.net.link(a, b) {
-            spec.bandwidth_bps = bandwidth_bps;
-            self.net.set_link(a, b, spec);
-        }
+        self.net.set_bandwidth(a, b, bandwidth_bps);
     }
 
     /// The node stops at once: its state, timers and pending completions are

@@ -3,9 +3,10 @@
 use super::RESTORE_WINDOW;
 use super::RunOptions;
 use super::actions::{self, Timed};
-use super::faults::{self, FaultStep};
-use super::state::RunState;
+use super::faults::{self, FaultEngine};
+use super::state::{NodeMaker, RunState};
 use crate::des::Des;
+use crate::net::SiteId;
 use crate::report::Summary;
 use crate::scenario::Scenario;
 use blockferry_core::node::Input;
@@ -37,7 +38,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     for (at, item) in timeline.into_iter().filter(|(at, _)| *at <= end) {
         run_until(&mut des, &mut state, at);
         match item {
-            Timed::Fault(step) => apply(&mut des, &mut state, at, &step)?,
+            Timed::Fault(step) => faults::apply(&mut des, &mut state, at, &step)?,
             Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: OPERATOR, msg: *msg }),
         }
     }
@@ -59,18 +60,24 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes, faults_end))
 }
 
-/// Applies a fault step: the network's and the nodes' side here, the
-/// world's in the run state.
-fn apply(des: &mut Des, state: &mut RunState, at: Timestamp, step: &FaultStep) -> Result<(), String> {
-    match step {
-        FaultStep::Partition(a, b) => des.partition(*a, *b),
-        FaultStep::Repair(a, b) => des.repair(*a, *b),
-        FaultStep::Bandwidth(a, b, bps) => des.set_bandwidth(*a, *b, *bps),
-        FaultStep::Crash { node, .. } => des.crash(*node),
-        FaultStep::Restart(node) => des.restart(*node, state.make_node(*node).ok_or("restart of an unknown node")?),
-        _ => {}
+/// The discrete-event engine models every fault itself (see `crate::des`).
+impl FaultEngine for Des {
+    fn partition(&mut self, a: SiteId, b: SiteId) {
+        Des::partition(self, a, b);
     }
-    state.apply_to_world(at, step)
+    fn repair(&mut self, a: SiteId, b: SiteId) {
+        Des::repair(self, a, b);
+    }
+    fn set_bandwidth(&mut self, a: SiteId, b: SiteId, bandwidth_bps: Option<u64>) {
+        Des::set_bandwidth(self, a, b, bandwidth_bps);
+    }
+    fn crash(&mut self, node: NodeId) {
+        Des::crash(self, node);
+    }
+    fn restart(&mut self, node: NodeId, nodes: &NodeMaker) -> Result<(), String> {
+        Des::restart(self, node, nodes.make(node).ok_or("restart of an unknown node")?);
+        Ok(())
+    }
 }
 
 /// Steps until `until`, feeding events to the run state.

@@ -1,7 +1,9 @@
 //! The fault schedule of a scenario as timed steps: each fault with a
 //! duration becomes a start and an end step, so both engines apply the same
-//! timeline.
+//! timeline — through the same [`apply`], each engine providing only its
+//! own network and node operations ([`FaultEngine`]).
 
+use super::state::{NodeMaker, RunState};
 use crate::net::SiteId;
 use crate::scenario::{FaultKind, Scenario};
 use crate::topology::{Role, Topology};
@@ -85,4 +87,34 @@ pub fn timeline(s: &Scenario, topo: &Topology) -> Result<(Vec<(Timestamp, FaultS
     }
     steps.sort_by_key(|(at, _)| *at);
     Ok((steps, last_end))
+}
+
+/// An engine's side of the faults: the network and the nodes' processes.
+/// The world's side (stores, hypervisors) is the run state's, the same for
+/// every engine.
+pub trait FaultEngine {
+    /// No traffic between two sites; their open connections break.
+    fn partition(&mut self, a: SiteId, b: SiteId);
+    fn repair(&mut self, a: SiteId, b: SiteId);
+    /// A link's bandwidth from now on (`None`: unlimited).
+    fn set_bandwidth(&mut self, a: SiteId, b: SiteId, bandwidth_bps: Option<u64>);
+    /// The node's process stops at once (nothing if it is down already).
+    fn crash(&mut self, node: NodeId);
+    /// The node's process starts again as a fresh state machine made by
+    /// `nodes` (nothing if it is up).
+    fn restart(&mut self, node: NodeId, nodes: &NodeMaker) -> Result<(), String>;
+}
+
+/// Applies one fault step at `at`: the engine's side first (a crashed node
+/// stops before its store loses what it had not synced), then the world's.
+pub fn apply(engine: &mut impl FaultEngine, state: &mut RunState, at: Timestamp, step: &FaultStep) -> Result<(), String> {
+    match step {
+        FaultStep::Partition(a, b) => engine.partition(*a, *b),
+        FaultStep::Repair(a, b) => engine.repair(*a, *b),
+        FaultStep::Bandwidth(a, b, bps) => engine.set_bandwidth(*a, *b, *bps),
+        FaultStep::Crash { node, .. } => engine.crash(*node),
+        FaultStep::Restart(node) => engine.restart(*node, &state.nodes)?,
+        FaultStep::DiskFull { .. } | FaultStep::Corrupt { .. } | FaultStep::CbtReset(_) | FaultStep::CbtMiss(..) => {}
+    }
+    state.apply_to_world(at, step)
 }

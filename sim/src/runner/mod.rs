@@ -9,6 +9,7 @@ mod faults;
 mod operator;
 mod state;
 mod throttles;
+mod turmoil_faults;
 mod turmoil_run;
 
 pub use state::RunState;

@@ -17,6 +17,8 @@ use std::rc::Rc;
 
 pub struct RunState {
     pub topo: Topology,
+    /// Builds the nodes' state machines (at start and on restarts).
+    pub nodes: NodeMaker,
     pub world: Rc<RefCell<World>>,
     pub checker: Checker,
     pub tally: JobTally,
@@ -25,7 +27,32 @@ pub struct RunState {
     /// What the throttling rules let through (measured by the engine).
     pub throttles: Vec<crate::report::ThrottleFigures>,
     print_events: bool,
+}
+
+/// Builds a node's state machine from the topology alone, so an engine can
+/// make one at any moment — turmoil's host factories do, on a restart, while
+/// the run state is busy applying the fault step that restarts them.
+#[derive(Clone)]
+pub struct NodeMaker {
+    topo: Rc<Topology>,
     sabotage: Option<Sabotage>,
+}
+
+impl NodeMaker {
+    /// A fresh state machine for node `id` (at start, or after a crash).
+    pub fn make(&self, id: NodeId) -> Option<Box<dyn Node>> {
+        let info = self.topo.nodes.get(id.0 as usize)?;
+        Some(match info.role {
+            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
+            Role::Host => Box::new(Host::new()),
+            Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
+            Role::Proxy => Box::new(Proxy::new()),
+            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
+                Box::new(Repository::skipping_sync_before_manifest())
+            }
+            Role::Repository => Box::new(Repository::new()),
+        })
+    }
 }
 
 /// Beyond two schedule periods, how long a job may take to recover after
@@ -43,15 +70,16 @@ impl RunState {
                 Role::Manager | Role::Proxy => {}
             }
         }
+        let nodes = NodeMaker { topo: Rc::new(topo.clone()), sabotage: options.sabotage };
         Ok(RunState {
             topo,
+            nodes,
             world: Rc::new(RefCell::new(world)),
             checker: Checker::default(),
             tally: JobTally::default(),
             restores: BTreeMap::new(),
             throttles: Vec::new(),
             print_events: options.print_events,
-            sabotage: options.sabotage,
         })
     }
 
@@ -62,17 +90,7 @@ impl RunState {
 
     /// A fresh state machine for node `id` (at start, or after a crash).
     pub fn make_node(&self, id: NodeId) -> Option<Box<dyn Node>> {
-        let info = self.topo.nodes.get(id.0 as usize)?;
-        Some(match info.role {
-            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
-            Role::Host => Box::new(Host::new()),
-            Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
-            Role::Proxy => Box::new(Proxy::new()),
-            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
-                Box::new(Repository::skipping_sync_before_manifest())
-            }
-            Role::Repository => Box::new(Repository::new()),
-        })
+        self.nodes.make(id)
     }
 
     /// One event of the run.
@@ -92,7 +110,7 @@ impl RunState {
     }
 
     /// Applies the world's side of a fault step (the engine applies the
-    /// network's and the nodes').
+    /// network's and the nodes'; [`super::faults::apply`] does both).
     pub fn apply_to_world(&mut self, now: Timestamp, step: &FaultStep) -> Result<(), String> {
         let mut world = self.world.borrow_mut();
         world.advance_to(now);

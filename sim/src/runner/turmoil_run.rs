@@ -3,25 +3,32 @@
 //! stores behind the driver's services. Slower than the discrete-event
 //! engine (turmoil ticks every host every tick), so meant for short
 //! scenarios; what it adds is the real driver: framing, handshakes,
-//! reconnects and timers.
+//! keepalives, reconnects and timers, meeting the same fault timeline as
+//! the discrete-event engine (applied through [`faults::apply`]; the
+//! turmoil side is [`super::turmoil_faults`], link bandwidth and loss are
+//! the shaped transport's, `crate::turmoil_transport`).
 
 use super::RESTORE_WINDOW;
 use super::RunOptions;
+use super::actions::{self, Timed};
+use super::faults;
 use super::operator::{Mailbox, Operator};
 use super::state::RunState;
+use super::turmoil_faults::{HostInfo, TurmoilFaults};
 use crate::des::Services as _;
 use crate::report::Summary;
 use crate::scenario::Scenario;
 use crate::seed::{self, Stream};
 use crate::trace::Trace;
-use crate::turmoil_transport::{TurmoilClock, TurmoilTcp};
+use crate::turmoil_transport::{Links, ShapedTcp, TurmoilClock};
 use crate::world::World;
 use blockferry_core::hypervisor::{HypervisorCompletion, HypervisorRequest};
 use blockferry_core::storage::{StorageCompletion, StorageRequest};
 use blockferry_core::{Node, NodeId, Timestamp};
 use blockferry_realnet::services::LocalBoxFuture;
-use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, Services};
+use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, Keepalive, Services};
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -29,6 +36,17 @@ use std::time::Duration;
 const TICK: Duration = Duration::from_millis(10);
 const PORT: u16 = 7000;
 const OPERATOR_NAME: &str = "operator";
+
+/// Keepalive of the simulated drivers: tighter than production's, so a
+/// partition is noticed within seconds of simulated time (the
+/// discrete-event engine breaks connections at once). The timeout stays
+/// well above the gaps the link shaper leaves in a busy connection (one
+/// 64 KiB piece per stream sharing the link: 100 ms each at 5 Mbit).
+const KEEPALIVE: Keepalive = Keepalive { interval: Duration::from_secs(1), timeout: Duration::from_secs(5) };
+/// A dial into a partition never completes under turmoil: give up after
+/// this, back off, try again.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const BACKOFF: Backoff = Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) };
 
 /// The world seen through one node's driver: the request is carried out at
 /// once and its completion delivered at the time the world says.
@@ -56,13 +74,20 @@ impl Services for WorldServices {
 }
 
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summary, String> {
-    if !scenario.faults.is_empty() {
-        return Err("faults are not simulated under turmoil by this build yet; use --engine des".into());
-    }
     let state = Rc::new(RefCell::new(RunState::new(scenario, seed, options)?));
     let trace = Rc::new(RefCell::new(Trace::default()));
-    let topo = state.borrow().topo.clone();
+    let (topo, nodes, world) = {
+        let st = state.borrow();
+        (st.topo.clone(), st.nodes.clone(), st.world.clone())
+    };
+    let links = Links::new(topo.network.clone(), state.borrow().loss_rng(seed), TICK);
     let operator_id = NodeId(topo.nodes.len() as u32);
+    let manager_site = topo.site_of(NodeId(0)).ok_or("no manager")?;
+    let mut hosts: Vec<HostInfo> = topo.nodes.iter().map(|n| HostInfo { name: n.name.clone(), site: n.site }).collect();
+    // The operator sits beside the manager, the only node it talks to.
+    hosts.push(HostInfo { name: OPERATOR_NAME.to_string(), site: manager_site });
+    let sites: Rc<BTreeMap<String, _>> = Rc::new(hosts.iter().map(|h| (h.name.clone(), h.site)).collect());
+
     let mailbox: Mailbox = Rc::default();
     let end = scenario.duration;
     let mut sim = turmoil::Builder::new()
@@ -75,32 +100,40 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         .build();
 
     let addr = |name: &str| format!("{name}:{PORT}");
-    let mut peers: Vec<(NodeId, String)> = topo.nodes.iter().map(|n| (n.id, n.name.clone())).collect();
-    peers.push((operator_id, OPERATOR_NAME.to_string()));
-    for (id, name) in peers.clone() {
-        let mut config = DriverConfig::new(name.clone(), id, format!("0.0.0.0:{PORT}"))
-            .with_backoff(Backoff { initial: Duration::from_millis(100), max: Duration::from_secs(5) });
-        for (peer, peer_name) in &peers {
+    for (index, host) in hosts.iter().enumerate() {
+        let id = NodeId(index as u32);
+        let mut config = DriverConfig::new(host.name.clone(), id, format!("0.0.0.0:{PORT}"))
+            .with_backoff(BACKOFF)
+            .with_keepalive(KEEPALIVE)
+            .with_connect_timeouts(CONNECT_TIMEOUT, CONNECT_TIMEOUT);
+        for (peer_index, peer) in hosts.iter().enumerate() {
+            let peer_id = NodeId(peer_index as u32);
             // Only the manager talks to the operator.
-            let involves_operator = *peer == operator_id || id == operator_id;
-            if *peer != id && (!involves_operator || *peer == NodeId(0) || id == NodeId(0)) {
-                config = config.peer(*peer, peer_name.clone(), addr(peer_name));
+            let involves_operator = peer_id == operator_id || id == operator_id;
+            if peer_id != id && (!involves_operator || peer_id == NodeId(0) || id == NodeId(0)) {
+                config = config.peer(peer_id, peer.name.clone(), addr(&peer.name));
             }
         }
-        let (state, trace, mailbox) = (state.clone(), trace.clone(), mailbox.clone());
-        sim.host(name.as_str(), move || {
+        let transport = ShapedTcp::new(links.clone(), host.site, sites.clone());
+        let (state, trace, mailbox, links) = (state.clone(), trace.clone(), mailbox.clone(), links.clone());
+        let (nodes, world) = (nodes.clone(), world.clone());
+        // Runs at start and on every restart: nothing here may borrow the
+        // run state, which is busy applying the fault step that restarts it.
+        sim.host(host.name.as_str(), move || {
             let config = config.clone();
             let node: Option<Box<dyn Node>> =
-                if id == operator_id { Some(Box::new(Operator::new(NodeId(0), mailbox.clone()))) } else { state.borrow().make_node(id) };
-            let services = WorldServices { world: state.borrow().world.clone(), node: id };
-            let (state, trace) = (state.clone(), trace.clone());
+                if id == operator_id { Some(Box::new(Operator::new(NodeId(0), mailbox.clone()))) } else { nodes.make(id) };
+            let services = WorldServices { world: world.clone(), node: id };
+            let (state, trace, links, transport) = (state.clone(), trace.clone(), links.clone(), transport.clone());
             async move {
                 let node = node.ok_or("node without a role")?;
                 let sink: EventSink = Box::new(move |at, event| {
                     trace.borrow_mut().record(at, id, event);
-                    state.borrow_mut().observe(at, event);
+                    let mut st = state.borrow_mut();
+                    st.tally.wan_now = Some(links.borrow().lan_wan_bytes().1);
+                    st.observe(at, event);
                 });
-                Driver::new(config, node, TurmoilTcp, TurmoilClock::new(), sink)?.with_services(Box::new(services)).run().await?;
+                Driver::new(config, node, transport, TurmoilClock::new(), sink)?.with_services(Box::new(services)).run().await?;
                 Ok(())
             }
         });
@@ -115,14 +148,23 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         }
     }
 
-    // Operator actions go out through the operator node at their time.
-    let actions = super::actions::requests(scenario, &topo)?;
-    for (at, msg) in actions.into_iter().filter(|(at, _)| at.as_duration() <= end) {
+    // Faults and operator actions, at their times.
+    let (steps, faults_end) = faults::timeline(scenario, &topo)?;
+    let timeline = actions::merge(steps, actions::requests(scenario, &topo)?);
+    for (at, item) in timeline.into_iter().filter(|(at, _)| at.as_duration() <= end) {
         step_until(&mut sim, at.as_duration())?;
-        mailbox.borrow_mut().push_back(msg);
+        match item {
+            Timed::Fault(step) => {
+                let now = Timestamp::from_duration(sim.elapsed()).max(at);
+                let mut engine = TurmoilFaults { sim: &mut sim, hosts: &hosts, links: &links };
+                faults::apply(&mut engine, &mut state.borrow_mut(), now, &step)?;
+            }
+            Timed::Action(msg) => mailbox.borrow_mut().push_back(*msg),
+        }
     }
     step_until(&mut sim, end)?;
-    let (jobs, bytes) = state.borrow().figures(0, 0);
+    let (lan, wan) = links.borrow().lan_wan_bytes();
+    let (jobs, bytes) = state.borrow().figures(lan, wan);
     let requests = state.borrow_mut().restore_requests();
     mailbox.borrow_mut().extend(requests);
     let deadline = end + RESTORE_WINDOW;
@@ -132,7 +174,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     drop(sim);
     let hash = trace.borrow().hash();
     let state = Rc::try_unwrap(state).map_err(|_| "run state still shared after the simulation")?.into_inner();
-    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, None))
+    let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
+    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, faults_end))
 }
 
 fn step_until(sim: &mut turmoil::Sim<'_>, until: Duration) -> Result<(), String> {

@@ -1,0 +1,108 @@
+//! The WAN and LAN links of a turmoil run, shared by every shaped stream
+//! and by the runner (whose fault steps change them): bandwidth as
+//! serialization delay on one pipe per direction (the same [`Network`]
+//! model the discrete-event engine uses, so both charge a message the same
+//! bytes), loss drawn from a seeded stream, and the bytes each direction
+//! carried.
+
+use crate::net::{Network, SiteId};
+use blockferry_core::Timestamp;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::Duration;
+
+/// Shared between the runner and every stream of the run. Borrowed only
+/// for the length of one call, never across an await.
+pub type SharedLinks = Rc<RefCell<Links>>;
+
+pub struct Links {
+    net: Network,
+    /// Draws which messages break their connection on lossy links; `None`
+    /// when no link is lossy (no draws, so adding a lossless link never
+    /// shifts anything).
+    loss: Option<ChaCha8Rng>,
+    /// How far back a stream that kept its pipe busy may start its next
+    /// piece: the simulation's tick. A stream only learns its piece has
+    /// left at the first tick after, and without this the pipe would idle
+    /// until then, capping every link at one piece per tick.
+    backfill: Duration,
+}
+
+impl Links {
+    /// `network`'s links (its latencies are turmoil's to apply, its
+    /// bandwidths and losses are ours), losses drawn from `loss`.
+    pub fn new(network: Network, loss: Option<ChaCha8Rng>, tick: Duration) -> SharedLinks {
+        Rc::new(RefCell::new(Links { net: network, loss, backfill: tick }))
+    }
+
+    /// Reserves the pipe from `from` to `to` for `cost` bytes. The piece
+    /// starts when the pipe is free, but no earlier than `now` — or than
+    /// `after` (when this stream's previous piece left), if that is within
+    /// one tick of `now`. Returns when its last bit has left; sites without
+    /// a link cost nothing.
+    pub fn reserve(&mut self, now: Timestamp, after: Option<Timestamp>, from: SiteId, to: SiteId, cost: u64) -> Timestamp {
+        let floor = match after {
+            Some(prev) => prev.max(Timestamp(now.0.saturating_sub(self.backfill.as_nanos() as u64))).min(now),
+            None => now,
+        };
+        self.net.serialize(floor, from, to, cost).unwrap_or(now)
+    }
+
+    /// Whether the next message from `from` to `to` breaks its connection.
+    pub fn breaks(&mut self, from: SiteId, to: SiteId) -> bool {
+        let loss = self.net.link(from, to).map_or(0.0, |l| l.loss);
+        loss > 0.0 && self.loss.as_mut().is_some_and(|rng| rng.random_bool(loss.min(1.0)))
+    }
+
+    /// Changes a link's bandwidth (slow_link faults; `None`: unlimited).
+    pub fn set_bandwidth(&mut self, a: SiteId, b: SiteId, bandwidth_bps: Option<u64>) {
+        self.net.set_bandwidth(a, b, bandwidth_bps);
+    }
+
+    /// Bytes sent so far inside sites (LAN) and between sites (WAN).
+    pub fn lan_wan_bytes(&self) -> (u64, u64) {
+        self.net.lan_wan_bytes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::LinkSpec;
+
+    fn links(bps: u64) -> SharedLinks {
+        let mut net = Network::default();
+        net.set_link(SiteId(0), SiteId(1), LinkSpec { latency: Duration::from_millis(30), bandwidth_bps: Some(bps), loss: 0.0 });
+        Links::new(net, None, Duration::from_millis(10))
+    }
+
+    const MS: u64 = 1_000_000;
+
+    #[test]
+    fn pieces_queue_behind_each_other_and_backfill_one_tick_at_most() {
+        let links = links(8_000_000); // 1 byte per µs
+        let mut l = links.borrow_mut();
+        let (a, b) = (SiteId(0), SiteId(1));
+        // 5000 bytes = 5 ms each; the second queues behind the first.
+        assert_eq!(l.reserve(Timestamp(100 * MS), None, a, b, 5000), Timestamp(105 * MS));
+        assert_eq!(l.reserve(Timestamp(100 * MS), None, a, b, 5000), Timestamp(110 * MS));
+        // A stream whose piece left at 110 ms hears of it at the 120 ms
+        // tick: its next piece starts at 110, not 120.
+        assert_eq!(l.reserve(Timestamp(120 * MS), Some(Timestamp(110 * MS)), a, b, 5000), Timestamp(115 * MS));
+        // But not further back than a tick.
+        assert_eq!(l.reserve(Timestamp(500 * MS), Some(Timestamp(115 * MS)), a, b, 5000), Timestamp(495 * MS));
+        // The other direction is its own pipe.
+        assert_eq!(l.reserve(Timestamp(100 * MS), None, b, a, 5000), Timestamp(105 * MS));
+        assert_eq!(l.lan_wan_bytes(), (0, 25_000));
+    }
+
+    #[test]
+    fn a_slower_link_takes_longer() {
+        let links = links(8_000_000);
+        let mut l = links.borrow_mut();
+        l.set_bandwidth(SiteId(1), SiteId(0), Some(800_000));
+        assert_eq!(l.reserve(Timestamp::ZERO, None, SiteId(0), SiteId(1), 5000), Timestamp(50 * MS));
+    }
+}
