@@ -665,12 +665,13 @@ impl Hypervisors {
         let s = self.snapshots.get(&snap)?;
         let position = *s.positions.as_ref()?.get(usize::from(disk))?;
         let d = self.contents.disk(DiskId { vm: s.info.vm, index: disk })?;
-        let swap = swap_bits(d, block_size);
-        Some(
-            (0..d.block_count(block_size))
-                .map(|b| if swap[b as usize] { Digest::ZERO_BLOCK } else { self.contents.block_digest(d, position, block_size, b) })
-                .collect(),
-        )
+        let mut digests = self.contents.disk_digests(d, position, block_size).to_vec();
+        for block in swap_blocks(d, block_size) {
+            if let Some(slot) = digests.get_mut(block as usize) {
+                *slot = Digest::ZERO_BLOCK;
+            }
+        }
+        Some(digests)
     }
 
     /// The digests a disk holds now (after the writes applied so far: call
@@ -678,8 +679,7 @@ impl Hypervisors {
     pub fn vm_disk_digests(&self, vm: VmId, disk: u16, block_size: BlockSize) -> Option<Vec<Digest>> {
         self.contents.check_block_size(block_size).ok()?;
         let d = self.contents.disk(DiskId { vm, index: disk })?;
-        let position = d.position();
-        Some((0..d.block_count(block_size)).map(|b| self.contents.block_digest(d, position, block_size, b)).collect())
+        Some(self.contents.disk_digests(d, d.position(), block_size).to_vec())
     }
 
     /// Job blocks whose content really changed between two frozen snapshots
@@ -726,11 +726,21 @@ impl Hypervisors {
 
 /// Job blocks that lie wholly in the disk's swap extent.
 fn swap_bits(d: &Disk, block_size: BlockSize) -> BitVec {
+    let mut bits = BitVec::repeat(false, d.block_count(block_size) as usize);
+    for block in swap_blocks(d, block_size) {
+        bits.set(block as usize, true);
+    }
+    bits
+}
+
+/// The job blocks that lie wholly in the disk's swap extent, found among
+/// the few that overlap it.
+fn swap_blocks(d: &Disk, block_size: BlockSize) -> impl Iterator<Item = u64> + '_ {
     let swap = d.swap();
-    (0..d.block_count(block_size))
-        .map(|b| {
-            let r = d.block_range(block_size, b);
-            !r.is_empty() && swap.start <= r.start && r.end <= swap.end
-        })
-        .collect()
+    let k = d.per_block(block_size);
+    let overlapping = swap.start / k..swap.end.div_ceil(k).min(d.block_count(block_size));
+    overlapping.filter(move |&b| {
+        let r = d.block_range(block_size, b);
+        !r.is_empty() && swap.start <= r.start && r.end <= swap.end
+    })
 }

@@ -12,6 +12,7 @@
 
 pub mod content;
 pub mod contents;
+mod digest_cache;
 pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
