@@ -13,6 +13,7 @@
 //! At the end, every retained point must still be durable in its store
 //! (invariant 2) and every restore requested must have succeeded.
 
+mod durable;
 mod replication;
 
 pub use replication::ReplicationChecker;
@@ -50,6 +51,8 @@ pub struct Checker {
     damaged: BTreeMap<String, BTreeSet<Digest>>,
     /// Replicas: invariants 3 and 4, failover and failback.
     replication: ReplicationChecker,
+    /// What the last point of each disk proved durable.
+    durable: durable::Durable,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -198,7 +201,8 @@ impl Checker {
                 // CBT); settled in `finish`.
                 self.suspects.entry(point).or_default().push(format!("{point} ({repo}) disk {} differs from {snap}: {text}", disk.index));
             }
-            if let Some(missing) = disk.digests.iter().position(|d| !d.is_zero_block() && !store.has_durable_block(d)) {
+            let lineage = durable::Lineage { repository: repo.to_string(), vm: manifest.vm, disk: disk.index };
+            if let Some(missing) = self.durable.first_missing(store, lineage, &disk.digests) {
                 self.violations.push(format!("{point} disk {} references block {missing} which is not durable at {repo}", disk.index));
             }
         }
@@ -221,17 +225,14 @@ impl Checker {
         }
         let hv = world.hypervisors();
         let Some(disks) = hv.vm_disks(retained.vm) else { return };
-        let block_size = retained.block_size;
         for disk in 0..disks.len() as u16 {
-            let expected = hv.snapshot_digests(retained.snap, disk, block_size);
-            let actual = hv.vm_disk_digests(vm, disk, block_size);
-            match (expected, actual) {
-                (Some(e), Some(a)) => {
-                    if let Some(text) = compare(&e, &a) {
+            match hv.restored_differences(retained.snap, vm, disk, retained.block_size) {
+                Some(found) => {
+                    if let Some(text) = describe(found.expected as usize, found.actual as usize, &found.blocks) {
                         return self.violations.push(format!("restore of {point} disk {disk} onto {vm}: {text}"));
                     }
                 }
-                _ => return self.violations.push(format!("restore of {point} disk {disk}: no content to compare")),
+                None => return self.violations.push(format!("restore of {point} disk {disk}: no content to compare")),
             }
         }
         self.restores_ok += 1;
@@ -241,12 +242,21 @@ impl Checker {
 /// `None` when equal; otherwise how many blocks differ and the first few.
 fn compare(expected: &[blockferry_core::Digest], actual: &[blockferry_core::Digest]) -> Option<String> {
     if expected.len() != actual.len() {
-        return Some(format!("{} blocks, expected {}", actual.len(), expected.len()));
+        return describe(expected.len(), actual.len(), &[]);
     }
     let differing: Vec<usize> = expected.iter().zip(actual).enumerate().filter(|(_, (e, a))| e != a).map(|(i, _)| i).collect();
+    describe(expected.len(), actual.len(), &differing)
+}
+
+/// The text of a comparison: `None` when the lengths agree and no block
+/// differs.
+fn describe(expected: usize, actual: usize, differing: &[usize]) -> Option<String> {
+    if expected != actual {
+        return Some(format!("{actual} blocks, expected {expected}"));
+    }
     if differing.is_empty() {
         return None;
     }
     let shown: Vec<String> = differing.iter().take(SHOW_BLOCKS).map(|i| i.to_string()).collect();
-    Some(format!("{} of {} blocks differ (first: {})", differing.len(), expected.len(), shown.join(", ")))
+    Some(format!("{} of {} blocks differ (first: {})", differing.len(), expected, shown.join(", ")))
 }

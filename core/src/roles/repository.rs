@@ -26,7 +26,10 @@ use crate::wire::message::{BlockRef, DamagedBlock, DiskTarget, OpId};
 use bitvec::vec::BitVec;
 use std::collections::{BTreeMap, BTreeSet};
 
+mod references;
 mod replica_meta;
+
+use references::{References, Slots};
 
 /// A point being written, per disk.
 #[derive(Debug, Default)]
@@ -110,8 +113,8 @@ pub struct Repository {
     /// Messages that arrived while recovering, replayed after.
     held: Vec<(NodeId, Message)>,
     ids: RequestIds,
-    /// Every block in the store and how many manifests reference it.
-    blocks: BTreeMap<Digest, u64>,
+    /// Every block in the store, and whether manifests reference it.
+    blocks: References,
     manifests: BTreeMap<RestorePointId, Manifest>,
     pending: BTreeMap<(SessionId, VmId), PendingPoint>,
     /// Points the manager aborted: blocks for them still in flight from a
@@ -162,7 +165,7 @@ impl Repository {
         }
         match msg {
             Message::HaveDigests { task, batch, digests } => {
-                let have: BitVec = digests.iter().map(|d| self.blocks.contains_key(d) && !self.damaged.contains(d)).collect();
+                let have: BitVec = digests.iter().map(|d| self.blocks.contains(d) && !self.damaged.contains(d)).collect();
                 self.out.send(from, Message::HaveReply { task, batch, have });
             }
             Message::GetDigests { task, batch, point, disk, blocks } => {
@@ -280,12 +283,12 @@ impl Repository {
         for block in blocks {
             refs.push((block.index, block.digest));
             match block.payload {
-                Some(payload) if !self.blocks.contains_key(&block.digest) || self.damaged.contains(&block.digest) => {
+                Some(payload) if !self.blocks.contains(&block.digest) || self.damaged.contains(&block.digest) => {
                     stored.push((block.digest, payload.stored_len()));
                     payloads.push(payload);
                 }
                 Some(_) => {}
-                None if block.digest.is_zero_block() || self.blocks.contains_key(&block.digest) => {}
+                None if block.digest.is_zero_block() || self.blocks.contains(&block.digest) => {}
                 None => {
                     let reason =
                         format!("block {:?} (index {}) was sent without payload but is not in the repository", block.digest, block.index);
@@ -305,7 +308,7 @@ impl Repository {
     fn blocks_stored(&mut self, then: Continuation) {
         let Continuation::StoreBlocks { peer, task, batch, target, refs, stored } = then else { return };
         for (digest, _) in stored {
-            self.blocks.entry(digest).or_insert(0);
+            self.blocks.stored(digest);
             self.damaged.remove(&digest);
         }
         if let Err(reason) = self.not_aborted(target) {
@@ -445,11 +448,8 @@ impl Repository {
                 self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::CommitManifest { peer, op, manifest });
             }
             (Continuation::CommitManifest { peer, op, manifest }, Ok(_)) => {
-                for digest in manifest.referenced() {
-                    *self.blocks.entry(digest).or_insert(0) += 1;
-                }
                 self.pending.remove(&(manifest.session, manifest.vm));
-                self.manifests.insert(manifest.point, manifest);
+                self.add_manifest(manifest);
                 self.out.send(peer, Message::PointCommitted { op, result: Ok(()) });
             }
             (Continuation::CommitSync { peer, op, .. } | Continuation::CommitManifest { peer, op, .. }, Err(e)) => {
@@ -457,10 +457,9 @@ impl Repository {
             }
             (Continuation::DeleteManifest { peer, op, point }, Ok(_)) => {
                 if let Some(manifest) = self.manifests.remove(&point) {
-                    for digest in manifest.referenced() {
-                        if let Some(refs) = self.blocks.get_mut(&digest) {
-                            *refs = refs.saturating_sub(1);
-                        }
+                    for disk in &manifest.disks {
+                        let (prev, next) = neighbours(&self.manifests, &manifest, disk.index);
+                        self.blocks.remove(&Slots { prev, this: &disk.digests, next });
                     }
                 }
                 self.collect_garbage();
@@ -486,14 +485,26 @@ impl Repository {
         }
     }
 
-    fn recovered_from(&mut self, manifests: Vec<Manifest>, blocks: Vec<Digest>) {
-        self.blocks = blocks.into_iter().map(|d| (d, 0)).collect();
+    /// A manifest became committed: its blocks are referenced.
+    fn add_manifest(&mut self, manifest: Manifest) {
+        for disk in &manifest.disks {
+            let (prev, next) = neighbours(&self.manifests, &manifest, disk.index);
+            self.blocks.insert(&Slots { prev, this: &disk.digests, next });
+        }
+        self.manifests.insert(manifest.point, manifest);
+    }
+
+    fn recovered_from(&mut self, mut manifests: Vec<Manifest>, blocks: Vec<Digest>) {
+        self.blocks = References::default();
+        for digest in blocks {
+            self.blocks.stored(digest);
+        }
         self.manifests.clear();
+        // In point order, each disk joins the end of its lineage: only what
+        // differs from the previous point is counted.
+        manifests.sort_by_key(|m| m.point);
         for manifest in manifests {
-            for digest in manifest.referenced() {
-                *self.blocks.entry(digest).or_insert(0) += 1;
-            }
-            self.manifests.insert(manifest.point, manifest);
+            self.add_manifest(manifest);
         }
         self.recovered = true;
         self.collect_garbage();
@@ -507,16 +518,27 @@ impl Repository {
         if !self.pending.is_empty() {
             return;
         }
-        let garbage: Vec<Digest> = self.blocks.iter().filter(|&(_, &refs)| refs == 0).map(|(d, _)| *d).collect();
+        let garbage = self.blocks.take_garbage();
         if garbage.is_empty() {
             return;
-        }
-        for digest in &garbage {
-            self.blocks.remove(digest);
         }
         self.storage(StorageOp::DeleteBlocks(garbage), Continuation::Collect);
         self.storage(StorageOp::Sync, Continuation::Collect);
     }
+}
+
+/// The digest vectors of disk `index` of the committed points of
+/// `manifest`'s VM just before and just after it: its neighbours in the
+/// disk's lineage (see `references`).
+fn neighbours<'a>(
+    manifests: &'a BTreeMap<RestorePointId, Manifest>,
+    manifest: &Manifest,
+    index: u16,
+) -> (Option<&'a [Digest]>, Option<&'a [Digest]>) {
+    let disk_of = |m: &'a Manifest| (m.vm == manifest.vm).then(|| m.disks.iter().find(|d| d.index == index)).flatten();
+    let prev = manifests.range(..manifest.point).rev().find_map(|(_, m)| disk_of(m));
+    let next = manifests.range(manifest.point..).filter(|(p, _)| **p != manifest.point).find_map(|(_, m)| disk_of(m));
+    (prev.map(|d| d.digests.as_slice()), next.map(|d| d.digests.as_slice()))
 }
 
 impl Node for Repository {

@@ -22,10 +22,12 @@
 //! at any block size.
 
 use super::content::{ContentKey, Fine, RangeRef, generated_bytes, mixed_digest};
+use super::digest_cache::DigestCache;
 use super::disk::Disk;
 use crate::scenario::PayloadMode;
 use blockferry_core::payload::{BlockData, SyntheticBlock};
 use blockferry_core::{BlockSize, Digest, DiskId};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 use std::sync::Arc;
@@ -37,11 +39,14 @@ pub struct Contents {
     disks: BTreeMap<DiskId, Disk>,
     /// Content of the rule-4 digests handed out by reads.
     mixed: BTreeMap<Digest, Vec<Fine>>,
+    /// Whole-disk digest vectors the oracle computed (a cache: it never
+    /// changes an answer).
+    oracle: RefCell<DigestCache>,
 }
 
 impl Contents {
     pub fn new(key: ContentKey, mode: PayloadMode, fine: BlockSize) -> Contents {
-        Contents { key, mode, fine, disks: BTreeMap::new(), mixed: BTreeMap::new() }
+        Contents { key, mode, fine, disks: BTreeMap::new(), mixed: BTreeMap::new(), oracle: RefCell::default() }
     }
 
     pub fn key(&self) -> &ContentKey {
@@ -121,6 +126,36 @@ impl Contents {
             }
             PayloadMode::Synthetic => self.synthetic_digest(&fines).0,
         }
+    }
+
+    /// The digest of every job block of `disk` at `position` (the oracle).
+    /// Derived from the nearest vector computed before, recomputing only
+    /// the blocks written in between (see `digest_cache`).
+    pub fn disk_digests(&self, disk: &Disk, position: u64, block_size: BlockSize) -> Arc<[Digest]> {
+        let id = disk.id();
+        if let Some(digests) = self.oracle.borrow_mut().exact(id, block_size, position) {
+            return digests;
+        }
+        let count = disk.block_count(block_size);
+        let nearest = self.oracle.borrow().nearest(id, block_size, position);
+        let digests: Arc<[Digest]> = match nearest {
+            Some((from, base)) if from.abs_diff(position) < count => {
+                let k = disk.per_block(block_size);
+                let mut touched: Vec<u64> = disk.written_between(from.min(position), from.max(position)).map(|f| f / k).collect();
+                touched.sort_unstable();
+                touched.dedup();
+                let mut digests = base.to_vec();
+                for block in touched {
+                    if let Some(slot) = digests.get_mut(block as usize) {
+                        *slot = self.block_digest(disk, position, block_size, block);
+                    }
+                }
+                digests.into()
+            }
+            _ => (0..count).map(|b| self.block_digest(disk, position, block_size, b)).collect(),
+        };
+        self.oracle.borrow_mut().insert(id, block_size, position, digests.clone());
+        digests
     }
 
     /// The synthetic digest of `fines`; `true` when it is a rule-4 (mixed)

@@ -11,6 +11,7 @@
 
 use super::content::{ContentKey, Fine, unit_of};
 use blockferry_core::{BlockSize, DiskId};
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::ops::Range;
 
@@ -68,6 +69,18 @@ pub struct Disk {
     log: Vec<u64>,
     /// Per fine block, its writes in sequence order.
     history: BTreeMap<u64, Vec<Entry>>,
+    /// Zero decisions made so far, per zero chunk: each is a keyed hash,
+    /// and the oracle asks for every block of a disk again and again.
+    zero_chunks: Vec<Cell<ZeroDecision>>,
+}
+
+/// A memoised answer of [`Disk::initially_zero`] for one zero chunk.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum ZeroDecision {
+    #[default]
+    Unknown,
+    Zero,
+    Data,
 }
 
 impl Disk {
@@ -88,6 +101,7 @@ impl Disk {
         let swap = extent(generated.swap_fraction, "swap", generated.zero_chunk);
         let hot = if generated.hot_share > 0.0 { extent(generated.hot_share, "hot", 1) } else { 0..0 };
         let hot = if hot.is_empty() && nfine > 0 { hot.start..hot.start + 1 } else { hot };
+        let zero_chunks = vec![Cell::default(); usize::try_from(nfine.div_ceil(generated.zero_chunk.max(1))).unwrap_or(0)];
         Disk {
             id,
             initial_origin: id,
@@ -99,6 +113,7 @@ impl Disk {
             hot,
             log: Vec::new(),
             history: BTreeMap::new(),
+            zero_chunks,
         }
     }
 
@@ -116,6 +131,7 @@ impl Disk {
             hot: 0..0,
             log: Vec::new(),
             history: BTreeMap::new(),
+            zero_chunks: Vec::new(),
         }
     }
 
@@ -185,7 +201,18 @@ impl Disk {
             Some(g) if g.zero_fraction <= 0.0 => false,
             Some(g) => {
                 let chunk = index / g.zero_chunk.max(1);
-                unit_of(&g.key.hash("zero", &[&chunk.to_le_bytes()])) < g.zero_fraction
+                let memo = usize::try_from(chunk).ok().and_then(|c| self.zero_chunks.get(c));
+                match memo.map(Cell::get) {
+                    Some(ZeroDecision::Zero) => true,
+                    Some(ZeroDecision::Data) => false,
+                    Some(ZeroDecision::Unknown) | None => {
+                        let zero = unit_of(&g.key.hash("zero", &[&chunk.to_le_bytes()])) < g.zero_fraction;
+                        if let Some(memo) = memo {
+                            memo.set(if zero { ZeroDecision::Zero } else { ZeroDecision::Data });
+                        }
+                        zero
+                    }
+                }
             }
         }
     }
@@ -203,7 +230,21 @@ impl Disk {
 
     /// Fine block `index` as it was when the log had `position` writes.
     pub fn fine_at(&self, index: u64, position: u64) -> Fine {
-        let Some(entries) = self.history.get(&index) else { return self.initial(index) };
+        self.fine_in(index, self.history.get(&index).map_or(&[], Vec::as_slice), position)
+    }
+
+    /// Every fine block at `position`, in index order: what `fine_at`
+    /// answers, in one pass over the history instead of a lookup each.
+    pub fn fines_at(&self, position: u64) -> impl Iterator<Item = Fine> + '_ {
+        let mut written = self.history.iter().peekable();
+        (0..self.nfine).map(move |index| match written.next_if(|(i, _)| **i == index) {
+            Some((_, entries)) => self.fine_in(index, entries, position),
+            None => self.initial(index),
+        })
+    }
+
+    /// Fine block `index` at `position`, given its writes.
+    fn fine_in(&self, index: u64, entries: &[Entry], position: u64) -> Fine {
         match entries.partition_point(|e| e.seq() < position) {
             0 => self.initial(index),
             n => self.content_of(index, &entries[n - 1]),

@@ -87,6 +87,18 @@ pub struct SnapshotInfo {
     pub committed_at: Option<Timestamp>,
 }
 
+/// Where a disk differs from what it should hold (see
+/// [`Hypervisors::restored_differences`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Differences {
+    /// Blocks it should have.
+    pub expected: u64,
+    /// Blocks it has.
+    pub actual: u64,
+    /// Blocks that differ (when the counts agree), in order.
+    pub blocks: Vec<usize>,
+}
+
 /// A lie the CBT told (a `cbt_miss` fault): blocks it left out.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CbtMiss {
@@ -665,12 +677,13 @@ impl Hypervisors {
         let s = self.snapshots.get(&snap)?;
         let position = *s.positions.as_ref()?.get(usize::from(disk))?;
         let d = self.contents.disk(DiskId { vm: s.info.vm, index: disk })?;
-        let swap = swap_bits(d, block_size);
-        Some(
-            (0..d.block_count(block_size))
-                .map(|b| if swap[b as usize] { Digest::ZERO_BLOCK } else { self.contents.block_digest(d, position, block_size, b) })
-                .collect(),
-        )
+        let mut digests = self.contents.disk_digests(d, position, block_size).to_vec();
+        for block in swap_blocks(d, block_size) {
+            if let Some(slot) = digests.get_mut(block as usize) {
+                *slot = Digest::ZERO_BLOCK;
+            }
+        }
+        Some(digests)
     }
 
     /// The digests a disk holds now (after the writes applied so far: call
@@ -678,8 +691,45 @@ impl Hypervisors {
     pub fn vm_disk_digests(&self, vm: VmId, disk: u16, block_size: BlockSize) -> Option<Vec<Digest>> {
         self.contents.check_block_size(block_size).ok()?;
         let d = self.contents.disk(DiskId { vm, index: disk })?;
-        let position = d.position();
-        Some((0..d.block_count(block_size)).map(|b| self.contents.block_digest(d, position, block_size, b)).collect())
+        Some(self.contents.disk_digests(d, d.position(), block_size).to_vec())
+    }
+
+    /// How `vm`'s disk now differs from what a restore point of `snap` must
+    /// hold: exactly what comparing [`Hypervisors::snapshot_digests`] with
+    /// [`Hypervisors::vm_disk_digests`] finds, but found by comparing
+    /// contents in one pass and digesting only the blocks whose contents
+    /// differ (equal contents have equal digests) and the swap blocks
+    /// (which a point holds as zeros). `None` where either side has no
+    /// content.
+    pub fn restored_differences(&self, snap: SnapshotId, vm: VmId, disk: u16, block_size: BlockSize) -> Option<Differences> {
+        self.contents.check_block_size(block_size).ok()?;
+        let s = self.snapshots.get(&snap)?;
+        let position = *s.positions.as_ref()?.get(usize::from(disk))?;
+        let source = self.contents.disk(DiskId { vm: s.info.vm, index: disk })?;
+        let target = self.contents.disk(DiskId { vm, index: disk })?;
+        let (expected, actual) = (source.block_count(block_size), target.block_count(block_size));
+        let mut found = Differences { expected, actual, blocks: Vec::new() };
+        if expected != actual {
+            return Some(found);
+        }
+        let swap = swap_bits(source, block_size);
+        let (mut a, mut b) = (source.fines_at(position), target.fines_at(target.position()));
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for block in 0..expected {
+            x.clear();
+            y.clear();
+            x.extend(a.by_ref().take(source.block_range(block_size, block).count()));
+            y.extend(b.by_ref().take(target.block_range(block_size, block).count()));
+            let in_swap = swap.get(block as usize).is_some_and(|s| *s);
+            if x == y && !in_swap {
+                continue;
+            }
+            let want = if in_swap { Digest::ZERO_BLOCK } else { self.contents.block_digest(source, position, block_size, block) };
+            if want != self.contents.block_digest(target, target.position(), block_size, block) {
+                found.blocks.push(block as usize);
+            }
+        }
+        Some(found)
     }
 
     /// Job blocks whose content really changed between two frozen snapshots
@@ -726,11 +776,21 @@ impl Hypervisors {
 
 /// Job blocks that lie wholly in the disk's swap extent.
 fn swap_bits(d: &Disk, block_size: BlockSize) -> BitVec {
+    let mut bits = BitVec::repeat(false, d.block_count(block_size) as usize);
+    for block in swap_blocks(d, block_size) {
+        bits.set(block as usize, true);
+    }
+    bits
+}
+
+/// The job blocks that lie wholly in the disk's swap extent, found among
+/// the few that overlap it.
+fn swap_blocks(d: &Disk, block_size: BlockSize) -> impl Iterator<Item = u64> + '_ {
     let swap = d.swap();
-    (0..d.block_count(block_size))
-        .map(|b| {
-            let r = d.block_range(block_size, b);
-            !r.is_empty() && swap.start <= r.start && r.end <= swap.end
-        })
-        .collect()
+    let k = d.per_block(block_size);
+    let overlapping = swap.start / k..swap.end.div_ceil(k).min(d.block_count(block_size));
+    overlapping.filter(move |&b| {
+        let r = d.block_range(block_size, b);
+        !r.is_empty() && swap.start <= r.start && r.end <= swap.end
+    })
 }

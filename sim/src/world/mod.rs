@@ -12,6 +12,7 @@
 
 pub mod content;
 pub mod contents;
+mod digest_cache;
 pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
@@ -21,7 +22,7 @@ pub mod workload;
 #[cfg(test)]
 mod tests;
 
-pub use hypervisor::{Access, CbtMiss, HypervisorTiming, Hypervisors, SnapshotInfo};
+pub use hypervisor::{Access, CbtMiss, Differences, HypervisorTiming, Hypervisors, SnapshotInfo};
 pub use store::{Store, StoreStats, StoreTiming};
 
 use crate::des::Services;

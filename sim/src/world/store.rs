@@ -73,6 +73,9 @@ struct View {
     /// Replica metadata (digest vectors of replica points held elsewhere).
     replicas: BTreeMap<RestorePointId, Manifest>,
     bytes: u64,
+    /// Every block deletion applied, in order: lets the checker tell which
+    /// blocks left a view since it last looked.
+    deleted: Vec<Digest>,
 }
 
 impl View {
@@ -88,6 +91,7 @@ impl View {
             Change::Delete(digest) => {
                 if let Some(old) = self.blocks.remove(&digest) {
                     self.bytes -= old.payload.stored_len();
+                    self.deleted.push(digest);
                 }
             }
             Change::PutManifest(m) => {
@@ -366,6 +370,19 @@ impl Store {
 
     pub fn has_durable_block(&self, digest: &Digest) -> bool {
         self.durable.blocks.contains_key(digest)
+    }
+
+    /// How many blocks have left the durable view so far: a mark for
+    /// [`Store::durably_deleted_since`].
+    pub fn durable_deletions(&self) -> u64 {
+        self.durable.deleted.len() as u64
+    }
+
+    /// The blocks that left the durable view after `mark` (some may have
+    /// been stored again since).
+    pub fn durably_deleted_since(&self, mark: u64) -> &[Digest] {
+        let deleted = &self.durable.deleted;
+        &deleted[usize::try_from(mark).unwrap_or(deleted.len()).min(deleted.len())..]
     }
 
     pub fn is_damaged(&self, digest: &Digest) -> bool {

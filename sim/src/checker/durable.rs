@@ -1,0 +1,93 @@
+//! Invariant 5's durability half, in time proportional to what changed:
+//! every block a committed point references must be durable at its store.
+//!
+//! Looking every block of every committed point up in the store costs a map
+//! lookup per block of the disk at each commit. But a block in the same slot
+//! of the previous point of that disk (at that repository) was found durable
+//! then, and it still is unless the store durably deleted it since. So only
+//! the slots that changed, and the ones holding a block deleted since, are
+//! looked up: the same answer as looking up everything.
+
+use crate::world::Store;
+use blockferry_core::{Digest, VmId};
+use std::collections::BTreeMap;
+
+/// One disk of one VM at one repository.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lineage {
+    pub repository: String,
+    pub vm: VmId,
+    pub disk: u16,
+}
+
+/// A point whose every block was durable, and the store's deletion mark
+/// then.
+#[derive(Debug)]
+struct Proven {
+    digests: Vec<Digest>,
+    deletions: u64,
+}
+
+#[derive(Debug, Default)]
+pub struct Durable {
+    proven: BTreeMap<Lineage, Proven>,
+}
+
+impl Durable {
+    /// The first block of `digests` (a point's disk) that is not durable
+    /// at `store`.
+    pub fn first_missing(&mut self, store: &Store, lineage: Lineage, digests: &[Digest]) -> Option<usize> {
+        let proven = self.proven.remove(&lineage);
+        let deleted = proven.as_ref().map(|p| Deleted::new(store.durably_deleted_since(p.deletions)));
+        let missing = digests.iter().enumerate().position(|(i, d)| {
+            if d.is_zero_block() {
+                return false;
+            }
+            let known = proven.as_ref().is_some_and(|p| p.digests.get(i) == Some(d));
+            if known && !deleted.as_ref().is_some_and(|x| x.may_contain(d)) {
+                return false;
+            }
+            !store.has_durable_block(d)
+        });
+        if missing.is_none() {
+            let reuse = proven.map(|p| p.digests).unwrap_or_default();
+            self.proven.insert(lineage, Proven { digests: refill(reuse, digests), deletions: store.durable_deletions() });
+        }
+        missing
+    }
+}
+
+/// `buffer` made equal to `digests`, reusing its allocation.
+fn refill(mut buffer: Vec<Digest>, digests: &[Digest]) -> Vec<Digest> {
+    buffer.clear();
+    buffer.extend_from_slice(digests);
+    buffer
+}
+
+/// Blocks deleted since a mark, as a filter: a bit per value of the
+/// digest's first 20 bits. A hit only means "look it up in the store".
+struct Deleted {
+    bits: Vec<u64>,
+}
+
+const FILTER_BITS: u32 = 20;
+
+impl Deleted {
+    fn new(deleted: &[Digest]) -> Deleted {
+        let mut bits = vec![0u64; 1 << (FILTER_BITS - 6)];
+        for d in deleted {
+            let bit = Self::bit(d);
+            bits[bit / 64] |= 1 << (bit % 64);
+        }
+        Deleted { bits }
+    }
+
+    fn bit(d: &Digest) -> usize {
+        (u32::from_le_bytes([d.0[0], d.0[1], d.0[2], d.0[3]]) >> (32 - FILTER_BITS)) as usize
+    }
+
+    fn may_contain(&self, d: &Digest) -> bool {
+        let bit = Self::bit(d);
+        self.bits[bit / 64] & (1 << (bit % 64)) != 0
+    }
+}
