@@ -29,7 +29,7 @@ pub struct Summary {
     /// ended every job completed a successful session.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<Liveness>,
-    /// Present when the scenario has throttling rules (des engine).
+    /// Present when the scenario has throttling rules.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub throttles: Vec<ThrottleFigures>,
     pub violations: Vec<String>,

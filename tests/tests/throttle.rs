@@ -16,6 +16,23 @@ fn run(sabotage: Option<Sabotage>) -> Summary {
     runner::run_with(&scenario, &options).expect("scenario runs")
 }
 
+/// Pacing lives in core, so the real driver over turmoil's TCP (with the
+/// transport's link shaper metering the WAN) must hold the caps as well.
+/// The first 40 minutes only (turmoil is slower): the first fulls.
+#[test]
+fn the_real_driver_holds_the_caps_too() {
+    let text = std::fs::read_to_string("../scenarios/throttle-wan.toml").expect("scenario file");
+    let first_fulls = text.replace("duration = \"4h\"", "duration = \"40m\"");
+    let first_fulls = first_fulls.split("[[expect]]").next().unwrap_or_default();
+    let scenario = Scenario::from_str(first_fulls, "throttle-wan-40m.toml").expect("scenario parses");
+    let s = runner::run(&scenario, None, Some(EngineChoice::Turmoil)).expect("scenario runs");
+    assert!(s.ok, "{:?}", s.violations);
+    let [rule] = s.throttles.as_slice() else { panic!("one rule measured: {:?}", s.throttles) };
+    assert!(rule.peak_bps <= RULE_BPS * 103 / 100 && rule.peak_bps >= RULE_BPS * 90 / 100, "{rule:?}");
+    let fastest = s.jobs["replicate-web"].fastest_task.expect("the capped job's tasks are timed");
+    assert!(fastest.bps <= JOB_CAP_BPS * 102 / 100 && fastest.bps >= JOB_CAP_BPS * 80 / 100, "{fastest:?}");
+}
+
 #[test]
 fn the_rule_and_the_job_cap_hold_and_are_used_in_full() {
     let s = run(None);

@@ -1,6 +1,6 @@
-//! Did the network traffic throttling rules and job caps hold? Under the
-//! discrete-event engine the network meters the bytes crossing each
-//! throttled site pair per second; here the busiest window of
+//! Did the network traffic throttling rules and job caps hold? The network
+//! model (the discrete-event engine's, or the turmoil transport's shaper)
+//! meters the bytes crossing each throttled site pair per second; here the busiest window of
 //! [`WINDOW_SECS`] is compared with what the rule allows. A job's cap is
 //! checked against its fastest disk task (a task's share never exceeds the
 //! cap), in both engines.
@@ -24,7 +24,6 @@ use blockferry_core::roles::proxy::{BATCH_BYTES, WINDOW};
 pub const WINDOW_SECS: u64 = 300;
 
 /// Measures every rule of the scenario; a rule exceeded is a violation.
-/// Rules the engine did not meter (turmoil) are left out.
 pub fn check(scenario: &Scenario, topo: &Topology, network: &Network, checker: &mut Checker) -> Vec<ThrottleFigures> {
     let slots: u64 = topo.deployment.proxies.values().map(|p| u64::from(p.task_slots)).sum();
     let in_flight = slots * 2 * BATCH_BYTES;

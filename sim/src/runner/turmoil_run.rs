@@ -173,7 +173,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     }
     drop(sim);
     let hash = trace.borrow().hash();
-    let state = Rc::try_unwrap(state).map_err(|_| "run state still shared after the simulation")?.into_inner();
+    let mut state = Rc::try_unwrap(state).map_err(|_| "run state still shared after the simulation")?.into_inner();
+    state.throttles = super::throttles::check(scenario, &state.topo, links.borrow().network(), &mut state.checker);
     let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
     Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, faults_end))
 }

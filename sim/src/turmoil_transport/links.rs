@@ -65,6 +65,11 @@ impl Links {
     pub fn lan_wan_bytes(&self) -> (u64, u64) {
         self.net.lan_wan_bytes()
     }
+
+    /// The network model, with its meters of throttled site pairs.
+    pub fn network(&self) -> &Network {
+        &self.net
+    }
 }
 
 #[cfg(test)]
