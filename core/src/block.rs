@@ -7,7 +7,9 @@
 //! match. Both are pure functions so drivers may run them on worker threads.
 
 use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::str::FromStr;
 
 /// BLAKE3 digest of a block's plaintext.
@@ -50,6 +52,61 @@ impl Digest {
     /// A short prefix for logs and error messages.
     pub fn short(&self) -> String {
         self.0[..6].iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// A hash map keyed by digest, for lookups only: stores of millions of
+/// blocks answer "do we have it" far faster from a hash table than from an
+/// ordered map. Its iteration order must never be observable (sort first):
+/// the hasher is fixed, so runs stay reproducible anyway.
+pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
+
+/// A set of digests for membership only (see [`DigestMap`]).
+pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
+
+/// The hasher of [`DigestMap`]: no random seed (a simulator run must
+/// replay exactly) and cheap, since digests are already uniformly spread —
+/// a multiply-rotate step per 8 bytes and a final avalanche so that every
+/// bit of the hash depends on the whole digest.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DigestHasher(u64);
+
+impl DigestHasher {
+    const K: u64 = 0x517c_c1b7_2722_0a95;
+
+    fn mix(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for DigestHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.mix(u64::from_le_bytes(word));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.mix(u64::from_le_bytes(word));
+        }
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.mix(n as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        // murmur3's 64-bit finaliser.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+        h ^ (h >> 33)
     }
 }
 

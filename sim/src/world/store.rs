@@ -20,7 +20,7 @@ use super::pipe::Pipe;
 use blockferry_core::manifest::Manifest;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, StorageReply, StorageRequest};
-use blockferry_core::{Digest, RestorePointId, Timestamp};
+use blockferry_core::{Digest, DigestMap, RestorePointId, Timestamp};
 use rand::Rng;
 use rand::seq::index::sample;
 use std::collections::{BTreeMap, VecDeque};
@@ -68,7 +68,9 @@ enum Change {
 /// Blocks and manifests: one of the two views.
 #[derive(Debug, Clone, Default)]
 struct View {
-    blocks: BTreeMap<Digest, Stored>,
+    /// A hash table (every put and read looks blocks up; nothing reads them
+    /// in order but `Recover` and `corrupt`, which sort).
+    blocks: DigestMap<Stored>,
     manifests: BTreeMap<RestorePointId, Manifest>,
     /// Replica metadata (digest vectors of replica points held elsewhere).
     replicas: BTreeMap<RestorePointId, Manifest>,
@@ -207,7 +209,8 @@ impl Store {
                 let listing = self.durable.blocks.len() as u64 * 32;
                 let at = self.io.occupy(now, self.timing.request, listing, self.timing.read_bytes_per_sec);
                 let manifests = self.durable.manifests.values().cloned().collect();
-                let blocks = self.durable.blocks.keys().copied().collect();
+                let mut blocks: Vec<Digest> = self.durable.blocks.keys().copied().collect();
+                blocks.sort_unstable();
                 (at, Ok(StorageReply::Recovered { manifests, blocks }))
             }
         };
@@ -325,7 +328,8 @@ impl Store {
     /// Damages up to `n` intact stored blocks at rest, chosen by `rng`;
     /// returns their digests.
     pub fn corrupt(&mut self, n: usize, rng: &mut impl Rng) -> Vec<Digest> {
-        let intact: Vec<Digest> = self.live.blocks.iter().filter(|(_, s)| !s.damaged).map(|(d, _)| *d).collect();
+        let mut intact: Vec<Digest> = self.live.blocks.iter().filter(|(_, s)| !s.damaged).map(|(d, _)| *d).collect();
+        intact.sort_unstable();
         let n = n.min(intact.len());
         let mut chosen: Vec<Digest> = sample(rng, intact.len(), n).into_iter().map(|i| intact[i]).collect();
         chosen.sort_unstable();

@@ -17,16 +17,17 @@
 //! differ from a neighbour: found by one comparison of digest vectors, not
 //! one map update per block.
 
-use crate::block::Digest;
-use std::collections::btree_map::Entry;
-use std::collections::{BTreeMap, BTreeSet};
+use crate::block::{Digest, DigestMap, DigestSet};
+use std::collections::hash_map::Entry;
 
 /// Stored blocks with their run-start counts, and those no point
-/// references (GC candidates).
+/// references (GC candidates). Hash tables: every stored block and every
+/// changed slot costs a lookup here, and nothing depends on their order
+/// (garbage is handed out sorted).
 #[derive(Debug, Default)]
 pub(super) struct References {
-    blocks: BTreeMap<Digest, u64>,
-    unreferenced: BTreeSet<Digest>,
+    blocks: DigestMap<u64>,
+    unreferenced: DigestSet,
 }
 
 /// One disk's digest vectors: the point's and its lineage neighbours'.
@@ -61,7 +62,8 @@ impl References {
 
     /// Takes every unreferenced block out, in digest order.
     pub fn take_garbage(&mut self) -> Vec<Digest> {
-        let garbage: Vec<Digest> = std::mem::take(&mut self.unreferenced).into_iter().collect();
+        let mut garbage: Vec<Digest> = std::mem::take(&mut self.unreferenced).into_iter().collect();
+        garbage.sort_unstable();
         for digest in &garbage {
             self.blocks.remove(digest);
         }
