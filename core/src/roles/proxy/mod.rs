@@ -154,8 +154,10 @@ impl Proxy {
             Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),
             Message::CancelTask { task } => {
                 self.tasks.remove(&task);
-                self.paced.remove(&task);
                 self.out.cancel_timer(TimerId(task.0));
+                // The task is void: what it still had queued is dropped, but
+                // what it sent keeps its path busy for the next task.
+                self.retire_flow(task);
                 return;
             }
             Message::Ping { seq } => return self.out.send(from, Message::Pong { seq }),
@@ -214,11 +216,17 @@ impl Proxy {
 
     /// A task ended: whatever it still had queued goes out as sent.
     fn finished(&mut self, task: TaskId) {
-        if let Some(flow) = self.paced.remove(&task) {
-            let drained = self.drained.entry(flow.peers().to_vec()).or_default();
-            *drained = (*drained).max(flow.drained_at());
+        if let Some(flow) = self.retire_flow(task) {
             flow.flush(&mut self.out);
         }
+    }
+
+    /// Forgets a task's pacing, remembering when its path drains.
+    fn retire_flow(&mut self, task: TaskId) -> Option<PacedFlow> {
+        let flow = self.paced.remove(&task)?;
+        let drained = self.drained.entry(flow.peers().to_vec()).or_default();
+        *drained = (*drained).max(flow.drained_at());
+        Some(flow)
     }
 
     /// The manager changed a throttled task's rate (tasks sharing a cap
