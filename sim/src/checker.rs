@@ -19,7 +19,7 @@ mod replication;
 pub use replication::ReplicationChecker;
 
 use crate::topology::Topology;
-use crate::world::World;
+use crate::world::{PointDigests, World};
 use blockferry_core::{BlockSize, Digest, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -182,7 +182,7 @@ impl Checker {
             self.violations.push(format!("at {at}: {point} committed at {repo}, which has no store"));
             return None;
         };
-        let Some(manifest) = store.durable_manifests().find(|m| m.point == point) else {
+        let Some(manifest) = store.durable_manifest(point) else {
             self.violations.push(format!("at {at}: {point} reported committed but its manifest is not durable at {repo}"));
             return None;
         };
@@ -190,8 +190,8 @@ impl Checker {
         if manifest.disks.len() != expected_disks {
             self.violations.push(format!("{point}: manifest has {} disks, the VM has {expected_disks}", manifest.disks.len()));
         }
-        for disk in &manifest.disks {
-            let Some(expected) = world.hypervisors().snapshot_digests(snap, disk.index, disk.block_size) else {
+        for (position, disk) in manifest.disks.iter().enumerate() {
+            let Some(expected) = world.hypervisors().point_digests(snap, disk.index, disk.block_size) else {
                 self.violations.push(format!("{point} disk {}: the oracle has no content for {snap}", disk.index));
                 continue;
             };
@@ -202,7 +202,7 @@ impl Checker {
                 self.suspects.entry(point).or_default().push(format!("{point} ({repo}) disk {} differs from {snap}: {text}", disk.index));
             }
             let lineage = durable::Lineage { repository: repo.to_string(), vm: manifest.vm, disk: disk.index };
-            if let Some(missing) = self.durable.first_missing(store, lineage, &disk.digests) {
+            if let Some(missing) = self.durable.first_missing(store, lineage, manifest, position) {
                 self.violations.push(format!("{point} disk {} references block {missing} which is not durable at {repo}", disk.index));
             }
         }
@@ -240,12 +240,11 @@ impl Checker {
 }
 
 /// `None` when equal; otherwise how many blocks differ and the first few.
-fn compare(expected: &[blockferry_core::Digest], actual: &[blockferry_core::Digest]) -> Option<String> {
+fn compare(expected: &PointDigests, actual: &[Digest]) -> Option<String> {
     if expected.len() != actual.len() {
         return describe(expected.len(), actual.len(), &[]);
     }
-    let differing: Vec<usize> = expected.iter().zip(actual).enumerate().filter(|(_, (e, a))| e != a).map(|(i, _)| i).collect();
-    describe(expected.len(), actual.len(), &differing)
+    describe(expected.len(), actual.len(), &expected.differing(actual))
 }
 
 /// The text of a comparison: `None` when the lengths agree and no block

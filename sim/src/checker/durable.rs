@@ -9,8 +9,10 @@
 //! looked up: the same answer as looking up everything.
 
 use crate::world::Store;
+use blockferry_core::manifest::Manifest;
 use blockferry_core::{Digest, VmId};
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// One disk of one VM at one repository.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -20,12 +22,19 @@ pub struct Lineage {
     pub disk: u16,
 }
 
-/// A point whose every block was durable, and the store's deletion mark
-/// then.
+/// A point's disk whose every block was durable, and the store's deletion
+/// mark then. The manifest is shared with the store, not copied.
 #[derive(Debug)]
 struct Proven {
-    digests: Vec<Digest>,
+    manifest: Arc<Manifest>,
+    disk: usize,
     deletions: u64,
+}
+
+impl Proven {
+    fn digests(&self) -> &[Digest] {
+        self.manifest.disks.get(self.disk).map_or(&[], |d| d.digests.as_slice())
+    }
 }
 
 #[derive(Debug, Default)]
@@ -34,34 +43,27 @@ pub struct Durable {
 }
 
 impl Durable {
-    /// The first block of `digests` (a point's disk) that is not durable
-    /// at `store`.
-    pub fn first_missing(&mut self, store: &Store, lineage: Lineage, digests: &[Digest]) -> Option<usize> {
+    /// The first block of disk number `disk` of `manifest` (as stored at
+    /// `store`) that is not durable there.
+    pub fn first_missing(&mut self, store: &Store, lineage: Lineage, manifest: &Arc<Manifest>, disk: usize) -> Option<usize> {
+        let digests = manifest.disks.get(disk).map_or(&[][..], |d| d.digests.as_slice());
         let proven = self.proven.remove(&lineage);
         let deleted = proven.as_ref().map(|p| Deleted::new(store.durably_deleted_since(p.deletions)));
         let missing = digests.iter().enumerate().position(|(i, d)| {
             if d.is_zero_block() {
                 return false;
             }
-            let known = proven.as_ref().is_some_and(|p| p.digests.get(i) == Some(d));
+            let known = proven.as_ref().is_some_and(|p| p.digests().get(i) == Some(d));
             if known && !deleted.as_ref().is_some_and(|x| x.may_contain(d)) {
                 return false;
             }
             !store.has_durable_block(d)
         });
         if missing.is_none() {
-            let reuse = proven.map(|p| p.digests).unwrap_or_default();
-            self.proven.insert(lineage, Proven { digests: refill(reuse, digests), deletions: store.durable_deletions() });
+            self.proven.insert(lineage, Proven { manifest: manifest.clone(), disk, deletions: store.durable_deletions() });
         }
         missing
     }
-}
-
-/// `buffer` made equal to `digests`, reusing its allocation.
-fn refill(mut buffer: Vec<Digest>, digests: &[Digest]) -> Vec<Digest> {
-    buffer.clear();
-    buffer.extend_from_slice(digests);
-    buffer
 }
 
 /// Blocks deleted since a mark, as a filter: a bit per value of the

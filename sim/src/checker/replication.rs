@@ -17,11 +17,11 @@
 //! Guest swap blocks are never replicated, so they are left out of every
 //! comparison (on both sides, by the source VM's swap extent).
 
-use super::compare;
+use super::describe;
 use crate::report::{ActionRecord, FirstSync, ReplicationFigures, Transfer};
 use crate::topology::Topology;
 use crate::world::Hypervisors;
-use crate::world::World;
+use crate::world::{PointDigests, World};
 use blockferry_core::config::JobKind;
 use blockferry_core::event::{ActionOutcome, ReplicaOrigin};
 use blockferry_core::wire::message::{ReplicaAction, TaskStats};
@@ -83,9 +83,11 @@ impl ReplicationChecker {
                 if *metadata && let Some(v) = check.metadata(topo, world, *job, *point, *snap) {
                     violations.push(format!("at {at}: {v}"));
                 }
-                // Invariant 3: older points are intact.
+                // Invariant 3: older points are intact. Their content was
+                // compared when they were added and is compared again at
+                // the end; in between it cannot change (see `Check::exists`).
                 for (older, k) in self.kept.iter_mut().filter(|(_, k)| k.job == *job && k.vm == *vm && k.ok) {
-                    if let Some(v) = check.point(*older, k) {
+                    if let Some(v) = check.exists(*older, k) {
                         violations.push(format!("at {at}: after {point} was added: {v}"));
                         k.ok = false;
                     }
@@ -165,13 +167,13 @@ impl ReplicationChecker {
                 None => Some(format!("failed over to {point}, which is not a retained replica point")),
             },
             ActionOutcome::FailoverUndone { point, snap } => check
-                .each_disk(|disk, bs| Some((hv.snapshot_digests(snap, disk, bs)?, hv.vm_disk_digests(replica, disk, bs)?)))
+                .each_disk(|disk, bs| Some((hv.point_digests(snap, disk, bs)?, hv.vm_point_digests(replica, disk, bs)?)))
                 .map(|v| format!("the replica is not back at {point}: {v}")),
             ActionOutcome::FailedBack { replica_snap, source_snap, .. } => {
                 check.snapshots(replica_snap, source_snap).map(|v| format!("the source does not hold the replica's content: {v}"))
             }
             ActionOutcome::FailbackUndone { source_snap } => check
-                .each_disk(|disk, bs| Some((hv.snapshot_digests(source_snap, disk, bs)?, hv.vm_disk_digests(check.vm, disk, bs)?)))
+                .each_disk(|disk, bs| Some((hv.point_digests(source_snap, disk, bs)?, hv.vm_point_digests(check.vm, disk, bs)?)))
                 .map(|v| format!("the source is not back as it was before failback: {v}")),
             ActionOutcome::FailbackCommitted | ActionOutcome::PermanentlyFailedOver => None,
         }
@@ -236,22 +238,20 @@ struct Check<'a> {
 impl Check<'_> {
     /// Runs `pair` (expected, actual) for each disk of the source VM and
     /// compares them without its swap blocks.
-    fn each_disk(&self, pair: impl Fn(u16, BlockSize) -> Option<(Vec<Digest>, Vec<Digest>)>) -> Option<String> {
+    fn each_disk(&self, pair: impl Fn(u16, BlockSize) -> Option<(PointDigests, PointDigests)>) -> Option<String> {
         let disks = self.hv.vm_disks(self.vm).map_or(0, |d| d.len());
         for disk in 0..disks as u16 {
-            let Some((mut expected, mut actual)) = pair(disk, self.block_size) else {
+            let Some((expected, actual)) = pair(disk, self.block_size) else {
                 return Some(format!("disk {disk}: no content to compare"));
             };
-            if let Some(swap) = self.hv.swap_mask(self.vm, disk, self.block_size) {
-                for i in swap.iter_ones() {
-                    for v in [&mut expected, &mut actual] {
-                        if let Some(d) = v.get_mut(i) {
-                            *d = Digest::ZERO_BLOCK;
-                        }
-                    }
-                }
-            }
-            if let Some(text) = compare(&expected, &actual) {
+            let swap = self.hv.swap_mask(self.vm, disk, self.block_size).unwrap_or_default();
+            let outside_swap = |i: &usize| !swap.get(*i).is_some_and(|s| *s);
+            let differing: Vec<usize> = if expected.len() == actual.len() {
+                (0..expected.len()).filter(|i| expected.get(*i) != actual.get(*i)).filter(outside_swap).collect()
+            } else {
+                Vec::new()
+            };
+            if let Some(text) = describe(expected.len(), actual.len(), &differing) {
                 return Some(format!("disk {disk}: {text}"));
             }
         }
@@ -260,17 +260,30 @@ impl Check<'_> {
 
     /// Two frozen snapshots hold the same content.
     fn snapshots(&self, expected: SnapshotId, actual: SnapshotId) -> Option<String> {
-        self.each_disk(|disk, bs| Some((self.hv.snapshot_digests(expected, disk, bs)?, self.hv.snapshot_digests(actual, disk, bs)?)))
+        self.each_disk(|disk, bs| Some((self.hv.point_digests(expected, disk, bs)?, self.hv.point_digests(actual, disk, bs)?)))
+    }
+
+    /// A replica point's snapshot is still on the host.
+    ///
+    /// That is all that can go wrong with a point verified before: a
+    /// snapshot is a frozen position in each disk's append-only write log,
+    /// so the world cannot change what it holds, only remove it. Comparing
+    /// its content again on every new point would cost a whole-disk digest
+    /// vector per older point for nothing.
+    fn exists(&self, point: RestorePointId, k: &Kept) -> Option<String> {
+        match self.hv.snapshot(k.snap) {
+            None => Some(format!("replica point {point} of {}: its snapshot {} does not exist", self.vm, k.snap)),
+            Some(info) if info.committed_at.is_some() => {
+                Some(format!("replica point {point} of {}: its snapshot {} was removed", self.vm, k.snap))
+            }
+            Some(_) => None,
+        }
     }
 
     /// A replica point is still on the host and holds what it must.
     fn point(&self, point: RestorePointId, k: &Kept) -> Option<String> {
-        match self.hv.snapshot(k.snap) {
-            None => return Some(format!("replica point {point} of {}: its snapshot {} does not exist", self.vm, k.snap)),
-            Some(info) if info.committed_at.is_some() => {
-                return Some(format!("replica point {point} of {}: its snapshot {} was removed", self.vm, k.snap));
-            }
-            Some(_) => {}
+        if let Some(v) = self.exists(point, k) {
+            return Some(v);
         }
         let expected = k.expected?;
         self.snapshots(expected, k.snap).map(|v| format!("replica point {point} of {} differs from {expected}: {v}", self.vm))
@@ -284,8 +297,8 @@ impl Check<'_> {
             return Some(format!("replica point {point} is said to have metadata, but {repo} holds none durably"));
         };
         self.each_disk(|disk, bs| {
-            let stored = manifest.disks.iter().find(|d| d.index == disk)?.digests.clone();
-            Some((self.hv.snapshot_digests(snap, disk, bs)?, stored))
+            let stored = manifest.disks.iter().find(|d| d.index == disk)?.digests.as_slice().into();
+            Some((self.hv.point_digests(snap, disk, bs)?, PointDigests::new(stored, 0..0)))
         })
         .map(|v| format!("replica metadata of {point} at {repo} is wrong: {v}"))
     }

@@ -49,11 +49,13 @@ enum Scheduled {
 /// How long a driver waits before redialing a broken connection.
 pub const RECONNECT_DELAY: Duration = Duration::from_secs(1);
 
+/// A queue entry. What it does is boxed: messages and completions are
+/// large, and the heap moves entries at every push and pop.
 #[derive(Debug)]
 struct Entry {
     at: Timestamp,
     seq: u64,
-    what: Scheduled,
+    what: Box<Scheduled>,
 }
 
 impl PartialEq for Entry {
@@ -320,7 +322,7 @@ impl Des {
         let Some(Reverse(entry)) = self.queue.pop() else { return false };
         self.now = entry.at;
         self.stats.steps += 1;
-        match entry.what {
+        match *entry.what {
             Scheduled::Input(node, incarnation, input) => {
                 if self.slots[node.0 as usize].incarnation == incarnation {
                     self.feed_alive(node, input);
@@ -359,7 +361,7 @@ impl Des {
 
     fn schedule(&mut self, at: Timestamp, what: Scheduled) {
         self.seq += 1;
-        self.queue.push(Reverse(Entry { at, seq: self.seq, what }));
+        self.queue.push(Reverse(Entry { at, seq: self.seq, what: Box::new(what) }));
     }
 
     fn feed_alive(&mut self, node: NodeId, input: Input) {

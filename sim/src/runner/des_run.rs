@@ -47,7 +47,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let (jobs, bytes) = state.figures(lan, wan);
 
     // Prove every retained point restorable.
-    for msg in state.restore_requests() {
+    for msg in state.restore_requests(scenario.restore_check) {
         des.inject(end, MANAGER, Input::Message { from: OPERATOR, msg });
     }
     let deadline = end + RESTORE_WINDOW;

@@ -3,14 +3,14 @@
 
 use super::faults::FaultStep;
 use super::{RunOptions, Sabotage};
-use crate::checker::Checker;
+use crate::checker::{Checker, Retained};
 use crate::report::{Bytes, JobTally, Liveness, Summary};
-use crate::scenario::Scenario;
+use crate::scenario::{RestoreCheck, Scenario};
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
 use blockferry_core::roles::{Host, Manager, Proxy, Repository};
 use blockferry_core::wire::Message;
-use blockferry_core::{Event, Node, NodeId, RestorePointId, Timestamp, VmId};
+use blockferry_core::{Event, JobId, Node, NodeId, RestorePointId, Timestamp, VmId};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -146,11 +146,23 @@ impl RunState {
         Ok(())
     }
 
-    /// The restore requests for every retained point: messages for the
-    /// manager, each onto a new VM on the point's original host.
-    pub fn restore_requests(&mut self) -> Vec<Message> {
+    /// The restore requests for the retained points `check` names:
+    /// messages for the manager, each onto a new VM on the point's original
+    /// host.
+    pub fn restore_requests(&mut self, check: RestoreCheck) -> Vec<Message> {
         let first_new_vm = self.topo.vms.len() as u32 + 1000;
-        let retained: Vec<_> = self.checker.trusted().map(|(p, r)| (*p, r.clone())).collect();
+        let mut retained: Vec<_> = self.checker.trusted().map(|(p, r)| (*p, r.clone())).collect();
+        if check == RestoreCheck::Newest {
+            // Newest by snapshot instant, per VM and job.
+            let world = self.world.borrow();
+            let frozen = |r: &Retained| world.hypervisors().snapshot(r.snap).map(|s| s.at);
+            let mut newest: BTreeMap<(JobId, VmId), (Option<Timestamp>, RestorePointId)> = BTreeMap::new();
+            for (point, r) in &retained {
+                let candidate = (frozen(r), *point);
+                newest.entry((r.job, r.vm)).and_modify(|n| *n = (*n).max(candidate)).or_insert(candidate);
+            }
+            retained.retain(|(point, r)| newest.get(&(r.job, r.vm)).is_some_and(|(_, p)| p == point));
+        }
         retained
             .into_iter()
             .enumerate()

@@ -165,7 +165,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     step_until(&mut sim, end)?;
     let (lan, wan) = links.borrow().lan_wan_bytes();
     let (jobs, bytes) = state.borrow().figures(lan, wan);
-    let requests = state.borrow_mut().restore_requests();
+    let requests = state.borrow_mut().restore_requests(scenario.restore_check);
     mailbox.borrow_mut().extend(requests);
     let deadline = end + RESTORE_WINDOW;
     while !state.borrow().restores_done() && sim.elapsed() < deadline {

@@ -39,6 +39,9 @@ pub struct Scenario {
     pub block_size: BlockSize,
     pub engine: Engine,
     pub payload: PayloadMode,
+    /// Which retained points the end-of-run restores prove restorable (an
+    /// extension of the contract).
+    pub restore_check: RestoreCheck,
     pub sites: Vec<Site>,
     pub manager: Manager,
     pub links: Vec<Link>,
@@ -72,6 +75,24 @@ pub enum PayloadMode {
     Synthetic,
     /// Block bytes are materialised and run through the real pipeline.
     Real,
+}
+
+/// Which retained backup points are restored at the end of a run.
+///
+/// Every committed point is already compared digest for digest with its
+/// snapshot, and its blocks checked durable, when it commits; the restores
+/// at the end prove the restore path on top of that. Restoring every point
+/// of a long chain re-reads nearly the same blocks once per point, which
+/// dominates a TiB-scale run, so such a run may restore only the newest
+/// point of each VM (the one that depends on the whole chain).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RestoreCheck {
+    /// Every retained point that was not reported inconsistent.
+    #[default]
+    All,
+    /// The newest such point of each VM in each job.
+    Newest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -17,6 +17,7 @@ pub struct RawScenario {
     pub block_size: Option<Block>,
     pub engine: Option<super::Engine>,
     pub payload: Option<super::PayloadMode>,
+    pub restore_check: Option<super::RestoreCheck>,
     #[serde(default, rename = "site")]
     pub sites: Vec<RawSite>,
     pub manager: Option<RawManager>,

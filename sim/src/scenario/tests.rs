@@ -267,6 +267,7 @@ fn base_defaults() {
     assert_eq!(s.block_size, BlockSize::LOCAL);
     assert_eq!(s.payload, PayloadMode::Synthetic);
     assert_eq!(s.engine, Engine::Des);
+    assert_eq!(s.restore_check, RestoreCheck::All);
     let vm = s.vm("db01").unwrap();
     assert_eq!((vm.zero_fraction, vm.compressibility, vm.swap_fraction, vm.workload), (0.0, 0.5, 0.0, None));
     let JobKind::Backup(b) = &s.job("backup-db").unwrap().kind else { panic!() };
@@ -361,6 +362,10 @@ fn missing_keys_and_bad_enums_have_lines() {
 
     let text = BASE.replace("name = \"px-prod\"\n", "name = \"px-prod\"\ntransport = \"carrier-pigeon\"\n");
     assert!(error(&text).contains("carrier-pigeon"));
+
+    assert_eq!(parse(&format!("restore_check = \"newest\"\n{BASE}")).unwrap().restore_check, RestoreCheck::Newest);
+    let e = error(&format!("restore_check = \"some\"\n{BASE}"));
+    assert_eq!(e, "scenarios/x.toml:1: invalid value \"some\" for restore_check (expected `all` or `newest`)");
 }
 
 #[test]

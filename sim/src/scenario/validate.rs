@@ -181,6 +181,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         block_size,
         engine: raw.engine.unwrap_or_default(),
         payload: raw.payload.unwrap_or_default(),
+        restore_check: raw.restore_check.unwrap_or_default(),
         sites: raw.sites.iter().map(|s| Site { name: s.name.clone() }).collect(),
         manager: Manager { site: manager_site },
         links,

@@ -18,6 +18,7 @@ use super::content::ContentKey;
 use super::contents::Contents;
 use super::disk::{Disk, Generated};
 use super::pipe::Pipe;
+use super::point_digests::PointDigests;
 use super::workload::{DiskTarget, GuestWorkload};
 use crate::scenario::{self, PayloadMode, Scenario, Workload};
 use crate::seed::{self, Stream};
@@ -672,26 +673,30 @@ impl Hypervisors {
     /// `block_size`: its digests, swap blocks as `Digest::ZERO_BLOCK`
     /// (backups skip swap and restore it as zeros). `None` for an unknown
     /// snapshot or disk, or one not frozen yet.
-    pub fn snapshot_digests(&self, snap: SnapshotId, disk: u16, block_size: BlockSize) -> Option<Vec<Digest>> {
+    pub fn point_digests(&self, snap: SnapshotId, disk: u16, block_size: BlockSize) -> Option<PointDigests> {
         self.contents.check_block_size(block_size).ok()?;
         let s = self.snapshots.get(&snap)?;
         let position = *s.positions.as_ref()?.get(usize::from(disk))?;
         let d = self.contents.disk(DiskId { vm: s.info.vm, index: disk })?;
-        let mut digests = self.contents.disk_digests(d, position, block_size).to_vec();
-        for block in swap_blocks(d, block_size) {
-            if let Some(slot) = digests.get_mut(block as usize) {
-                *slot = Digest::ZERO_BLOCK;
-            }
-        }
-        Some(digests)
+        Some(PointDigests::new(self.contents.disk_digests(d, position, block_size), swap_range(d, block_size)))
+    }
+
+    /// [`Hypervisors::point_digests`] as a vector.
+    pub fn snapshot_digests(&self, snap: SnapshotId, disk: u16, block_size: BlockSize) -> Option<Vec<Digest>> {
+        self.point_digests(snap, disk, block_size).map(|p| p.to_vec())
     }
 
     /// The digests a disk holds now (after the writes applied so far: call
     /// [`Hypervisors::advance_to`] first). No swap masking.
     pub fn vm_disk_digests(&self, vm: VmId, disk: u16, block_size: BlockSize) -> Option<Vec<Digest>> {
+        self.vm_point_digests(vm, disk, block_size).map(|p| p.to_vec())
+    }
+
+    /// [`Hypervisors::vm_disk_digests`], shared with the oracle's cache.
+    pub fn vm_point_digests(&self, vm: VmId, disk: u16, block_size: BlockSize) -> Option<PointDigests> {
         self.contents.check_block_size(block_size).ok()?;
         let d = self.contents.disk(DiskId { vm, index: disk })?;
-        Some(self.contents.disk_digests(d, d.position(), block_size).to_vec())
+        Some(PointDigests::new(self.contents.disk_digests(d, d.position(), block_size), 0..0))
     }
 
     /// How `vm`'s disk now differs from what a restore point of `snap` must
@@ -781,6 +786,14 @@ fn swap_bits(d: &Disk, block_size: BlockSize) -> BitVec {
         bits.set(block as usize, true);
     }
     bits
+}
+
+/// [`swap_blocks`] as the one run of job blocks it is.
+fn swap_range(d: &Disk, block_size: BlockSize) -> std::ops::Range<usize> {
+    let mut blocks = swap_blocks(d, block_size);
+    let Some(first) = blocks.next() else { return 0..0 };
+    let last = blocks.last().unwrap_or(first);
+    first as usize..last as usize + 1
 }
 
 /// The job blocks that lie wholly in the disk's swap extent, found among

@@ -16,6 +16,7 @@ mod digest_cache;
 pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
+pub mod point_digests;
 pub mod store;
 pub mod workload;
 
@@ -23,6 +24,7 @@ pub mod workload;
 mod tests;
 
 pub use hypervisor::{Access, CbtMiss, Differences, HypervisorTiming, Hypervisors, SnapshotInfo};
+pub use point_digests::PointDigests;
 pub use store::{Store, StoreStats, StoreTiming};
 
 use crate::des::Services;

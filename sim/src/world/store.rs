@@ -10,6 +10,10 @@
 //! rest; since the store's device serves requests in order, completion
 //! order is issue order.
 //!
+//! Blocks are the bulk of a store (millions in a TiB-scale run), so each is
+//! kept once, in one table, with its place in each view beside it, rather
+//! than in two tables; manifests are shared between the views.
+//!
 //! Faults: `set_full` refuses writes (a `disk_full` fault); a put that
 //! would exceed capacity is refused whole; `corrupt` damages stored blocks
 //! at rest, which reads then report as damaged (and real payloads have
@@ -23,7 +27,9 @@ use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, Stora
 use blockferry_core::{Digest, DigestMap, RestorePointId, Timestamp};
 use rand::Rng;
 use rand::seq::index::sample;
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How long storage operations take.
@@ -48,68 +54,69 @@ impl Default for StoreTiming {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Stored {
-    payload: BlockPayload,
+/// A block's copy in one view: its stored length and whether it is
+/// damaged. A view that does not hold the block has no copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Held {
+    len: u64,
     damaged: bool,
+}
+
+/// One stored block: its newest payload, and its copy in each view.
+///
+/// One payload serves both views: a put that repairs a damaged block
+/// stores the same content again (equal digests), so the bytes differ from
+/// the durable copy's only by the damage, which the flag carries.
+#[derive(Debug, Clone)]
+struct Block {
+    payload: BlockPayload,
+    live: Option<Held>,
+    durable: Option<Held>,
+    /// Journaled or in-flight changes that still name this block: it stays
+    /// in the table until they are applied, even if neither view holds it.
+    pending: u32,
 }
 
 /// One change, as journaled until it is durable.
 #[derive(Debug, Clone)]
 enum Change {
-    Put(Digest, Stored),
+    /// A put of this length (the payload is in the block table).
+    Put(Digest, u64),
     Delete(Digest),
-    PutManifest(Manifest),
+    PutManifest(Arc<Manifest>),
     DeleteManifest(RestorePointId),
-    PutReplica(Manifest),
+    PutReplica(Arc<Manifest>),
     DeleteReplica(RestorePointId),
 }
 
-/// Blocks and manifests: one of the two views.
+/// Manifests and replica metadata of one view, and its block bytes.
 #[derive(Debug, Clone, Default)]
 struct View {
-    /// A hash table (every put and read looks blocks up; nothing reads them
-    /// in order but `Recover` and `corrupt`, which sort).
-    blocks: DigestMap<Stored>,
-    manifests: BTreeMap<RestorePointId, Manifest>,
+    manifests: BTreeMap<RestorePointId, Arc<Manifest>>,
     /// Replica metadata (digest vectors of replica points held elsewhere).
-    replicas: BTreeMap<RestorePointId, Manifest>,
+    replicas: BTreeMap<RestorePointId, Arc<Manifest>>,
+    /// Payload bytes of the blocks the view holds.
     bytes: u64,
-    /// Every block deletion applied, in order: lets the checker tell which
-    /// blocks left a view since it last looked.
-    deleted: Vec<Digest>,
 }
 
 impl View {
-    fn apply(&mut self, change: Change) {
+    /// Applies a metadata change (block changes go through the table).
+    fn apply_metadata(&mut self, change: &Change) {
         match change {
-            Change::Put(digest, stored) => {
-                let len = stored.payload.stored_len();
-                if let Some(old) = self.blocks.insert(digest, stored) {
-                    self.bytes -= old.payload.stored_len();
-                }
-                self.bytes += len;
-            }
-            Change::Delete(digest) => {
-                if let Some(old) = self.blocks.remove(&digest) {
-                    self.bytes -= old.payload.stored_len();
-                    self.deleted.push(digest);
-                }
-            }
-            Change::PutManifest(m) => {
-                self.manifests.insert(m.point, m);
-            }
-            Change::DeleteManifest(point) => {
-                self.manifests.remove(&point);
-            }
-            Change::PutReplica(m) => {
-                self.replicas.insert(m.point, m);
-            }
-            Change::DeleteReplica(point) => {
-                self.replicas.remove(&point);
-            }
+            Change::PutManifest(m) => _ = self.manifests.insert(m.point, m.clone()),
+            Change::DeleteManifest(point) => _ = self.manifests.remove(point),
+            Change::PutReplica(m) => _ = self.replicas.insert(m.point, m.clone()),
+            Change::DeleteReplica(point) => _ = self.replicas.remove(point),
+            Change::Put(..) | Change::Delete(_) => {}
         }
     }
+}
+
+/// Which view a block change is applied to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Side {
+    Live,
+    Durable,
 }
 
 /// Counters.
@@ -132,8 +139,17 @@ pub struct Store {
     capacity: u64,
     timing: StoreTiming,
     io: Pipe,
+    /// Every block either view holds or a pending change names (a hash
+    /// table: every put and read looks blocks up; nothing reads them in
+    /// order but `Recover` and `corrupt`, which sort).
+    blocks: DigestMap<Block>,
+    /// Blocks the live view holds.
+    live_blocks: u64,
     live: View,
     durable: View,
+    /// Every block deletion applied to the durable view, in order: lets the
+    /// checker tell which blocks left it since it last looked.
+    durably_deleted: Vec<Digest>,
     /// Changes since the last `Sync`, not durable yet.
     journal: Vec<Change>,
     /// Batches on their way to the durable view, by completion time.
@@ -149,8 +165,11 @@ impl Store {
             capacity,
             timing: StoreTiming::default(),
             io: Pipe::default(),
+            blocks: DigestMap::default(),
+            live_blocks: 0,
             live: View::default(),
             durable: View::default(),
+            durably_deleted: Vec::new(),
             journal: Vec::new(),
             in_flight: VecDeque::new(),
             full: false,
@@ -177,39 +196,39 @@ impl Store {
                 self.in_flight.push_back((at, batch));
                 (at, Ok(StorageReply::Done))
             }
-            StorageOp::PutManifest(manifest) => self.put_manifest(now, manifest),
+            StorageOp::PutManifest(manifest) => self.put_metadata(now, Change::PutManifest(Arc::new(manifest))),
             StorageOp::DeleteManifest(point) => {
-                self.live.apply(Change::DeleteManifest(point));
-                self.journal.push(Change::DeleteManifest(point));
+                self.journal_metadata(Change::DeleteManifest(point));
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::DeleteBlocks(digests) => {
                 for digest in digests {
-                    if self.live.blocks.contains_key(&digest) {
-                        self.live.apply(Change::Delete(digest));
-                        self.journal.push(Change::Delete(digest));
+                    if self.blocks.get(&digest).is_some_and(|b| b.live.is_some()) {
+                        self.journal_block(Change::Delete(digest));
                     }
                 }
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::GetBlocks(digests) => self.get_blocks(now, &digests),
-            StorageOp::PutReplicaMetadata(manifest) => self.put_replica(now, manifest),
+            StorageOp::PutReplicaMetadata(manifest) => self.put_metadata(now, Change::PutReplica(Arc::new(manifest))),
             StorageOp::DeleteReplicaMetadata(point) => {
-                // Durable on its own when it completes, like a manifest write.
+                // Durable on its own when it completes, like a manifest
+                // write (but never refused: deleting frees space).
                 let at = self.io.occupy(now, self.timing.request + self.timing.sync, 0, 0);
-                self.live.apply(Change::DeleteReplica(point));
-                self.in_flight.push_back((at, vec![Change::DeleteReplica(point)]));
+                let change = Change::DeleteReplica(point);
+                self.live.apply_metadata(&change);
+                self.in_flight.push_back((at, vec![change]));
                 (at, Ok(StorageReply::Done))
             }
             StorageOp::RecoverReplicaMetadata => {
                 let at = self.io.occupy(now, self.timing.request, 0, 0);
-                (at, Ok(StorageReply::ReplicaMetadata(self.durable.replicas.values().cloned().collect())))
+                (at, Ok(StorageReply::ReplicaMetadata(self.durable.replicas.values().map(|m| (**m).clone()).collect())))
             }
             StorageOp::Recover => {
-                let listing = self.durable.blocks.len() as u64 * 32;
+                let mut blocks: Vec<Digest> = self.blocks.iter().filter(|(_, b)| b.durable.is_some()).map(|(d, _)| *d).collect();
+                let listing = blocks.len() as u64 * 32;
                 let at = self.io.occupy(now, self.timing.request, listing, self.timing.read_bytes_per_sec);
-                let manifests = self.durable.manifests.values().cloned().collect();
-                let mut blocks: Vec<Digest> = self.durable.blocks.keys().copied().collect();
+                let manifests = self.durable.manifests.values().map(|m| (**m).clone()).collect();
                 blocks.sort_unstable();
                 (at, Ok(StorageReply::Recovered { manifests, blocks }))
             }
@@ -225,51 +244,49 @@ impl Store {
             return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
         }
         // Zero blocks are never stored; a block already stored intact is
-        // kept; a damaged one is replaced (the repair path).
-        let mut new: BTreeMap<Digest, BlockPayload> = BTreeMap::new();
-        for payload in blocks {
-            let digest = payload.digest();
-            let intact = self.live.blocks.get(&digest).is_some_and(|s| !s.damaged);
-            if !digest.is_zero_block() && !intact {
-                new.entry(digest).or_insert(payload);
-            }
-        }
+        // kept; a damaged one is replaced (the repair path). Sorted, so the
+        // journal's order does not depend on the request's.
+        let mut new: Vec<BlockPayload> = blocks
+            .into_iter()
+            .filter(|p| {
+                let digest = p.digest();
+                !digest.is_zero_block() && self.blocks.get(&digest).and_then(|b| b.live).is_none_or(|c| c.damaged)
+            })
+            .collect();
+        new.sort_by_key(BlockPayload::digest);
+        new.dedup_by_key(|p| p.digest());
         let growth: u64 =
-            new.iter().map(|(d, p)| p.stored_len().saturating_sub(self.live.blocks.get(d).map_or(0, |s| s.payload.stored_len()))).sum();
+            new.iter().map(|p| p.stored_len().saturating_sub(self.blocks.get(&p.digest()).and_then(|b| b.live).map_or(0, |c| c.len))).sum();
         if self.live.bytes + growth > self.capacity {
             self.stats.puts_refused_full += 1;
             return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
         }
-        let bytes: u64 = new.values().map(BlockPayload::stored_len).sum();
-        for (digest, payload) in new {
-            let stored = Stored { payload, damaged: false };
-            self.live.apply(Change::Put(digest, stored.clone()));
-            self.journal.push(Change::Put(digest, stored));
+        let bytes: u64 = new.iter().map(BlockPayload::stored_len).sum();
+        for payload in new {
+            let (digest, len) = (payload.digest(), payload.stored_len());
+            match self.blocks.entry(digest) {
+                Entry::Occupied(mut e) => e.get_mut().payload = payload,
+                Entry::Vacant(e) => _ = e.insert(Block { payload, live: None, durable: None, pending: 0 }),
+            }
+            self.journal_block(Change::Put(digest, len));
         }
         self.stats.bytes_written += bytes;
         (self.io.occupy(now, fixed, bytes, self.timing.write_bytes_per_sec), Ok(StorageReply::Done))
     }
 
-    fn put_manifest(&mut self, now: Timestamp, manifest: Manifest) -> (Timestamp, Result<StorageReply, StorageError>) {
+    /// A manifest or replica metadata write: durable on its own, atomically,
+    /// when it completes.
+    fn put_metadata(&mut self, now: Timestamp, change: Change) -> (Timestamp, Result<StorageReply, StorageError>) {
+        let (Change::PutManifest(manifest) | Change::PutReplica(manifest)) = &change else {
+            return (now, Err(StorageError::Io("not a metadata write".into())));
+        };
         if self.full {
             return (self.io.occupy(now, self.timing.request, 0, 0), Err(StorageError::Full));
         }
         let size = manifest.disks.iter().map(|d| d.digests.len() as u64 * 32).sum::<u64>() + 256;
         let at = self.io.occupy(now, self.timing.request + self.timing.sync, size, self.timing.write_bytes_per_sec);
-        self.live.apply(Change::PutManifest(manifest.clone()));
-        self.in_flight.push_back((at, vec![Change::PutManifest(manifest)]));
-        (at, Ok(StorageReply::Done))
-    }
-
-    /// Replica metadata is written like a manifest: durably and atomically.
-    fn put_replica(&mut self, now: Timestamp, manifest: Manifest) -> (Timestamp, Result<StorageReply, StorageError>) {
-        if self.full {
-            return (self.io.occupy(now, self.timing.request, 0, 0), Err(StorageError::Full));
-        }
-        let size = manifest.disks.iter().map(|d| d.digests.len() as u64 * 32).sum::<u64>() + 256;
-        let at = self.io.occupy(now, self.timing.request + self.timing.sync, size, self.timing.write_bytes_per_sec);
-        self.live.apply(Change::PutReplica(manifest.clone()));
-        self.in_flight.push_back((at, vec![Change::PutReplica(manifest)]));
+        self.live.apply_metadata(&change);
+        self.in_flight.push_back((at, vec![change]));
         (at, Ok(StorageReply::Done))
     }
 
@@ -277,16 +294,55 @@ impl Store {
         let mut bytes = 0;
         let out = digests
             .iter()
-            .map(|d| match self.live.blocks.get(d) {
-                Some(s) if s.damaged => Err(StorageError::Damaged(*d)),
-                Some(s) => {
-                    bytes += s.payload.stored_len();
-                    Ok(s.payload.clone())
+            .map(|d| match self.blocks.get(d) {
+                Some(Block { live: Some(c), .. }) if c.damaged => Err(StorageError::Damaged(*d)),
+                Some(b @ Block { live: Some(c), .. }) => {
+                    bytes += c.len;
+                    Ok(b.payload.clone())
                 }
-                None => Err(StorageError::Missing(*d)),
+                _ => Err(StorageError::Missing(*d)),
             })
             .collect();
         (self.io.occupy(now, self.timing.request, bytes, self.timing.read_bytes_per_sec), Ok(StorageReply::Blocks(out)))
+    }
+
+    /// Applies a block change to the live view and journals it.
+    fn journal_block(&mut self, change: Change) {
+        self.apply_block(Side::Live, &change);
+        if let Change::Put(digest, _) | Change::Delete(digest) = &change
+            && let Some(block) = self.blocks.get_mut(digest)
+        {
+            block.pending += 1;
+        }
+        self.journal.push(change);
+    }
+
+    /// Applies a metadata change to the live view and journals it.
+    fn journal_metadata(&mut self, change: Change) {
+        self.live.apply_metadata(&change);
+        self.journal.push(change);
+    }
+
+    /// Applies a block put or delete to one view.
+    fn apply_block(&mut self, side: Side, change: &Change) {
+        let (digest, copy) = match *change {
+            Change::Put(digest, len) => (digest, Some(Held { len, damaged: false })),
+            Change::Delete(digest) => (digest, None),
+            _ => return,
+        };
+        let Some(block) = self.blocks.get_mut(&digest) else { return };
+        let (slot, view) = match side {
+            Side::Live => (&mut block.live, &mut self.live),
+            Side::Durable => (&mut block.durable, &mut self.durable),
+        };
+        let old = std::mem::replace(slot, copy);
+        view.bytes = view.bytes - old.map_or(0, |c| c.len) + copy.map_or(0, |c| c.len);
+        if side == Side::Live {
+            self.live_blocks = self.live_blocks + u64::from(copy.is_some()) - u64::from(old.is_some());
+        }
+        if side == Side::Durable && copy.is_none() && old.is_some() {
+            self.durably_deleted.push(digest);
+        }
     }
 
     /// Moves every batch completed by `now` into the durable view.
@@ -294,17 +350,32 @@ impl Store {
         while self.in_flight.front().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, batch)) = self.in_flight.pop_front() {
                 for change in batch {
-                    self.durable.apply(change);
+                    self.apply_durable(&change);
                 }
             }
         }
         self.refresh_stats();
     }
 
+    /// A change became durable.
+    fn apply_durable(&mut self, change: &Change) {
+        let (Change::Put(digest, _) | Change::Delete(digest)) = change else {
+            return self.durable.apply_metadata(change);
+        };
+        self.apply_block(Side::Durable, change);
+        if let Entry::Occupied(mut e) = self.blocks.entry(*digest) {
+            let block = e.get_mut();
+            block.pending = block.pending.saturating_sub(1);
+            if block.pending == 0 && block.live.is_none() && block.durable.is_none() {
+                e.remove();
+            }
+        }
+    }
+
     fn refresh_stats(&mut self) {
         self.stats.bytes_stored = self.live.bytes;
         self.stats.bytes_durable = self.durable.bytes;
-        self.stats.blocks = self.live.blocks.len() as u64;
+        self.stats.blocks = self.live_blocks;
         self.stats.manifests = self.live.manifests.len() as u64;
     }
 
@@ -315,6 +386,12 @@ impl Store {
         self.settle(now);
         self.in_flight.clear();
         self.journal.clear();
+        self.blocks.retain(|_, b| {
+            b.live = b.durable;
+            b.pending = 0;
+            b.durable.is_some()
+        });
+        self.live_blocks = self.blocks.len() as u64;
         self.live = self.durable.clone();
         self.stats.crashes += 1;
         self.refresh_stats();
@@ -328,16 +405,14 @@ impl Store {
     /// Damages up to `n` intact stored blocks at rest, chosen by `rng`;
     /// returns their digests.
     pub fn corrupt(&mut self, n: usize, rng: &mut impl Rng) -> Vec<Digest> {
-        let mut intact: Vec<Digest> = self.live.blocks.iter().filter(|(_, s)| !s.damaged).map(|(d, _)| *d).collect();
+        let mut intact: Vec<Digest> = self.blocks.iter().filter(|(_, b)| b.live.is_some_and(|c| !c.damaged)).map(|(d, _)| *d).collect();
         intact.sort_unstable();
         let n = n.min(intact.len());
         let mut chosen: Vec<Digest> = sample(rng, intact.len(), n).into_iter().map(|i| intact[i]).collect();
         chosen.sort_unstable();
         for digest in &chosen {
-            for view in [&mut self.live, &mut self.durable] {
-                if let Some(stored) = view.blocks.get_mut(digest) {
-                    damage(stored);
-                }
+            if let Some(block) = self.blocks.get_mut(digest) {
+                damage(block);
             }
         }
         chosen
@@ -355,49 +430,57 @@ impl Store {
 
     /// Manifests as requests see them.
     pub fn manifests(&self) -> impl Iterator<Item = &Manifest> {
-        self.live.manifests.values()
+        self.live.manifests.values().map(|m| &**m)
     }
 
     /// Manifests that would survive a crash now.
     pub fn durable_manifests(&self) -> impl Iterator<Item = &Manifest> {
-        self.durable.manifests.values()
+        self.durable.manifests.values().map(|m| &**m)
+    }
+
+    /// The manifest of `point` that would survive a crash now.
+    pub fn durable_manifest(&self, point: RestorePointId) -> Option<&Arc<Manifest>> {
+        self.durable.manifests.get(&point)
     }
 
     /// Replica metadata that would survive a crash now.
     pub fn durable_replica_metadata(&self) -> impl Iterator<Item = &Manifest> {
-        self.durable.replicas.values()
+        self.durable.replicas.values().map(|m| &**m)
     }
 
     pub fn has_block(&self, digest: &Digest) -> bool {
-        self.live.blocks.contains_key(digest)
+        self.blocks.get(digest).is_some_and(|b| b.live.is_some())
     }
 
     pub fn has_durable_block(&self, digest: &Digest) -> bool {
-        self.durable.blocks.contains_key(digest)
+        self.blocks.get(digest).is_some_and(|b| b.durable.is_some())
     }
 
     /// How many blocks have left the durable view so far: a mark for
     /// [`Store::durably_deleted_since`].
     pub fn durable_deletions(&self) -> u64 {
-        self.durable.deleted.len() as u64
+        self.durably_deleted.len() as u64
     }
 
     /// The blocks that left the durable view after `mark` (some may have
     /// been stored again since).
     pub fn durably_deleted_since(&self, mark: u64) -> &[Digest] {
-        let deleted = &self.durable.deleted;
+        let deleted = &self.durably_deleted;
         &deleted[usize::try_from(mark).unwrap_or(deleted.len()).min(deleted.len())..]
     }
 
     pub fn is_damaged(&self, digest: &Digest) -> bool {
-        self.live.blocks.get(digest).is_some_and(|s| s.damaged)
+        self.blocks.get(digest).and_then(|b| b.live).is_some_and(|c| c.damaged)
     }
 }
 
-/// Marks a block damaged; a real payload also gets a byte flipped.
-fn damage(stored: &mut Stored) {
-    stored.damaged = true;
-    if let BlockPayload::Encoded(e) = &mut stored.payload {
+/// Damages a block's copies at rest; a real payload also gets a byte
+/// flipped.
+fn damage(block: &mut Block) {
+    for copy in [&mut block.live, &mut block.durable].into_iter().flatten() {
+        copy.damaged = true;
+    }
+    if let BlockPayload::Encoded(e) = &mut block.payload {
         let mid = e.payload.len() / 2;
         if let Some(b) = e.payload.get_mut(mid) {
             *b ^= 0x40;
