@@ -25,6 +25,8 @@ pub struct Summary {
     pub trace_hash: String,
     pub jobs: BTreeMap<String, JobSummary>,
     pub bytes: Bytes,
+    /// The end-of-run restores (see the scenario's `restore_check`).
+    pub restores: Restores,
     /// Present when the scenario has faults: how soon after the last one
     /// ended every job completed a successful session.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -33,6 +35,17 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub throttles: Vec<ThrottleFigures>,
     pub violations: Vec<String>,
+}
+
+/// The restores asked for at the end of a run, and how they ended.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Restores {
+    pub requested: u64,
+    /// Finished and wrote exactly the point's snapshot content.
+    pub verified: u64,
+    /// Refused because the point references blocks damaged at rest (the
+    /// right answer when a health check could not repair them).
+    pub refused_damaged: u64,
 }
 
 /// How much traffic crossed a throttling rule's sites, and the busiest

@@ -5,7 +5,7 @@
 
 use blockferry_sim::report::Summary;
 use blockferry_sim::runner::{self, EngineChoice};
-use blockferry_sim::scenario::Scenario;
+use blockferry_sim::scenario::{RestoreCheck, Scenario};
 use std::path::{Path, PathBuf};
 
 fn scenarios_dir() -> PathBuf {
@@ -83,6 +83,20 @@ fn basic_keeps_seven_points_and_incrementals_send_only_what_changed() {
     assert!(last.blocks_changed < 10 * 1024 / 4, "{last:?}");
     let per_block = last.bytes_sent / last.blocks_sent.max(1);
     assert!(per_block < 1024 * 1024 && per_block > 256 * 1024, "compressed block size {per_block}");
+}
+
+#[test]
+fn end_of_run_restores_cover_every_point_or_the_newest_per_vm() {
+    let all = run("backup-basic", None);
+    assert_eq!(all.restores.requested, 7, "every retained point");
+    assert_eq!(all.restores.verified, 7);
+    let mut scenario = load("backup-basic");
+    scenario.restore_check = RestoreCheck::Newest;
+    let newest = runner::run(&scenario, None, Some(EngineChoice::Des)).unwrap_or_else(|e| panic!("{e}"));
+    assert!(newest.ok, "{:?}", newest.violations);
+    assert_eq!((newest.restores.requested, newest.restores.verified), (1, 1), "one VM, one job: its newest point");
+    let job = |s: &Summary| (s.jobs["backup-db"].sessions_ok, s.jobs["backup-db"].restore_points, s.bytes.stored);
+    assert_eq!(job(&newest), job(&all), "the run itself is the same");
 }
 
 #[test]

@@ -105,6 +105,9 @@ pub fn human_summary(s: &Summary) -> String {
         );
     }
     out += &format!("  bytes: read {}, LAN {}, WAN {}, stored {}\n", s.bytes.read, s.bytes.sent_lan, s.bytes.sent_wan, s.bytes.stored);
+    let r = &s.restores;
+    out +=
+        &format!("  restores at the end: {} requested, {} verified, {} refused for damage\n", r.requested, r.verified, r.refused_damaged);
     for v in &s.violations {
         out += &format!("  violation: {v}\n");
     }

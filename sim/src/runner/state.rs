@@ -4,7 +4,7 @@
 use super::faults::FaultStep;
 use super::{RunOptions, Sabotage};
 use crate::checker::{Checker, Retained};
-use crate::report::{Bytes, JobTally, Liveness, Summary};
+use crate::report::{Bytes, JobTally, Liveness, Restores, Summary};
 use crate::scenario::{RestoreCheck, Scenario};
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
@@ -238,6 +238,11 @@ impl RunState {
             trace_hash,
             jobs,
             bytes,
+            restores: Restores {
+                requested: self.restores.len() as u64,
+                verified: self.checker.restores_ok(),
+                refused_damaged: self.checker.damaged_restores_refused(),
+            },
             liveness,
             throttles: self.throttles,
             violations,
