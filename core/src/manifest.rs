@@ -11,6 +11,7 @@ use crate::block::{BlockSize, Digest};
 use crate::ids::{ChangeId, JobId, RestorePointId, SessionId, SnapshotId, VmId};
 use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -36,7 +37,28 @@ pub struct DiskManifest {
     /// asks for changes since it.
     pub change_id: Option<ChangeId>,
     pub block_size: BlockSize,
-    pub digests: Vec<Digest>,
+    /// Shared, not copied, between the repository's catalog, the commit in
+    /// flight and the store: a disk's vector is its size / block size long.
+    pub digests: Arc<[Digest]>,
+}
+
+/// A disk's digest vector built on `base` (a previous point's, or none:
+/// all zero blocks), cut or padded with zero blocks to `count`, with
+/// `changes` (block index, digest) applied in order: what a finished disk
+/// task holds. Built in place in its shared allocation (one copy of the
+/// base, however large the disk).
+pub fn apply_changes(
+    base: Option<&[Digest]>,
+    count: usize,
+    changes: impl IntoIterator<Item = (u64, Digest)>,
+) -> Result<Arc<[Digest]>, String> {
+    let base = base.unwrap_or(&[]);
+    let mut digests: Arc<[Digest]> = base.iter().copied().chain(std::iter::repeat(Digest::ZERO_BLOCK)).take(count).collect();
+    let slots = Arc::get_mut(&mut digests).ok_or("a new digest vector is shared")?;
+    for (index, digest) in changes {
+        *slots.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))? = digest;
+    }
+    Ok(digests)
 }
 
 /// A restore point without its digests: what the manager's catalog keeps,

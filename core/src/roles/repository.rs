@@ -16,7 +16,7 @@
 use super::RequestIds;
 use crate::block::Digest;
 use crate::ids::{NodeId, RequestId, RestorePointId, SessionId, TaskId, VmId};
-use crate::manifest::{DiskManifest, Manifest, PointHeader};
+use crate::manifest::{DiskManifest, Manifest, PointHeader, apply_changes};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
 use crate::payload::decode;
 use crate::storage::{StorageCompletion, StorageOp, StorageReply, StorageRequest};
@@ -39,7 +39,10 @@ struct PendingPoint {
 
 #[derive(Debug, Default)]
 struct PendingDisk {
-    changes: BTreeMap<u64, Digest>,
+    /// Blocks written, as (index, digest) in arrival order: a later write
+    /// of an index (a resent batch) wins. A list, not a map: a first full
+    /// backup adds every block of the disk here.
+    changes: Vec<(u64, Digest)>,
     finished: Option<DiskManifest>,
 }
 
@@ -203,10 +206,10 @@ impl Repository {
                 let changes = self.pending.get(&(target.session, target.vm)).and_then(|p| p.disks.get(&target.disk)).map(|d| &d.changes);
                 let mut done = BitVec::new();
                 if let Some(changes) = changes
-                    && let Some((&last, _)) = changes.last_key_value()
+                    && let Some(last) = changes.iter().map(|(index, _)| *index).max()
                 {
                     done.resize(last as usize + 1, false);
-                    for &index in changes.keys() {
+                    for &(index, _) in changes {
                         done.set(index as usize, true);
                     }
                 }
@@ -330,8 +333,8 @@ impl Repository {
         base: Option<RestorePointId>,
     ) -> Result<(), String> {
         let count = block_size.blocks_for(bytes) as usize;
-        let mut digests = match base {
-            None => vec![Digest::ZERO_BLOCK; count],
+        let base = match base {
+            None => None,
             Some(point) => {
                 let manifest = self.manifests.get(&point).ok_or_else(|| format!("base restore point {point} is gone"))?;
                 let disk = manifest
@@ -342,16 +345,11 @@ impl Repository {
                 if disk.block_size != block_size {
                     return Err(format!("base {point} uses {} byte blocks, this task {}", disk.block_size.bytes(), block_size.bytes()));
                 }
-                let mut v = disk.digests.clone();
-                v.resize(count, Digest::ZERO_BLOCK);
-                v
+                Some(disk.digests.clone())
             }
         };
         let pending = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
-        for (&index, &digest) in &pending.changes {
-            let slot = digests.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))?;
-            *slot = digest;
-        }
+        let digests = apply_changes(base.as_deref(), count, pending.changes.iter().copied())?;
         pending.finished = Some(DiskManifest { index: target.disk, bytes, change_id: None, block_size, digests });
         Ok(())
     }
@@ -538,7 +536,7 @@ fn neighbours<'a>(
     let disk_of = |m: &'a Manifest| (m.vm == manifest.vm).then(|| m.disks.iter().find(|d| d.index == index)).flatten();
     let prev = manifests.range(..manifest.point).rev().find_map(|(_, m)| disk_of(m));
     let next = manifests.range(manifest.point..).filter(|(p, _)| **p != manifest.point).find_map(|(_, m)| disk_of(m));
-    (prev.map(|d| d.digests.as_slice()), next.map(|d| d.digests.as_slice()))
+    (prev.map(|d| &d.digests[..]), next.map(|d| &d.digests[..]))
 }
 
 impl Node for Repository {

@@ -33,7 +33,7 @@ struct Proven {
 
 impl Proven {
     fn digests(&self) -> &[Digest] {
-        self.manifest.disks.get(self.disk).map_or(&[], |d| d.digests.as_slice())
+        self.manifest.disks.get(self.disk).map_or(&[], |d| &d.digests[..])
     }
 }
 
@@ -46,7 +46,7 @@ impl Durable {
     /// The first block of disk number `disk` of `manifest` (as stored at
     /// `store`) that is not durable there.
     pub fn first_missing(&mut self, store: &Store, lineage: Lineage, manifest: &Arc<Manifest>, disk: usize) -> Option<usize> {
-        let digests = manifest.disks.get(disk).map_or(&[][..], |d| d.digests.as_slice());
+        let digests = manifest.disks.get(disk).map_or(&[][..], |d| &d.digests[..]);
         let proven = self.proven.remove(&lineage);
         let deleted = proven.as_ref().map(|p| Deleted::new(store.durably_deleted_since(p.deletions)));
         let missing = digests.iter().enumerate().position(|(i, d)| {

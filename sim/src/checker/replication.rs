@@ -297,7 +297,7 @@ impl Check<'_> {
             return Some(format!("replica point {point} is said to have metadata, but {repo} holds none durably"));
         };
         self.each_disk(|disk, bs| {
-            let stored = manifest.disks.iter().find(|d| d.index == disk)?.digests.as_slice().into();
+            let stored = manifest.disks.iter().find(|d| d.index == disk)?.digests.clone();
             Some((self.hv.point_digests(snap, disk, bs)?, PointDigests::new(stored, 0..0)))
         })
         .map(|v| format!("replica metadata of {point} at {repo} is wrong: {v}"))

@@ -204,7 +204,7 @@ impl Store {
             StorageOp::DeleteBlocks(digests) => {
                 for digest in digests {
                     if self.blocks.get(&digest).is_some_and(|b| b.live.is_some()) {
-                        self.journal_block(Change::Delete(digest));
+                        self.journal_delete(digest);
                     }
                 }
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
@@ -246,29 +246,36 @@ impl Store {
         // Zero blocks are never stored; a block already stored intact is
         // kept; a damaged one is replaced (the repair path). Sorted, so the
         // journal's order does not depend on the request's.
-        let mut new: Vec<BlockPayload> = blocks
+        let mut new: Vec<(BlockPayload, u64)> = blocks
             .into_iter()
-            .filter(|p| {
-                let digest = p.digest();
-                !digest.is_zero_block() && self.blocks.get(&digest).and_then(|b| b.live).is_none_or(|c| c.damaged)
+            .filter_map(|p| {
+                let live = self.blocks.get(&p.digest()).and_then(|b| b.live);
+                let wanted = !p.digest().is_zero_block() && live.is_none_or(|c| c.damaged);
+                wanted.then(|| (p, live.map_or(0, |c| c.len)))
             })
             .collect();
-        new.sort_by_key(BlockPayload::digest);
-        new.dedup_by_key(|p| p.digest());
-        let growth: u64 =
-            new.iter().map(|p| p.stored_len().saturating_sub(self.blocks.get(&p.digest()).and_then(|b| b.live).map_or(0, |c| c.len))).sum();
+        new.sort_by_key(|(p, _)| p.digest());
+        new.dedup_by_key(|(p, _)| p.digest());
+        let growth: u64 = new.iter().map(|(p, old)| p.stored_len().saturating_sub(*old)).sum();
         if self.live.bytes + growth > self.capacity {
             self.stats.puts_refused_full += 1;
             return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
         }
-        let bytes: u64 = new.iter().map(BlockPayload::stored_len).sum();
-        for payload in new {
+        let bytes: u64 = new.iter().map(|(p, _)| p.stored_len()).sum();
+        for (payload, _) in new {
             let (digest, len) = (payload.digest(), payload.stored_len());
-            match self.blocks.entry(digest) {
-                Entry::Occupied(mut e) => e.get_mut().payload = payload,
-                Entry::Vacant(e) => _ = e.insert(Block { payload, live: None, durable: None, pending: 0 }),
-            }
-            self.journal_block(Change::Put(digest, len));
+            let block = match self.blocks.entry(digest) {
+                Entry::Occupied(e) => {
+                    let block = e.into_mut();
+                    block.payload = payload;
+                    block
+                }
+                Entry::Vacant(e) => e.insert(Block { payload, live: None, durable: None, pending: 0 }),
+            };
+            let change = Change::Put(digest, len);
+            self.live_blocks += apply(block, Side::Live, &mut self.live, &change).1;
+            block.pending += 1;
+            self.journal.push(change);
         }
         self.stats.bytes_written += bytes;
         (self.io.occupy(now, fixed, bytes, self.timing.write_bytes_per_sec), Ok(StorageReply::Done))
@@ -306,14 +313,12 @@ impl Store {
         (self.io.occupy(now, self.timing.request, bytes, self.timing.read_bytes_per_sec), Ok(StorageReply::Blocks(out)))
     }
 
-    /// Applies a block change to the live view and journals it.
-    fn journal_block(&mut self, change: Change) {
-        self.apply_block(Side::Live, &change);
-        if let Change::Put(digest, _) | Change::Delete(digest) = &change
-            && let Some(block) = self.blocks.get_mut(digest)
-        {
-            block.pending += 1;
-        }
+    /// Deletes a block from the live view and journals it.
+    fn journal_delete(&mut self, digest: Digest) {
+        let Some(block) = self.blocks.get_mut(&digest) else { return };
+        let change = Change::Delete(digest);
+        self.live_blocks -= apply(block, Side::Live, &mut self.live, &change).0;
+        block.pending += 1;
         self.journal.push(change);
     }
 
@@ -321,28 +326,6 @@ impl Store {
     fn journal_metadata(&mut self, change: Change) {
         self.live.apply_metadata(&change);
         self.journal.push(change);
-    }
-
-    /// Applies a block put or delete to one view.
-    fn apply_block(&mut self, side: Side, change: &Change) {
-        let (digest, copy) = match *change {
-            Change::Put(digest, len) => (digest, Some(Held { len, damaged: false })),
-            Change::Delete(digest) => (digest, None),
-            _ => return,
-        };
-        let Some(block) = self.blocks.get_mut(&digest) else { return };
-        let (slot, view) = match side {
-            Side::Live => (&mut block.live, &mut self.live),
-            Side::Durable => (&mut block.durable, &mut self.durable),
-        };
-        let old = std::mem::replace(slot, copy);
-        view.bytes = view.bytes - old.map_or(0, |c| c.len) + copy.map_or(0, |c| c.len);
-        if side == Side::Live {
-            self.live_blocks = self.live_blocks + u64::from(copy.is_some()) - u64::from(old.is_some());
-        }
-        if side == Side::Durable && copy.is_none() && old.is_some() {
-            self.durably_deleted.push(digest);
-        }
     }
 
     /// Moves every batch completed by `now` into the durable view.
@@ -362,13 +345,15 @@ impl Store {
         let (Change::Put(digest, _) | Change::Delete(digest)) = change else {
             return self.durable.apply_metadata(change);
         };
-        self.apply_block(Side::Durable, change);
-        if let Entry::Occupied(mut e) = self.blocks.entry(*digest) {
-            let block = e.get_mut();
-            block.pending = block.pending.saturating_sub(1);
-            if block.pending == 0 && block.live.is_none() && block.durable.is_none() {
-                e.remove();
-            }
+        let Entry::Occupied(mut e) = self.blocks.entry(*digest) else { return };
+        let block = e.get_mut();
+        let (removed, _) = apply(block, Side::Durable, &mut self.durable, change);
+        if removed == 1 {
+            self.durably_deleted.push(*digest);
+        }
+        block.pending = block.pending.saturating_sub(1);
+        if block.pending == 0 && block.live.is_none() && block.durable.is_none() {
+            e.remove();
         }
     }
 
@@ -472,6 +457,23 @@ impl Store {
     pub fn is_damaged(&self, digest: &Digest) -> bool {
         self.blocks.get(digest).and_then(|b| b.live).is_some_and(|c| c.damaged)
     }
+}
+
+/// Applies a block put or delete to `block`'s copy in one view; returns
+/// how many copies it removed and added there (0 or 1 each).
+fn apply(block: &mut Block, side: Side, view: &mut View, change: &Change) -> (u64, u64) {
+    let copy = match *change {
+        Change::Put(_, len) => Some(Held { len, damaged: false }),
+        Change::Delete(_) => None,
+        _ => return (0, 0),
+    };
+    let slot = match side {
+        Side::Live => &mut block.live,
+        Side::Durable => &mut block.durable,
+    };
+    let old = std::mem::replace(slot, copy);
+    view.bytes = view.bytes - old.map_or(0, |c| c.len) + copy.map_or(0, |c| c.len);
+    (u64::from(old.is_some() && copy.is_none()), u64::from(old.is_none() && copy.is_some()))
 }
 
 /// Damages a block's copies at rest; a real payload also gets a byte

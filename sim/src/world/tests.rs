@@ -494,7 +494,7 @@ fn manifest(point: u64, digests: Vec<Digest>) -> Manifest {
         snapshot_at: Timestamp::ZERO,
         snapshot: SnapshotId(point),
         parent: None,
-        disks: vec![DiskManifest { index: 0, bytes: 1 << 20, change_id: None, block_size: BlockSize::LOCAL, digests }],
+        disks: vec![DiskManifest { index: 0, bytes: 1 << 20, change_id: None, block_size: BlockSize::LOCAL, digests: digests.into() }],
     }
 }
 

@@ -18,7 +18,7 @@
 use super::{Continuation, Repository};
 use crate::block::{BlockSize, Digest};
 use crate::ids::{NodeId, RestorePointId};
-use crate::manifest::{DiskManifest, Manifest, PointHeader};
+use crate::manifest::{DiskManifest, Manifest, PointHeader, apply_changes};
 use crate::storage::{StorageError, StorageOp, StorageReply};
 use crate::wire::Message;
 use crate::wire::message::OpId;
@@ -202,8 +202,8 @@ impl Repository {
             return Err(format!("nothing reported for {point} disk {disk}"));
         };
         let count = pending.block_size.blocks_for(pending.bytes) as usize;
-        let mut digests = match pending.base {
-            None => vec![Digest::ZERO_BLOCK; count],
+        let base = match pending.base {
+            None => None,
             Some(base) => {
                 let d = self
                     .replica
@@ -214,14 +214,10 @@ impl Repository {
                 if d.block_size != pending.block_size {
                     return Err(format!("base {base} uses {} byte blocks, this sync {}", d.block_size.bytes(), pending.block_size.bytes()));
                 }
-                let mut v = d.digests.clone();
-                v.resize(count, Digest::ZERO_BLOCK);
-                v
+                Some(d.digests.clone())
             }
         };
-        for (&index, &digest) in &pending.changes {
-            *digests.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))? = digest;
-        }
+        let digests = apply_changes(base.as_deref(), count, pending.changes.iter().map(|(&index, &digest)| (index, digest)))?;
         let manifest = DiskManifest { index: disk, bytes: pending.bytes, change_id: None, block_size: pending.block_size, digests };
         if let Some(p) = self.replica.pending.get_mut(&point).and_then(|p| p.get_mut(&disk)) {
             p.finished = Some(manifest);
