@@ -17,17 +17,21 @@
 //! differ from a neighbour: found by one comparison of digest vectors, not
 //! one map update per block.
 
-use crate::block::{Digest, DigestMap, DigestSet};
+use crate::block::{Digest, DigestMap};
 use std::collections::hash_map::Entry;
 
-/// Stored blocks with their run-start counts, and those no point
-/// references (GC candidates). Hash tables: every stored block and every
-/// changed slot costs a lookup here, and nothing depends on their order
-/// (garbage is handed out sorted).
+/// Stored blocks with their run-start counts. A hash table: every stored
+/// block and every changed slot costs a lookup here, and nothing depends on
+/// its order (garbage is handed out sorted).
 #[derive(Debug, Default)]
 pub(super) struct References {
     blocks: DigestMap<u64>,
-    unreferenced: DigestSet,
+    /// Blocks that were stored unreferenced or lost their last reference
+    /// since garbage was last taken: the candidates, checked then (some
+    /// are referenced again by that time). A list, not a set kept exact on
+    /// every change: nearly every block is stored unreferenced and then
+    /// referenced at once by its point's commit.
+    candidates: Vec<Digest>,
 }
 
 /// One disk's digest vectors: the point's and its lineage neighbours'.
@@ -46,7 +50,7 @@ impl References {
     pub fn stored(&mut self, digest: Digest) {
         if let Entry::Vacant(e) = self.blocks.entry(digest) {
             e.insert(0);
-            self.unreferenced.insert(digest);
+            self.candidates.push(digest);
         }
     }
 
@@ -62,8 +66,10 @@ impl References {
 
     /// Takes every unreferenced block out, in digest order.
     pub fn take_garbage(&mut self) -> Vec<Digest> {
-        let mut garbage: Vec<Digest> = std::mem::take(&mut self.unreferenced).into_iter().collect();
+        let mut garbage = std::mem::take(&mut self.candidates);
         garbage.sort_unstable();
+        garbage.dedup();
+        garbage.retain(|digest| self.blocks.get(digest) == Some(&0));
         for digest in &garbage {
             self.blocks.remove(digest);
         }
@@ -114,10 +120,8 @@ impl References {
         };
         let was = *count;
         *count = count.saturating_add_signed(sign);
-        match (was, *count) {
-            (0, c) if c > 0 => _ = self.unreferenced.remove(&digest),
-            (w, 0) if w > 0 => _ = self.unreferenced.insert(digest),
-            _ => {}
+        if was > 0 && *count == 0 {
+            self.candidates.push(digest);
         }
     }
 }
@@ -154,7 +158,7 @@ mod tests {
         let check = |refs: &References, live: &[usize]| {
             let points: Vec<Vec<Digest>> = live.iter().map(|&i| lineage[i].clone()).collect();
             for digest in &all {
-                assert_eq!(refs.unreferenced.contains(digest), !referenced(&points, *digest), "{digest:?} with {live:?}");
+                assert_eq!(refs.blocks.get(digest) == Some(&0), !referenced(&points, *digest), "{digest:?} with {live:?}");
             }
         };
         for i in [2, 0, 3, 1] {
