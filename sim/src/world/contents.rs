@@ -143,13 +143,15 @@ impl Contents {
                 let mut touched: Vec<u64> = disk.written_between(from.min(position), from.max(position)).map(|f| f / k).collect();
                 touched.sort_unstable();
                 touched.dedup();
-                let mut digests = base.to_vec();
+                // The cache holds `base` too: this copies it once.
+                let mut digests = base;
+                let slots = Arc::make_mut(&mut digests);
                 for block in touched {
-                    if let Some(slot) = digests.get_mut(block as usize) {
+                    if let Some(slot) = slots.get_mut(block as usize) {
                         *slot = self.block_digest(disk, position, block_size, block);
                     }
                 }
-                digests.into()
+                digests
             }
             _ => (0..count).map(|b| self.block_digest(disk, position, block_size, b)).collect(),
         };

@@ -122,7 +122,7 @@ impl Disk {
             swap,
             hot,
             log: Vec::new(),
-            latest: LatestWrites::default(),
+            latest: LatestWrites::new(nfine),
             zero_chunks,
         }
     }
@@ -140,7 +140,7 @@ impl Disk {
             swap: 0..0,
             hot: 0..0,
             log: Vec::new(),
-            latest: LatestWrites::default(),
+            latest: LatestWrites::new(nfine),
             zero_chunks: Vec::new(),
         }
     }
@@ -148,7 +148,7 @@ impl Disk {
     /// A copy of this disk's initial content (layout, zero blocks, swap)
     /// as disk `id`, with no writes of its own yet.
     pub fn copy_as(&self, id: DiskId) -> Disk {
-        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), latest: LatestWrites::default(), ..self.clone() }
+        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), latest: LatestWrites::new(self.nfine), ..self.clone() }
     }
 
     pub fn id(&self) -> DiskId {
@@ -239,12 +239,17 @@ impl Disk {
         }
     }
 
+    /// Write number `seq`, if there is one.
+    fn logged(&self, seq: u64) -> Option<&Write> {
+        self.log.get(usize::try_from(seq).ok()?)
+    }
+
     /// The writes to fine block `index` with their sequence numbers,
     /// newest first.
     fn writes_to(&self, index: u64) -> impl Iterator<Item = (u64, &Write)> + '_ {
         let mut seq = self.latest.get(index);
         std::iter::from_fn(move || {
-            let write = self.log.get(usize::try_from(seq).ok()?)?;
+            let write = self.logged(seq)?;
             let this = seq;
             seq = write.prev;
             Some((this, write))
@@ -262,7 +267,13 @@ impl Disk {
     /// Fine block `index` counting only guest writes below `position`: the
     /// content a [`super::content::RangeRef`] of this disk names.
     pub fn guest_fine_at(&self, index: u64, position: u64) -> Fine {
-        match self.writes_to(index).find(|(seq, write)| *seq < position && matches!(write.what, Written::Guest)) {
+        let guest = |write: &Write| matches!(write.what, Written::Guest);
+        // A range's position is one past the guest write that made its
+        // newest fine block, so for a range of one fine block (the common
+        // case) the answer is the write just below it: no walk.
+        let last = position.checked_sub(1).and_then(|seq| Some((seq, self.logged(seq)?)));
+        let found = last.filter(|(_, write)| write.index == index && guest(write));
+        match found.or_else(|| self.writes_to(index).find(|(seq, write)| *seq < position && guest(write))) {
             Some((seq, write)) => self.content_of(seq, write),
             None => self.initial(index),
         }
@@ -301,23 +312,69 @@ impl Disk {
     }
 }
 
-/// Per fine block written, the sequence number of its latest write. A hash
-/// table (the oracle looks up every fine block of a disk again and again,
-/// written or not) with a fixed hasher: no random seed, so a run replays
-/// exactly, and nothing leaks from the hash order anyway.
-#[derive(Clone, Debug, Default)]
-struct LatestWrites(HashMap<u64, u64, BuildHasherDefault<IndexHasher>>);
+/// Per fine block written, the sequence number of its latest write. The
+/// oracle looks up every fine block of a disk again and again, written or
+/// not, so this is a direct index: a hash table while few fine blocks are
+/// written (a guest's hot set), a slot per fine block once many are (a
+/// restored disk), when that costs no more memory than the table.
+#[derive(Clone, Debug)]
+enum LatestWrites {
+    /// Keyed by fine block, with a fixed hasher: no random seed, so a run
+    /// replays exactly (nothing depends on the table's order anyway).
+    Sparse { nfine: u64, table: HashMap<u64, u64, BuildHasherDefault<IndexHasher>> },
+    /// Indexed by fine block; [`NONE`] where never written.
+    Dense(Vec<u64>),
+}
 
 impl LatestWrites {
+    /// Fine blocks per written one above which the table stays: a table
+    /// entry costs about as much as this many dense slots.
+    const DENSE_RATIO: u64 = 4;
+
+    fn new(nfine: u64) -> LatestWrites {
+        LatestWrites::Sparse { nfine, table: HashMap::default() }
+    }
+
     /// The latest write to `index`, or [`NONE`].
     fn get(&self, index: u64) -> u64 {
-        self.0.get(&index).copied().unwrap_or(NONE)
+        let found = match self {
+            LatestWrites::Sparse { table, .. } => table.get(&index),
+            LatestWrites::Dense(slots) => usize::try_from(index).ok().and_then(|i| slots.get(i)),
+        };
+        found.copied().unwrap_or(NONE)
     }
 
     /// Records write `seq` to `index`; returns the write it follows, or
     /// [`NONE`].
     fn set(&mut self, index: u64, seq: u64) -> u64 {
-        self.0.insert(index, seq).unwrap_or(NONE)
+        match self {
+            LatestWrites::Sparse { nfine, table } => {
+                let prev = table.insert(index, seq).unwrap_or(NONE);
+                if table.len() as u64 * Self::DENSE_RATIO >= *nfine {
+                    *self = LatestWrites::Dense(Self::dense(*nfine, table));
+                }
+                prev
+            }
+            LatestWrites::Dense(slots) => {
+                // An index past the disk's end (no caller writes one) grows
+                // the slots rather than losing the write.
+                let i = usize::try_from(index).unwrap_or(usize::MAX);
+                if i >= slots.len() {
+                    slots.resize(i.saturating_add(1), NONE);
+                }
+                std::mem::replace(&mut slots[i], seq)
+            }
+        }
+    }
+
+    /// The slots holding what `table` holds.
+    fn dense(nfine: u64, table: &HashMap<u64, u64, BuildHasherDefault<IndexHasher>>) -> Vec<u64> {
+        let len = table.keys().map(|&i| i.saturating_add(1)).fold(nfine, u64::max);
+        let mut slots = vec![NONE; usize::try_from(len).unwrap_or(usize::MAX)];
+        for (&index, &seq) in table {
+            slots[usize::try_from(index).unwrap_or(usize::MAX)] = seq;
+        }
+        slots
     }
 }
 
@@ -394,6 +451,25 @@ mod tests {
         assert!(d.swap().end <= n);
         assert_eq!(d.hot().end - d.hot().start, 819);
         assert!(!d.allocated_at(d.swap().start, 0) || !d.initially_zero(d.swap().start));
+    }
+
+    #[test]
+    fn lookups_survive_the_switch_to_one_slot_per_fine_block() {
+        let mut d = Disk::empty(DiskId { vm: VmId(2), index: 0 }, 64 * 4096, BlockSize::new(4096).unwrap());
+        for i in (0..64).step_by(2) {
+            d.write_guest(i);
+        }
+        assert!(matches!(d.latest, LatestWrites::Dense(_)), "half the disk written");
+        d.write(0, Fine::Zero);
+        let written = |index: u64| Fine::Gen { origin: d.id(), index, generation: index / 2 + 1 };
+        for i in 0..64 {
+            let guest = if i % 2 == 0 { written(i) } else { Fine::Zero };
+            assert_eq!(d.fine_at(i, 32), guest, "{i}");
+            assert_eq!(d.guest_fine_at(i, 33), guest, "{i}");
+            assert_eq!(d.allocated_at(i, 33), i % 2 == 0, "{i}");
+            assert!(!d.allocated_at(i, i / 2), "{i}: not yet");
+        }
+        assert_eq!(d.fine_at(0, 33), Fine::Zero);
     }
 
     #[test]
