@@ -21,7 +21,7 @@
 //! *the same* content as its source, and reads back with the same digests
 //! at any block size.
 
-use super::content::{ContentKey, Fine, RangeRef, generated_bytes, mixed_digest};
+use super::content::{ContentKey, Fine, Fines, RangeRef, generated_bytes, mixed_digest};
 use super::digest_cache::DigestCache;
 use super::disk::Disk;
 use crate::scenario::PayloadMode;
@@ -87,7 +87,7 @@ impl Contents {
     }
 
     /// The fine blocks of `range` of `disk` at `position`.
-    fn fines(disk: &Disk, range: Range<u64>, position: u64) -> Vec<Fine> {
+    fn fines(disk: &Disk, range: Range<u64>, position: u64) -> Fines {
         range.map(|i| disk.fine_at(i, position)).collect()
     }
 
@@ -96,20 +96,21 @@ impl Contents {
     pub fn read_block(&mut self, disk: DiskId, position: u64, block_size: BlockSize, block: u64) -> Result<BlockData, String> {
         let d = self.disks.get(&disk).ok_or_else(|| format!("no disk {disk}"))?;
         let range = d.block_range(block_size, block);
-        let lens: Vec<u64> = range.clone().map(|i| d.fine_len(i)).collect();
-        let fines = Self::fines(d, range.clone(), position);
+        let lens = range.clone().map(|i| d.fine_len(i));
+        let fines = Self::fines(d, range, position);
         match self.mode {
-            PayloadMode::Real => Ok(BlockData::Bytes(self.materialise(&fines, &lens))),
+            PayloadMode::Real => Ok(BlockData::Bytes(self.materialise(&fines, lens))),
             PayloadMode::Synthetic => {
                 let (digest, rule4) = self.synthetic_digest(&fines);
-                if rule4 {
-                    self.mixed.entry(digest).or_insert(fines.clone());
-                }
-                Ok(BlockData::Synthetic(SyntheticBlock {
+                let block = SyntheticBlock {
                     digest,
-                    raw_len: u32::try_from(lens.iter().sum::<u64>()).unwrap_or(u32::MAX),
-                    compressibility: self.compressibility(&fines, &lens),
-                }))
+                    raw_len: u32::try_from(lens.clone().sum::<u64>()).unwrap_or(u32::MAX),
+                    compressibility: self.compressibility(&fines, lens),
+                };
+                if rule4 {
+                    self.mixed.entry(digest).or_insert_with(|| fines.to_vec());
+                }
+                Ok(BlockData::Synthetic(block))
             }
         }
     }
@@ -118,12 +119,10 @@ impl Contents {
     /// remembers nothing).
     pub fn block_digest(&self, disk: &Disk, position: u64, block_size: BlockSize, block: u64) -> Digest {
         let range = disk.block_range(block_size, block);
-        let fines = Self::fines(disk, range.clone(), position);
+        let lens = range.clone().map(|i| disk.fine_len(i));
+        let fines = Self::fines(disk, range, position);
         match self.mode {
-            PayloadMode::Real => {
-                let lens: Vec<u64> = range.map(|i| disk.fine_len(i)).collect();
-                real_digest(&self.materialise(&fines, &lens))
-            }
+            PayloadMode::Real => real_digest(&self.materialise(&fines, lens)),
             PayloadMode::Synthetic => self.synthetic_digest(&fines).0,
         }
     }
@@ -144,13 +143,15 @@ impl Contents {
                 let mut touched: Vec<u64> = disk.written_between(from.min(position), from.max(position)).map(|f| f / k).collect();
                 touched.sort_unstable();
                 touched.dedup();
-                let mut digests = base.to_vec();
+                // The cache holds `base` too: this copies it once.
+                let mut digests = base;
+                let slots = Arc::make_mut(&mut digests);
                 for block in touched {
-                    if let Some(slot) = digests.get_mut(block as usize) {
+                    if let Some(slot) = slots.get_mut(block as usize) {
                         *slot = self.block_digest(disk, position, block_size, block);
                     }
                 }
-                digests.into()
+                digests
             }
             _ => (0..count).map(|b| self.block_digest(disk, position, block_size, b)).collect(),
         };
@@ -209,34 +210,33 @@ impl Contents {
 
     /// Fine-block contents of a block of data about to be written over the
     /// fine blocks with lengths `lens`.
-    pub fn resolve(&self, data: &BlockData, lens: &[u64]) -> Result<Vec<Fine>, String> {
-        let expected: u64 = lens.iter().sum();
+    pub fn resolve(&self, data: &BlockData, lens: impl Iterator<Item = u64> + Clone) -> Result<Fines, String> {
+        let expected: u64 = lens.clone().sum();
         if data.raw_len() != expected {
             return Err(format!("block holds {} bytes, expected {expected}", data.raw_len()));
         }
         match (data, self.mode) {
             (BlockData::Bytes(bytes), PayloadMode::Real) => {
-                let mut fines = Vec::with_capacity(lens.len());
                 let mut at = 0usize;
-                for &len in lens {
+                let fines = lens.map(|len| {
                     let chunk = &bytes[at..at + len as usize];
                     at += len as usize;
-                    fines.push(if chunk.iter().all(|&b| b == 0) { Fine::Zero } else { Fine::Bytes(Arc::from(chunk)) });
-                }
-                Ok(fines)
+                    if chunk.iter().all(|&b| b == 0) { Fine::Zero } else { Fine::Bytes(Arc::from(chunk)) }
+                });
+                Ok(fines.collect())
             }
-            (BlockData::Synthetic(s), PayloadMode::Synthetic) => Ok(self.resolve_synthetic(s, lens.len())),
+            (BlockData::Synthetic(s), PayloadMode::Synthetic) => Ok(self.resolve_synthetic(s, lens.count())),
             (BlockData::Bytes(_), PayloadMode::Synthetic) => Err("real bytes written in a synthetic-payload world".into()),
             (BlockData::Synthetic(_), PayloadMode::Real) => Err("a synthetic block written in a real-payload world".into()),
         }
     }
 
-    fn resolve_synthetic(&self, block: &SyntheticBlock, count: usize) -> Vec<Fine> {
+    fn resolve_synthetic(&self, block: &SyntheticBlock, count: usize) -> Fines {
         if block.digest.is_zero_block() {
-            return vec![Fine::Zero; count];
+            return std::iter::repeat_n(Fine::Zero, count).collect();
         }
         if let Some(fines) = self.mixed.get(&block.digest).filter(|f| f.len() == count) {
-            return fines.clone();
+            return fines.iter().cloned().collect();
         }
         let traced = RangeRef::decode(&block.digest, &self.key).filter(|r| r.count as usize == count).and_then(|r| {
             let disk = self.disks.get(&r.origin)?;
@@ -250,9 +250,9 @@ impl Contents {
     }
 
     /// Real-mode bytes of `fines` with lengths `lens`.
-    fn materialise(&self, fines: &[Fine], lens: &[u64]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(lens.iter().sum::<u64>() as usize);
-        for (fine, &len) in fines.iter().zip(lens) {
+    fn materialise(&self, fines: &[Fine], lens: impl Iterator<Item = u64> + Clone) -> Vec<u8> {
+        let mut out = Vec::with_capacity(lens.clone().sum::<u64>() as usize);
+        for (fine, len) in fines.iter().zip(lens) {
             let len = len as usize;
             let start = out.len();
             match fine {
@@ -275,15 +275,15 @@ impl Contents {
 
     /// The modelled compressibility (percent) of a block: zero fine blocks
     /// count as fully compressible, generated ones as their origin's.
-    fn compressibility(&self, fines: &[Fine], lens: &[u64]) -> u8 {
-        let total: u64 = lens.iter().sum();
+    fn compressibility(&self, fines: &[Fine], lens: impl Iterator<Item = u64> + Clone) -> u8 {
+        let total: u64 = lens.clone().sum();
         if total == 0 {
             return 100;
         }
         let weighted: f64 = fines
             .iter()
             .zip(lens)
-            .map(|(fine, &len)| {
+            .map(|(fine, len)| {
                 let share = match fine {
                     Fine::Zero => 1.0,
                     Fine::Gen { origin, .. } => self.disks.get(origin).map_or(0.5, Disk::compressibility),

@@ -12,25 +12,35 @@
 use super::content::{ContentKey, Fine, unit_of};
 use blockferry_core::{BlockSize, DiskId};
 use std::cell::Cell;
-use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::ops::Range;
 
-/// One write in a fine block's history.
+/// One write of the log. The writes of one fine block are chained from
+/// the newest back (`prev`), so looking a fine block up at a position walks
+/// only that block's writes, newest first, and stops at the first one
+/// below the position: snapshots are usually recent, chains short.
 #[derive(Clone, Debug)]
-enum Entry {
-    /// A guest write; its content is `Fine::Gen` of this disk, generation
-    /// `seq + 1`.
-    Guest(u64),
-    /// An explicit write (restore, replica sync) of this content.
-    Written(u64, Box<Fine>),
+struct Write {
+    /// The fine block written.
+    index: u64,
+    /// The sequence number of the previous write to `index`, or [`NONE`].
+    prev: u64,
+    what: Written,
 }
 
-impl Entry {
-    fn seq(&self) -> u64 {
-        match self {
-            Entry::Guest(seq) | Entry::Written(seq, _) => *seq,
-        }
-    }
+/// No write: the end of a chain.
+const NONE: u64 = u64::MAX;
+
+/// What a write put in its fine block. Kept inline (no box): the log is
+/// the world's biggest structure (a restore writes every block of a disk).
+#[derive(Clone, Debug)]
+enum Written {
+    /// A guest write; its content is `Fine::Gen` of this disk, generation
+    /// `seq + 1`.
+    Guest,
+    /// An explicit write (restore, replica sync) of this content.
+    Explicit(Fine),
 }
 
 /// How a disk generated from a scenario VM starts out.
@@ -64,11 +74,11 @@ pub struct Disk {
     generated: Option<Generated>,
     swap: Range<u64>,
     hot: Range<u64>,
-    /// The fine block each write hit; a write's sequence number is its
-    /// position here.
-    log: Vec<u64>,
-    /// Per fine block, its writes in sequence order.
-    history: BTreeMap<u64, Vec<Entry>>,
+    /// Every write; a write's sequence number is its position here.
+    log: Vec<Write>,
+    /// Per fine block written, the sequence number of its latest write
+    /// (the head of its chain in `log`).
+    latest: LatestWrites,
     /// Zero decisions made so far, per zero chunk: each is a keyed hash,
     /// and the oracle asks for every block of a disk again and again.
     zero_chunks: Vec<Cell<ZeroDecision>>,
@@ -112,7 +122,7 @@ impl Disk {
             swap,
             hot,
             log: Vec::new(),
-            history: BTreeMap::new(),
+            latest: LatestWrites::new(nfine),
             zero_chunks,
         }
     }
@@ -130,7 +140,7 @@ impl Disk {
             swap: 0..0,
             hot: 0..0,
             log: Vec::new(),
-            history: BTreeMap::new(),
+            latest: LatestWrites::new(nfine),
             zero_chunks: Vec::new(),
         }
     }
@@ -138,7 +148,7 @@ impl Disk {
     /// A copy of this disk's initial content (layout, zero blocks, swap)
     /// as disk `id`, with no writes of its own yet.
     pub fn copy_as(&self, id: DiskId) -> Disk {
-        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), history: BTreeMap::new(), ..self.clone() }
+        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), latest: LatestWrites::new(self.nfine), ..self.clone() }
     }
 
     pub fn id(&self) -> DiskId {
@@ -221,48 +231,50 @@ impl Disk {
         if self.initially_zero(index) { Fine::Zero } else { Fine::Gen { origin: self.initial_origin, index, generation: 0 } }
     }
 
-    fn content_of(&self, index: u64, entry: &Entry) -> Fine {
-        match entry {
-            Entry::Guest(seq) => Fine::Gen { origin: self.id, index, generation: seq + 1 },
-            Entry::Written(_, fine) => (**fine).clone(),
+    /// The content write `seq` put in its fine block.
+    fn content_of(&self, seq: u64, write: &Write) -> Fine {
+        match &write.what {
+            Written::Guest => Fine::Gen { origin: self.id, index: write.index, generation: seq + 1 },
+            Written::Explicit(fine) => fine.clone(),
         }
+    }
+
+    /// Write number `seq`, if there is one.
+    fn logged(&self, seq: u64) -> Option<&Write> {
+        self.log.get(usize::try_from(seq).ok()?)
+    }
+
+    /// The writes to fine block `index` with their sequence numbers,
+    /// newest first.
+    fn writes_to(&self, index: u64) -> impl Iterator<Item = (u64, &Write)> + '_ {
+        let mut seq = self.latest.get(index);
+        std::iter::from_fn(move || {
+            let write = self.logged(seq)?;
+            let this = seq;
+            seq = write.prev;
+            Some((this, write))
+        })
     }
 
     /// Fine block `index` as it was when the log had `position` writes.
     pub fn fine_at(&self, index: u64, position: u64) -> Fine {
-        self.fine_in(index, self.history.get(&index).map_or(&[], Vec::as_slice), position)
-    }
-
-    /// Every fine block at `position`, in index order: what `fine_at`
-    /// answers, in one pass over the history instead of a lookup each.
-    pub fn fines_at(&self, position: u64) -> impl Iterator<Item = Fine> + '_ {
-        let mut written = self.history.iter().peekable();
-        (0..self.nfine).map(move |index| match written.next_if(|(i, _)| **i == index) {
-            Some((_, entries)) => self.fine_in(index, entries, position),
+        match self.writes_to(index).find(|&(seq, _)| seq < position) {
+            Some((seq, write)) => self.content_of(seq, write),
             None => self.initial(index),
-        })
-    }
-
-    /// Fine block `index` at `position`, given its writes.
-    fn fine_in(&self, index: u64, entries: &[Entry], position: u64) -> Fine {
-        match entries.partition_point(|e| e.seq() < position) {
-            0 => self.initial(index),
-            n => self.content_of(index, &entries[n - 1]),
         }
     }
 
     /// Fine block `index` counting only guest writes below `position`: the
     /// content a [`super::content::RangeRef`] of this disk names.
     pub fn guest_fine_at(&self, index: u64, position: u64) -> Fine {
-        let latest = self.history.get(&index).and_then(|entries| {
-            let n = entries.partition_point(|e| e.seq() < position);
-            entries[..n].iter().rev().find_map(|e| match e {
-                Entry::Guest(seq) => Some(*seq),
-                Entry::Written(..) => None,
-            })
-        });
-        match latest {
-            Some(seq) => Fine::Gen { origin: self.id, index, generation: seq + 1 },
+        let guest = |write: &Write| matches!(write.what, Written::Guest);
+        // A range's position is one past the guest write that made its
+        // newest fine block, so for a range of one fine block (the common
+        // case) the answer is the write just below it: no walk.
+        let last = position.checked_sub(1).and_then(|seq| Some((seq, self.logged(seq)?)));
+        let found = last.filter(|(_, write)| write.index == index && guest(write));
+        match found.or_else(|| self.writes_to(index).find(|(seq, write)| *seq < position && guest(write))) {
+            Some((seq, write)) => self.content_of(seq, write),
             None => self.initial(index),
         }
     }
@@ -270,8 +282,7 @@ impl Disk {
     /// Whether `index` holds anything at `position`: it started non-zero or
     /// was written before.
     pub fn allocated_at(&self, index: u64, position: u64) -> bool {
-        let written = self.history.get(&index).is_some_and(|e| e.first().is_some_and(|e| e.seq() < position));
-        written || !self.initially_zero(index)
+        self.writes_to(index).any(|(seq, _)| seq < position) || !self.initially_zero(index)
     }
 
     /// Fine blocks written by writes `from..to` of the log (with repeats).
@@ -279,22 +290,114 @@ impl Disk {
         let len = self.log.len();
         let from = usize::try_from(from).unwrap_or(len).min(len);
         let to = usize::try_from(to).unwrap_or(len).min(len).max(from);
-        self.log[from..to].iter().copied()
+        self.log[from..to].iter().map(|w| w.index)
     }
 
     /// A guest write to fine block `index`; returns its sequence number.
     pub fn write_guest(&mut self, index: u64) -> u64 {
-        let seq = self.position();
-        self.log.push(index);
-        self.history.entry(index).or_default().push(Entry::Guest(seq));
-        seq
+        self.append(index, Written::Guest)
     }
 
     /// An explicit write of `fine` to fine block `index`.
     pub fn write(&mut self, index: u64, fine: Fine) {
+        self.append(index, Written::Explicit(fine));
+    }
+
+    /// Appends a write to the log; returns its sequence number.
+    fn append(&mut self, index: u64, what: Written) -> u64 {
         let seq = self.position();
-        self.log.push(index);
-        self.history.entry(index).or_default().push(Entry::Written(seq, Box::new(fine)));
+        let prev = self.latest.set(index, seq);
+        self.log.push(Write { index, prev, what });
+        seq
+    }
+}
+
+/// Per fine block written, the sequence number of its latest write. The
+/// oracle looks up every fine block of a disk again and again, written or
+/// not, so this is a direct index: a hash table while few fine blocks are
+/// written (a guest's hot set), a slot per fine block once many are (a
+/// restored disk), when that costs no more memory than the table.
+#[derive(Clone, Debug)]
+enum LatestWrites {
+    /// Keyed by fine block, with a fixed hasher: no random seed, so a run
+    /// replays exactly (nothing depends on the table's order anyway).
+    Sparse { nfine: u64, table: HashMap<u64, u64, BuildHasherDefault<IndexHasher>> },
+    /// Indexed by fine block; [`NONE`] where never written.
+    Dense(Vec<u64>),
+}
+
+impl LatestWrites {
+    /// Fine blocks per written one above which the table stays: a table
+    /// entry costs about as much as this many dense slots.
+    const DENSE_RATIO: u64 = 4;
+
+    fn new(nfine: u64) -> LatestWrites {
+        LatestWrites::Sparse { nfine, table: HashMap::default() }
+    }
+
+    /// The latest write to `index`, or [`NONE`].
+    fn get(&self, index: u64) -> u64 {
+        let found = match self {
+            LatestWrites::Sparse { table, .. } => table.get(&index),
+            LatestWrites::Dense(slots) => usize::try_from(index).ok().and_then(|i| slots.get(i)),
+        };
+        found.copied().unwrap_or(NONE)
+    }
+
+    /// Records write `seq` to `index`; returns the write it follows, or
+    /// [`NONE`].
+    fn set(&mut self, index: u64, seq: u64) -> u64 {
+        match self {
+            LatestWrites::Sparse { nfine, table } => {
+                let prev = table.insert(index, seq).unwrap_or(NONE);
+                if table.len() as u64 * Self::DENSE_RATIO >= *nfine {
+                    *self = LatestWrites::Dense(Self::dense(*nfine, table));
+                }
+                prev
+            }
+            LatestWrites::Dense(slots) => {
+                // An index past the disk's end (no caller writes one) grows
+                // the slots rather than losing the write.
+                let i = usize::try_from(index).unwrap_or(usize::MAX);
+                if i >= slots.len() {
+                    slots.resize(i.saturating_add(1), NONE);
+                }
+                std::mem::replace(&mut slots[i], seq)
+            }
+        }
+    }
+
+    /// The slots holding what `table` holds.
+    fn dense(nfine: u64, table: &HashMap<u64, u64, BuildHasherDefault<IndexHasher>>) -> Vec<u64> {
+        let len = table.keys().map(|&i| i.saturating_add(1)).fold(nfine, u64::max);
+        let mut slots = vec![NONE; usize::try_from(len).unwrap_or(usize::MAX)];
+        for (&index, &seq) in table {
+            slots[usize::try_from(index).unwrap_or(usize::MAX)] = seq;
+        }
+        slots
+    }
+}
+
+/// The hasher of fine-block indexes: one multiply and a fold, so both the
+/// low bits (the table's bucket) and the high bits (its tag) depend on the
+/// whole index; indexes are small sequential integers.
+#[derive(Clone, Copy, Debug, Default)]
+struct IndexHasher(u64);
+
+impl Hasher for IndexHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        let h = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = h ^ (h >> 32);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -348,6 +451,25 @@ mod tests {
         assert!(d.swap().end <= n);
         assert_eq!(d.hot().end - d.hot().start, 819);
         assert!(!d.allocated_at(d.swap().start, 0) || !d.initially_zero(d.swap().start));
+    }
+
+    #[test]
+    fn lookups_survive_the_switch_to_one_slot_per_fine_block() {
+        let mut d = Disk::empty(DiskId { vm: VmId(2), index: 0 }, 64 * 4096, BlockSize::new(4096).unwrap());
+        for i in (0..64).step_by(2) {
+            d.write_guest(i);
+        }
+        assert!(matches!(d.latest, LatestWrites::Dense(_)), "half the disk written");
+        d.write(0, Fine::Zero);
+        let written = |index: u64| Fine::Gen { origin: d.id(), index, generation: index / 2 + 1 };
+        for i in 0..64 {
+            let guest = if i % 2 == 0 { written(i) } else { Fine::Zero };
+            assert_eq!(d.fine_at(i, 32), guest, "{i}");
+            assert_eq!(d.guest_fine_at(i, 33), guest, "{i}");
+            assert_eq!(d.allocated_at(i, 33), i % 2 == 0, "{i}");
+            assert!(!d.allocated_at(i, i / 2), "{i}: not yet");
+        }
+        assert_eq!(d.fine_at(0, 33), Fine::Zero);
     }
 
     #[test]

@@ -527,8 +527,8 @@ impl Hypervisors {
                 return Err(format!("block {block} of {id} is out of range (the disk has {} blocks)", d.block_count(block_size)));
             }
             let range = d.block_range(block_size, *block);
-            let lens: Vec<u64> = range.clone().map(|i| d.fine_len(i)).collect();
-            let fines = self.contents.resolve(data, &lens).map_err(|e| format!("block {block} of {id}: {e}"))?;
+            let lens = range.clone().map(|i| d.fine_len(i));
+            let fines = self.contents.resolve(data, lens).map_err(|e| format!("block {block} of {id}: {e}"))?;
             bytes += data.raw_len();
             writes.push((range, fines));
         }
@@ -718,15 +718,13 @@ impl Hypervisors {
             return Some(found);
         }
         let swap = swap_bits(source, block_size);
-        let (mut a, mut b) = (source.fines_at(position), target.fines_at(target.position()));
-        let (mut x, mut y) = (Vec::new(), Vec::new());
+        let same_content = |block: u64| {
+            let (x, y) = (source.block_range(block_size, block), target.block_range(block_size, block));
+            x.end - x.start == y.end - y.start && x.zip(y).all(|(i, j)| source.fine_at(i, position) == target.fine_at(j, target.position()))
+        };
         for block in 0..expected {
-            x.clear();
-            y.clear();
-            x.extend(a.by_ref().take(source.block_range(block_size, block).count()));
-            y.extend(b.by_ref().take(target.block_range(block_size, block).count()));
             let in_swap = swap.get(block as usize).is_some_and(|s| *s);
-            if x == y && !in_swap {
+            if !in_swap && same_content(block) {
                 continue;
             }
             let want = if in_swap { Digest::ZERO_BLOCK } else { self.contents.block_digest(source, position, block_size, block) };
