@@ -53,7 +53,11 @@ pub fn apply_changes(
     changes: impl IntoIterator<Item = (u64, Digest)>,
 ) -> Result<Arc<[Digest]>, String> {
     let base = base.unwrap_or(&[]);
-    let mut digests: Arc<[Digest]> = base.iter().copied().chain(std::iter::repeat(Digest::ZERO_BLOCK)).take(count).collect();
+    let mut digests: Arc<[Digest]> = match base.get(..count) {
+        // The usual case (a disk that kept its size): one memory copy.
+        Some(kept) => Arc::from(kept),
+        None => base.iter().copied().chain(std::iter::repeat(Digest::ZERO_BLOCK)).take(count).collect(),
+    };
     let slots = Arc::get_mut(&mut digests).ok_or("a new digest vector is shared")?;
     for (index, digest) in changes {
         *slots.get_mut(index as usize).ok_or_else(|| format!("block {index} is beyond the disk's {count} blocks"))? = digest;
@@ -99,5 +103,25 @@ impl Manifest {
     /// Every non-zero digest this point references (with repeats).
     pub fn referenced(&self) -> impl Iterator<Item = Digest> + '_ {
         self.disks.iter().flat_map(|d| d.digests.iter().copied()).filter(|d| !d.is_zero_block())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest([n; 32])
+    }
+
+    #[test]
+    fn changes_apply_on_the_base_cut_or_padded_to_the_disk() {
+        let z = Digest::ZERO_BLOCK;
+        let base = [d(1), d(2), d(3)];
+        assert_eq!(&*apply_changes(Some(&base), 2, [(1, d(9))]).unwrap(), &[d(1), d(9)]);
+        assert_eq!(&*apply_changes(Some(&base), 5, [(4, d(7)), (4, d(8))]).unwrap(), &[d(1), d(2), d(3), z, d(8)], "later wins");
+        assert_eq!(&*apply_changes(None, 2, []).unwrap(), &[z, z]);
+        let e = apply_changes(Some(&base), 3, [(3, d(1))]).unwrap_err();
+        assert!(e.contains("block 3 is beyond the disk's 3 blocks"), "{e}");
     }
 }
