@@ -190,7 +190,7 @@ impl Checker {
         if manifest.disks.len() != expected_disks {
             self.violations.push(format!("{point}: manifest has {} disks, the VM has {expected_disks}", manifest.disks.len()));
         }
-        for (position, disk) in manifest.disks.iter().enumerate() {
+        for disk in &manifest.disks {
             let Some(expected) = world.hypervisors().point_digests(snap, disk.index, disk.block_size) else {
                 self.violations.push(format!("{point} disk {}: the oracle has no content for {snap}", disk.index));
                 continue;
@@ -202,7 +202,7 @@ impl Checker {
                 self.suspects.entry(point).or_default().push(format!("{point} ({repo}) disk {} differs from {snap}: {text}", disk.index));
             }
             let lineage = durable::Lineage { repository: repo.to_string(), vm: manifest.vm, disk: disk.index };
-            if let Some(missing) = self.durable.first_missing(store, lineage, manifest, position) {
+            if let Some(missing) = self.durable.first_missing(store, lineage, &disk.digests) {
                 self.violations.push(format!("{point} disk {} references block {missing} which is not durable at {repo}", disk.index));
             }
         }

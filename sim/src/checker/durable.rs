@@ -9,7 +9,6 @@
 //! looked up: the same answer as looking up everything.
 
 use crate::world::Store;
-use blockferry_core::manifest::Manifest;
 use blockferry_core::{Digest, VmId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,19 +21,12 @@ pub struct Lineage {
     pub disk: u16,
 }
 
-/// A point's disk whose every block was durable, and the store's deletion
-/// mark then. The manifest is shared with the store, not copied.
+/// A point's disk whose every block was durable (its digests, shared with
+/// the stored manifest), and the store's deletion mark then.
 #[derive(Debug)]
 struct Proven {
-    manifest: Arc<Manifest>,
-    disk: usize,
+    digests: Arc<[Digest]>,
     deletions: u64,
-}
-
-impl Proven {
-    fn digests(&self) -> &[Digest] {
-        self.manifest.disks.get(self.disk).map_or(&[], |d| &d.digests[..])
-    }
 }
 
 #[derive(Debug, Default)]
@@ -43,24 +35,23 @@ pub struct Durable {
 }
 
 impl Durable {
-    /// The first block of disk number `disk` of `manifest` (as stored at
-    /// `store`) that is not durable there.
-    pub fn first_missing(&mut self, store: &Store, lineage: Lineage, manifest: &Arc<Manifest>, disk: usize) -> Option<usize> {
-        let digests = manifest.disks.get(disk).map_or(&[][..], |d| &d.digests[..]);
+    /// The first block of `digests` (a point's disk, as stored at `store`)
+    /// that is not durable there.
+    pub fn first_missing(&mut self, store: &Store, lineage: Lineage, digests: &Arc<[Digest]>) -> Option<usize> {
         let proven = self.proven.remove(&lineage);
         let deleted = proven.as_ref().map(|p| Deleted::new(store.durably_deleted_since(p.deletions)));
         let missing = digests.iter().enumerate().position(|(i, d)| {
             if d.is_zero_block() {
                 return false;
             }
-            let known = proven.as_ref().is_some_and(|p| p.digests().get(i) == Some(d));
+            let known = proven.as_ref().is_some_and(|p| p.digests.get(i) == Some(d));
             if known && !deleted.as_ref().is_some_and(|x| x.may_contain(d)) {
                 return false;
             }
             !store.has_durable_block(d)
         });
         if missing.is_none() {
-            self.proven.insert(lineage, Proven { manifest: manifest.clone(), disk, deletions: store.durable_deletions() });
+            self.proven.insert(lineage, Proven { digests: digests.clone(), deletions: store.durable_deletions() });
         }
         missing
     }

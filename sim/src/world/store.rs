@@ -196,21 +196,19 @@ impl Store {
                 self.in_flight.push_back((at, batch));
                 (at, Ok(StorageReply::Done))
             }
-            StorageOp::PutManifest(manifest) => self.put_metadata(now, Change::PutManifest(Arc::new(manifest))),
+            StorageOp::PutManifest(manifest) => self.put_metadata(now, manifest, Change::PutManifest),
             StorageOp::DeleteManifest(point) => {
                 self.journal_metadata(Change::DeleteManifest(point));
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::DeleteBlocks(digests) => {
                 for digest in digests {
-                    if self.blocks.get(&digest).is_some_and(|b| b.live.is_some()) {
-                        self.journal_delete(digest);
-                    }
+                    self.journal_delete(digest);
                 }
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::GetBlocks(digests) => self.get_blocks(now, &digests),
-            StorageOp::PutReplicaMetadata(manifest) => self.put_metadata(now, Change::PutReplica(Arc::new(manifest))),
+            StorageOp::PutReplicaMetadata(manifest) => self.put_metadata(now, manifest, Change::PutReplica),
             StorageOp::DeleteReplicaMetadata(point) => {
                 // Durable on its own when it completes, like a manifest
                 // write (but never refused: deleting frees space).
@@ -281,17 +279,20 @@ impl Store {
         (self.io.occupy(now, fixed, bytes, self.timing.write_bytes_per_sec), Ok(StorageReply::Done))
     }
 
-    /// A manifest or replica metadata write: durable on its own, atomically,
-    /// when it completes.
-    fn put_metadata(&mut self, now: Timestamp, change: Change) -> (Timestamp, Result<StorageReply, StorageError>) {
-        let (Change::PutManifest(manifest) | Change::PutReplica(manifest)) = &change else {
-            return (now, Err(StorageError::Io("not a metadata write".into())));
-        };
+    /// A manifest or replica metadata write (`change` says which): durable
+    /// on its own, atomically, when it completes.
+    fn put_metadata(
+        &mut self,
+        now: Timestamp,
+        manifest: Manifest,
+        change: fn(Arc<Manifest>) -> Change,
+    ) -> (Timestamp, Result<StorageReply, StorageError>) {
         if self.full {
             return (self.io.occupy(now, self.timing.request, 0, 0), Err(StorageError::Full));
         }
         let size = manifest.disks.iter().map(|d| d.digests.len() as u64 * 32).sum::<u64>() + 256;
         let at = self.io.occupy(now, self.timing.request + self.timing.sync, size, self.timing.write_bytes_per_sec);
+        let change = change(Arc::new(manifest));
         self.live.apply_metadata(&change);
         self.in_flight.push_back((at, vec![change]));
         (at, Ok(StorageReply::Done))
@@ -313,9 +314,10 @@ impl Store {
         (self.io.occupy(now, self.timing.request, bytes, self.timing.read_bytes_per_sec), Ok(StorageReply::Blocks(out)))
     }
 
-    /// Deletes a block from the live view and journals it.
+    /// Deletes a block from the live view and journals it, if the live view
+    /// holds it.
     fn journal_delete(&mut self, digest: Digest) {
-        let Some(block) = self.blocks.get_mut(&digest) else { return };
+        let Some(block) = self.blocks.get_mut(&digest).filter(|b| b.live.is_some()) else { return };
         let change = Change::Delete(digest);
         self.live_blocks -= apply(block, Side::Live, &mut self.live, &change).0;
         block.pending += 1;
