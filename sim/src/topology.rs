@@ -41,6 +41,9 @@ pub struct Topology {
     pub network: Network,
     pub jobs: BTreeMap<String, JobId>,
     pub vms: BTreeMap<String, VmId>,
+    /// Per repository node, how many blocks its store is expected to hold
+    /// (see [`backed_up_blocks`]): a sizing hint for its index and store.
+    pub expected_blocks: BTreeMap<NodeId, usize>,
     lossy: bool,
 }
 
@@ -130,7 +133,9 @@ impl Topology {
             network.meter(site(&t.between[0])?, site(&t.between[1])?);
         }
         let lossy = s.links.iter().any(|l| l.loss > 0.0);
-        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, lossy })
+        let expected_blocks =
+            s.repositories.iter().map(|r| Ok((node(&r.name)?, backed_up_blocks(s, &r.name)))).collect::<Result<_, String>>()?;
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, lossy })
     }
 
     pub fn has_lossy_links(&self) -> bool {
@@ -216,4 +221,22 @@ pub fn replica_guests(s: &Scenario) -> Vec<(VmId, scenario::Workload)> {
         }
     }
     guests
+}
+
+/// How many blocks the backup jobs into `repository` read in a full pass,
+/// up to 4 Mi: its store's table is sized for them up front, since growing
+/// a table of millions of blocks step by step copied and re-faulted it (a
+/// third of a TiB-scale run's page faults). The cap keeps a scenario of
+/// huge disks and tiny blocks from reserving gigabytes it may never fill.
+pub fn backed_up_blocks(s: &Scenario, repository: &str) -> usize {
+    const CAP: u64 = 1 << 22;
+    let blocks: u64 = s
+        .jobs
+        .iter()
+        .filter(|j| matches!(&j.kind, scenario::JobKind::Backup(b) if b.repository == repository))
+        .flat_map(|j| j.vms.iter().map(move |vm| (j.block_size, vm)))
+        .filter_map(|(size, name)| Some((size, s.vms.iter().find(|vm| vm.name == *name)?)))
+        .flat_map(|(size, vm)| vm.disks.iter().map(move |&disk| size.blocks_for(disk)))
+        .sum();
+    usize::try_from(blocks.min(CAP)).unwrap_or(0)
 }

@@ -135,6 +135,9 @@ pub struct Repository {
     replica: replica_meta::ReplicaMeta,
     /// A planted bug (see [`Repository::skipping_sync_before_manifest`]).
     skip_sync_before_manifest: bool,
+    /// How many blocks the store is expected to hold (a sizing hint, see
+    /// [`Repository::expecting_blocks`]).
+    expected_blocks: usize,
     out: Outbox,
 }
 
@@ -148,6 +151,14 @@ impl Repository {
     /// proving that the simulator's checker catches it; never deploy it.
     pub fn skipping_sync_before_manifest() -> Self {
         Repository { skip_sync_before_manifest: true, ..Self::default() }
+    }
+
+    /// Sizes the block index for `blocks` blocks up front (a hint from the
+    /// deployment: the index still grows past it). A repository of a few
+    /// TiB holds millions of blocks, and growing the index there step by
+    /// step copies it again each time.
+    pub fn expecting_blocks(self, blocks: usize) -> Self {
+        Repository { expected_blocks: blocks, ..self }
     }
 
     /// Committed restore points (what a reader may see).
@@ -493,7 +504,7 @@ impl Repository {
     }
 
     fn recovered_from(&mut self, mut manifests: Vec<Manifest>, blocks: Vec<Digest>) {
-        self.blocks = References::default();
+        self.blocks = References::with_capacity(self.expected_blocks.max(blocks.len()));
         for digest in blocks {
             self.blocks.stored(digest);
         }

@@ -47,10 +47,13 @@ impl NodeMaker {
             Role::Host => Box::new(Host::new()),
             Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
             Role::Proxy => Box::new(Proxy::new()),
-            Role::Repository if self.sabotage == Some(Sabotage::SkipSyncBeforeManifest) => {
-                Box::new(Repository::skipping_sync_before_manifest())
+            Role::Repository => {
+                let repository = match self.sabotage {
+                    Some(Sabotage::SkipSyncBeforeManifest) => Repository::skipping_sync_before_manifest(),
+                    _ => Repository::new(),
+                };
+                Box::new(repository.expecting_blocks(self.topo.expected_blocks.get(&id).copied().unwrap_or(0)))
             }
-            Role::Repository => Box::new(Repository::new()),
         })
     }
 }

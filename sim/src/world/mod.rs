@@ -67,7 +67,12 @@ impl World {
         for (replica, guest) in crate::topology::replica_guests(s) {
             hypervisors.set_guest(replica, guest);
         }
-        Ok(World::new(hypervisors, s.repositories.iter().map(|r| Store::new(&r.name, r.capacity))))
+        let stores = s.repositories.iter().map(|r| {
+            let mut store = Store::new(&r.name, r.capacity);
+            store.reserve_blocks(crate::topology::backed_up_blocks(s, &r.name));
+            store
+        });
+        Ok(World::new(hypervisors, stores))
     }
 
     /// Routes `node`'s requests.

@@ -22,6 +22,7 @@
 
 use super::pipe::Pipe;
 use blockferry_core::manifest::Manifest;
+use blockferry_core::block::EncodedBlock;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, StorageReply, StorageRequest};
 use blockferry_core::{Digest, DigestMap, RestorePointId, Timestamp};
@@ -58,8 +59,51 @@ impl Default for StoreTiming {
 /// damaged. A view that does not hold the block has no copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Held {
-    len: u64,
+    /// Stored bytes: a block's payload is far below 4 GiB (block sizes are
+    /// at most a few MiB), and a table of millions of blocks is the bulk of
+    /// a large run, so every byte of a record counts.
+    len: u32,
     damaged: bool,
+}
+
+impl Held {
+    fn len(self) -> u64 {
+        u64::from(self.len)
+    }
+}
+
+/// A stored block's payload without its digest, which is the table's key:
+/// a synthetic payload is its three figures, a real one is boxed (rare,
+/// and a record stays 16 bytes).
+#[derive(Debug, Clone)]
+enum Kept {
+    Synthetic { raw_len: u32, stored_len: u32, compressibility: u8 },
+    Encoded(Box<EncodedBlock>),
+}
+
+impl Kept {
+    fn of(payload: BlockPayload) -> Kept {
+        match payload {
+            BlockPayload::Synthetic { raw_len, stored_len, compressibility, .. } => {
+                Kept::Synthetic { raw_len, stored_len, compressibility }
+            }
+            BlockPayload::Encoded(e) => Kept::Encoded(Box::new(e)),
+        }
+    }
+
+    fn payload(&self, digest: Digest) -> BlockPayload {
+        match self {
+            Kept::Synthetic { raw_len, stored_len, compressibility } => {
+                BlockPayload::Synthetic { digest, raw_len: *raw_len, stored_len: *stored_len, compressibility: *compressibility }
+            }
+            Kept::Encoded(e) => BlockPayload::Encoded((**e).clone()),
+        }
+    }
+}
+
+/// A payload's stored length as a record keeps it (see [`Held::len`]).
+fn stored_len(payload: &BlockPayload) -> u32 {
+    u32::try_from(payload.stored_len()).unwrap_or(u32::MAX)
 }
 
 /// One stored block: its newest payload, and its copy in each view.
@@ -69,7 +113,7 @@ struct Held {
 /// the durable copy's only by the damage, which the flag carries.
 #[derive(Debug, Clone)]
 struct Block {
-    payload: BlockPayload,
+    payload: Kept,
     live: Option<Held>,
     durable: Option<Held>,
     /// Journaled or in-flight changes that still name this block: it stays
@@ -81,7 +125,7 @@ struct Block {
 #[derive(Debug, Clone)]
 enum Change {
     /// A put of this length (the payload is in the block table).
-    Put(Digest, u64),
+    Put(Digest, u32),
     Delete(Digest),
     PutManifest(Arc<Manifest>),
     DeleteManifest(RestorePointId),
@@ -177,6 +221,12 @@ impl Store {
         }
     }
 
+    /// Sizes the block table for `blocks` blocks up front (a hint: the
+    /// table still grows past it).
+    pub fn reserve_blocks(&mut self, blocks: usize) {
+        self.blocks.reserve(blocks);
+    }
+
     pub fn set_timing(&mut self, timing: StoreTiming) {
         self.timing = timing;
     }
@@ -244,32 +294,42 @@ impl Store {
         // Zero blocks are never stored; a block already stored intact is
         // kept; a damaged one is replaced (the repair path). Sorted, so the
         // journal's order does not depend on the request's.
-        let mut new: Vec<(BlockPayload, u64)> = blocks
-            .into_iter()
-            .filter_map(|p| {
-                let live = self.blocks.get(&p.digest()).and_then(|b| b.live);
-                let wanted = !p.digest().is_zero_block() && live.is_none_or(|c| c.damaged);
-                wanted.then(|| (p, live.map_or(0, |c| c.len)))
-            })
-            .collect();
-        new.sort_by_key(|(p, _)| p.digest());
-        new.dedup_by_key(|(p, _)| p.digest());
-        let growth: u64 = new.iter().map(|(p, old)| p.stored_len().saturating_sub(*old)).sum();
-        if self.live.bytes + growth > self.capacity {
-            self.stats.puts_refused_full += 1;
-            return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
+        let mut blocks = blocks;
+        blocks.retain(|p| !p.digest().is_zero_block());
+        blocks.sort_by_key(BlockPayload::digest);
+        blocks.dedup_by_key(|p| p.digest());
+        // A put is refused whole if it would not fit. Only near capacity
+        // is the exact growth worth a lookup per block: every put looks its
+        // blocks up once more below, and lookups in a table of millions of
+        // blocks are most of a large run's store time.
+        let most: u64 = blocks.iter().map(BlockPayload::stored_len).sum();
+        if self.live.bytes + most > self.capacity {
+            let growth: u64 = blocks
+                .iter()
+                .map(|p| match self.blocks.get(&p.digest()).and_then(|b| b.live) {
+                    None => p.stored_len(),
+                    Some(c) if c.damaged => p.stored_len().saturating_sub(c.len()),
+                    Some(_) => 0,
+                })
+                .sum();
+            if self.live.bytes + growth > self.capacity {
+                self.stats.puts_refused_full += 1;
+                return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
+            }
         }
-        let bytes: u64 = new.iter().map(|(p, _)| p.stored_len()).sum();
-        for (payload, _) in new {
-            let (digest, len) = (payload.digest(), payload.stored_len());
+        let mut bytes = 0;
+        for payload in blocks {
+            let (digest, len) = (payload.digest(), stored_len(&payload));
             let block = match self.blocks.entry(digest) {
+                Entry::Occupied(e) if e.get().live.is_some_and(|c| !c.damaged) => continue,
                 Entry::Occupied(e) => {
                     let block = e.into_mut();
-                    block.payload = payload;
+                    block.payload = Kept::of(payload);
                     block
                 }
-                Entry::Vacant(e) => e.insert(Block { payload, live: None, durable: None, pending: 0 }),
+                Entry::Vacant(e) => e.insert(Block { payload: Kept::of(payload), live: None, durable: None, pending: 0 }),
             };
+            bytes += u64::from(len);
             let change = Change::Put(digest, len);
             self.live_blocks += apply(block, Side::Live, &mut self.live, &change).1;
             block.pending += 1;
@@ -305,8 +365,8 @@ impl Store {
             .map(|d| match self.blocks.get(d) {
                 Some(Block { live: Some(c), .. }) if c.damaged => Err(StorageError::Damaged(*d)),
                 Some(b @ Block { live: Some(c), .. }) => {
-                    bytes += c.len;
-                    Ok(b.payload.clone())
+                    bytes += c.len();
+                    Ok(b.payload.payload(*d))
                 }
                 _ => Err(StorageError::Missing(*d)),
             })
@@ -474,7 +534,7 @@ fn apply(block: &mut Block, side: Side, view: &mut View, change: &Change) -> (u6
         Side::Durable => &mut block.durable,
     };
     let old = std::mem::replace(slot, copy);
-    view.bytes = view.bytes - old.map_or(0, |c| c.len) + copy.map_or(0, |c| c.len);
+    view.bytes = view.bytes - old.map_or(0, Held::len) + copy.map_or(0, Held::len);
     (u64::from(old.is_some() && copy.is_none()), u64::from(old.is_none() && copy.is_some()))
 }
 
@@ -484,7 +544,7 @@ fn damage(block: &mut Block) {
     for copy in [&mut block.live, &mut block.durable].into_iter().flatten() {
         copy.damaged = true;
     }
-    if let BlockPayload::Encoded(e) = &mut block.payload {
+    if let Kept::Encoded(e) = &mut block.payload {
         let mid = e.payload.len() / 2;
         if let Some(b) = e.payload.get_mut(mid) {
             *b ^= 0x40;

@@ -42,6 +42,12 @@ pub(super) struct Slots<'a> {
 }
 
 impl References {
+    /// Room for `blocks` blocks before the table grows: growing a table of
+    /// millions of blocks step by step copies it each time.
+    pub fn with_capacity(blocks: usize) -> References {
+        References { blocks: DigestMap::with_capacity_and_hasher(blocks, Default::default()), candidates: Vec::new() }
+    }
+
     pub fn contains(&self, digest: &Digest) -> bool {
         self.blocks.contains_key(digest)
     }
