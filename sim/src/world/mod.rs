@@ -16,6 +16,7 @@ mod digest_cache;
 pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
+mod block_table;
 pub mod point_digests;
 pub mod store;
 pub mod workload;

@@ -20,15 +20,15 @@
 //! their bytes flipped too, so decoding them would fail as well). Putting a
 //! damaged block again repairs it.
 
+use super::block_table::{BlockTable, Slot};
 use super::pipe::Pipe;
 use blockferry_core::manifest::Manifest;
 use blockferry_core::block::EncodedBlock;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, StorageReply, StorageRequest};
-use blockferry_core::{Digest, DigestMap, RestorePointId, Timestamp};
+use blockferry_core::{Digest, RestorePointId, Timestamp};
 use rand::Rng;
 use rand::seq::index::sample;
-use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,6 +81,12 @@ enum Kept {
     Encoded(Box<EncodedBlock>),
 }
 
+impl Default for Kept {
+    fn default() -> Self {
+        Kept::Synthetic { raw_len: 0, stored_len: 0, compressibility: 0 }
+    }
+}
+
 impl Kept {
     fn of(payload: BlockPayload) -> Kept {
         match payload {
@@ -111,7 +117,7 @@ fn stored_len(payload: &BlockPayload) -> u32 {
 /// One payload serves both views: a put that repairs a damaged block
 /// stores the same content again (equal digests), so the bytes differ from
 /// the durable copy's only by the damage, which the flag carries.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 struct Block {
     payload: Kept,
     live: Option<Held>,
@@ -125,8 +131,8 @@ struct Block {
 #[derive(Debug, Clone)]
 enum Change {
     /// A put of this length (the payload is in the block table).
-    Put(Digest, u32),
-    Delete(Digest),
+    Put(Slot, u32),
+    Delete(Digest, Slot),
     PutManifest(Arc<Manifest>),
     DeleteManifest(RestorePointId),
     PutReplica(Arc<Manifest>),
@@ -151,7 +157,7 @@ impl View {
             Change::DeleteManifest(point) => _ = self.manifests.remove(point),
             Change::PutReplica(m) => _ = self.replicas.insert(m.point, m.clone()),
             Change::DeleteReplica(point) => _ = self.replicas.remove(point),
-            Change::Put(..) | Change::Delete(_) => {}
+            Change::Put(..) | Change::Delete(..) => {}
         }
     }
 }
@@ -186,7 +192,7 @@ pub struct Store {
     /// Every block either view holds or a pending change names (a hash
     /// table: every put and read looks blocks up; nothing reads them in
     /// order but `Recover` and `corrupt`, which sort).
-    blocks: DigestMap<Block>,
+    blocks: BlockTable<Block>,
     /// Blocks the live view holds.
     live_blocks: u64,
     live: View,
@@ -209,7 +215,7 @@ impl Store {
             capacity,
             timing: StoreTiming::default(),
             io: Pipe::default(),
-            blocks: DigestMap::default(),
+            blocks: BlockTable::default(),
             live_blocks: 0,
             live: View::default(),
             durable: View::default(),
@@ -320,17 +326,12 @@ impl Store {
         let mut bytes = 0;
         for payload in blocks {
             let (digest, len) = (payload.digest(), stored_len(&payload));
-            let block = match self.blocks.entry(digest) {
-                Entry::Occupied(e) if e.get().live.is_some_and(|c| !c.damaged) => continue,
-                Entry::Occupied(e) => {
-                    let block = e.into_mut();
-                    block.payload = Kept::of(payload);
-                    block
-                }
-                Entry::Vacant(e) => e.insert(Block { payload: Kept::of(payload), live: None, durable: None, pending: 0 }),
-            };
+            // A new record starts empty and is filled like a repaired one.
+            let Some(slot) = self.blocks.slot_or_insert_with(digest, Block::default) else { continue };
+            let Some(block) = self.blocks.at_mut(slot).filter(|b| b.live.is_none_or(|c| c.damaged)) else { continue };
+            block.payload = Kept::of(payload);
             bytes += u64::from(len);
-            let change = Change::Put(digest, len);
+            let change = Change::Put(slot, len);
             self.live_blocks += apply(block, Side::Live, &mut self.live, &change).1;
             block.pending += 1;
             self.journal.push(change);
@@ -377,8 +378,9 @@ impl Store {
     /// Deletes a block from the live view and journals it, if the live view
     /// holds it.
     fn journal_delete(&mut self, digest: Digest) {
-        let Some(block) = self.blocks.get_mut(&digest).filter(|b| b.live.is_some()) else { return };
-        let change = Change::Delete(digest);
+        let Some(slot) = self.blocks.slot(&digest) else { return };
+        let Some(block) = self.blocks.at_mut(slot).filter(|b| b.live.is_some()) else { return };
+        let change = Change::Delete(digest, slot);
         self.live_blocks -= apply(block, Side::Live, &mut self.live, &change).0;
         block.pending += 1;
         self.journal.push(change);
@@ -404,18 +406,20 @@ impl Store {
 
     /// A change became durable.
     fn apply_durable(&mut self, change: &Change) {
-        let (Change::Put(digest, _) | Change::Delete(digest)) = change else {
+        let (Change::Put(slot, _) | Change::Delete(_, slot)) = *change else {
             return self.durable.apply_metadata(change);
         };
-        let Entry::Occupied(mut e) = self.blocks.entry(*digest) else { return };
-        let block = e.get_mut();
+        let Some(block) = self.blocks.at_mut(slot) else { return };
         let (removed, _) = apply(block, Side::Durable, &mut self.durable, change);
-        if removed == 1 {
-            self.durably_deleted.push(*digest);
-        }
         block.pending = block.pending.saturating_sub(1);
-        if block.pending == 0 && block.live.is_none() && block.durable.is_none() {
-            e.remove();
+        let gone = block.pending == 0 && block.live.is_none() && block.durable.is_none();
+        if let Change::Delete(digest, _) = change {
+            if removed == 1 {
+                self.durably_deleted.push(*digest);
+            }
+            if gone {
+                self.blocks.remove(digest);
+            }
         }
     }
 
@@ -526,7 +530,7 @@ impl Store {
 fn apply(block: &mut Block, side: Side, view: &mut View, change: &Change) -> (u64, u64) {
     let copy = match *change {
         Change::Put(_, len) => Some(Held { len, damaged: false }),
-        Change::Delete(_) => None,
+        Change::Delete(..) => None,
         _ => return (0, 0),
     };
     let slot = match side {
