@@ -32,6 +32,10 @@ struct Proven {
 #[derive(Debug, Default)]
 pub struct Durable {
     proven: BTreeMap<Lineage, Proven>,
+    /// The deletion filter's bits, all clear between calls: set for one
+    /// check and cleared again bit by bit (a fresh 512 KiB filter per
+    /// point's disk was a whole-filter clear each time).
+    filter: Vec<u64>,
 }
 
 impl Durable {
@@ -39,17 +43,19 @@ impl Durable {
     /// that is not durable there.
     pub fn first_missing(&mut self, store: &Store, lineage: Lineage, digests: &Arc<[Digest]>) -> Option<usize> {
         let proven = self.proven.remove(&lineage);
-        let deleted = proven.as_ref().map(|p| Deleted::new(store.durably_deleted_since(p.deletions)));
+        let deleted = proven.as_ref().map_or(&[][..], |p| store.durably_deleted_since(p.deletions));
+        let filter = Deleted::set(&mut self.filter, deleted);
         let missing = digests.iter().enumerate().position(|(i, d)| {
             if d.is_zero_block() {
                 return false;
             }
             let known = proven.as_ref().is_some_and(|p| p.digests.get(i) == Some(d));
-            if known && !deleted.as_ref().is_some_and(|x| x.may_contain(d)) {
+            if known && !filter.may_contain(d) {
                 return false;
             }
             !store.has_durable_block(d)
         });
+        filter.clear(deleted);
         if missing.is_none() {
             self.proven.insert(lineage, Proven { digests: digests.clone(), deletions: store.durable_deletions() });
         }
@@ -58,9 +64,9 @@ impl Durable {
 }
 
 /// Blocks deleted since a mark, as a filter: a bit per value of the
-/// digest's first 20 bits. A hit only means "look it up in the store".
-struct Deleted {
-    bits: Vec<u64>,
+/// digest's first 22 bits. A hit only means "look it up in the store".
+struct Deleted<'a> {
+    bits: &'a mut Vec<u64>,
 }
 
 /// 4 Mbit: the tens of thousands of blocks a TiB-scale repository deletes
@@ -68,14 +74,23 @@ struct Deleted {
 /// slots are looked up again.
 const FILTER_BITS: u32 = 22;
 
-impl Deleted {
-    fn new(deleted: &[Digest]) -> Deleted {
-        let mut bits = vec![0u64; 1 << (FILTER_BITS - 6)];
+impl<'a> Deleted<'a> {
+    /// The filter of `deleted`, in `bits` (all clear on entry).
+    fn set(bits: &'a mut Vec<u64>, deleted: &[Digest]) -> Deleted<'a> {
+        bits.resize(1 << (FILTER_BITS - 6), 0);
         for d in deleted {
             let bit = Self::bit(d);
             bits[bit / 64] |= 1 << (bit % 64);
         }
         Deleted { bits }
+    }
+
+    /// Clears the bits `deleted` set, leaving the filter empty for the
+    /// next use.
+    fn clear(self, deleted: &[Digest]) {
+        for d in deleted {
+            self.bits[Self::bit(d) / 64] = 0;
+        }
     }
 
     fn bit(d: &Digest) -> usize {

@@ -143,8 +143,7 @@ impl Contents {
                 let mut touched: Vec<u64> = disk.written_between(from.min(position), from.max(position)).map(|f| f / k).collect();
                 touched.sort_unstable();
                 touched.dedup();
-                // The cache holds `base` too: this copies it once.
-                let mut digests = base;
+                let mut digests = self.copy_of(id, block_size, base);
                 let slots = Arc::make_mut(&mut digests);
                 for block in touched {
                     if let Some(slot) = slots.get_mut(block as usize) {
@@ -157,6 +156,20 @@ impl Contents {
         };
         self.oracle.borrow_mut().insert(id, block_size, position, digests.clone());
         digests
+    }
+
+    /// A vector equal to `base` to patch: a spare cached vector of the disk
+    /// overwritten in place when one is free, else `base` itself (the cache
+    /// holds it too, so patching copies it once).
+    fn copy_of(&self, id: DiskId, block_size: BlockSize, base: Arc<[Digest]>) -> Arc<[Digest]> {
+        let spare = self.oracle.borrow_mut().take_spare(id, block_size);
+        if let Some(mut spare) = spare
+            && let Some(slots) = Arc::get_mut(&mut spare).filter(|s| s.len() == base.len())
+        {
+            slots.copy_from_slice(&base);
+            return spare;
+        }
+        base
     }
 
     /// The synthetic digest of `fines`; `true` when it is a rule-4 (mixed)

@@ -57,6 +57,17 @@ impl DigestCache {
         self.entries.get(&(disk, block_size))?.iter().min_by_key(|e| e.position.abs_diff(position)).map(|e| (e.position, e.digests.clone()))
     }
 
+    /// When `disk`'s vectors are at their limit, takes the least recently
+    /// used one out (the next insert would evict it anyway) so that its
+    /// memory can hold the next vector: a fresh multi-MiB vector per check
+    /// is a page fault per 4 KiB.
+    pub fn take_spare(&mut self, disk: DiskId, block_size: BlockSize) -> Option<Arc<[Digest]>> {
+        let list = self.entries.get_mut(&(disk, block_size)).filter(|list| list.len() >= PER_DISK)?;
+        let oldest = list.iter().enumerate().min_by_key(|(_, e)| e.used).map(|(i, _)| i)?;
+        self.len -= 1;
+        Some(list.swap_remove(oldest).digests)
+    }
+
     /// Remembers `digests` as `disk`'s vector at `position`, evicting the
     /// least recently used vectors beyond the limits.
     pub fn insert(&mut self, disk: DiskId, block_size: BlockSize, position: u64, digests: Arc<[Digest]>) {

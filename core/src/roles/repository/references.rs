@@ -25,7 +25,9 @@ use std::collections::hash_map::Entry;
 /// its order (garbage is handed out sorted).
 #[derive(Debug, Default)]
 pub(super) struct References {
-    blocks: DigestMap<u64>,
+    /// Run starts per block: a u32 keeps an entry at 36 bytes, and no block
+    /// starts 4 Gi runs (each needs a block slot of a point of its own).
+    blocks: DigestMap<u32>,
     /// Blocks that were stored unreferenced or lost their last reference
     /// since garbage was last taken: the candidates, checked then (some
     /// are referenced again by that time). A list, not a set kept exact on
@@ -84,7 +86,7 @@ impl References {
 
     /// Applies `sign` times the run starts that `slots.this` adds between
     /// its neighbours, at every slot where it differs from both.
-    fn change(&mut self, slots: &Slots<'_>, sign: i64) {
+    fn change(&mut self, slots: &Slots<'_>, sign: i32) {
         let at = |v: Option<&[Digest]>, i: usize| v.and_then(|v| v.get(i)).copied().filter(|d| !d.is_zero_block());
         let this = Some(slots.this);
         let mut apply = |i: usize| {
@@ -118,7 +120,7 @@ impl References {
         }
     }
 
-    fn add(&mut self, digest: Digest, sign: i64) {
+    fn add(&mut self, digest: Digest, sign: i32) {
         let count = match self.blocks.entry(digest) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(_) if sign < 0 => return,
