@@ -45,17 +45,20 @@ impl Durable {
         let proven = self.proven.remove(&lineage);
         let deleted = proven.as_ref().map_or(&[][..], |p| store.durably_deleted_since(p.deletions));
         let filter = Deleted::set(&mut self.filter, deleted);
-        let missing = digests.iter().enumerate().position(|(i, d)| {
-            if d.is_zero_block() {
-                return false;
-            }
-            let known = proven.as_ref().is_some_and(|p| p.digests.get(i) == Some(d));
-            if known && !filter.may_contain(d) {
-                return false;
-            }
-            !store.has_durable_block(d)
-        });
+        // The slots to look up, then one batched lookup: independent
+        // lookups overlap their cache misses, which dominate here.
+        let unknown: Vec<usize> = digests
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| {
+                let known = proven.as_ref().is_some_and(|p| p.digests.get(*i) == Some(*d));
+                !d.is_zero_block() && (!known || filter.may_contain(d))
+            })
+            .map(|(i, _)| i)
+            .collect();
         filter.clear(deleted);
+        let wanted: Vec<Digest> = unknown.iter().map(|&i| digests[i]).collect();
+        let missing = store.durable_blocks(&wanted).iter().position(|durable| !durable).map(|k| unknown[k]);
         if missing.is_none() {
             self.proven.insert(lineage, Proven { digests: digests.clone(), deletions: store.durable_deletions() });
         }

@@ -503,8 +503,12 @@ impl Store {
         self.blocks.get(digest).is_some_and(|b| b.live.is_some())
     }
 
-    pub fn has_durable_block(&self, digest: &Digest) -> bool {
-        self.blocks.get(digest).is_some_and(|b| b.durable.is_some())
+    /// Whether each of `digests` would survive a crash now: one answer per
+    /// digest, found in two passes (slots, then records) so that the
+    /// lookups' cache misses overlap.
+    pub fn durable_blocks(&self, digests: &[Digest]) -> Vec<bool> {
+        let slots: Vec<Option<Slot>> = digests.iter().map(|d| self.blocks.slot(d)).collect();
+        slots.into_iter().map(|slot| slot.and_then(|s| self.blocks.at(s)).is_some_and(|b| b.durable.is_some())).collect()
     }
 
     /// How many blocks have left the durable view so far: a mark for

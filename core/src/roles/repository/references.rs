@@ -77,10 +77,14 @@ impl References {
         let mut garbage = std::mem::take(&mut self.candidates);
         garbage.sort_unstable();
         garbage.dedup();
-        garbage.retain(|digest| self.blocks.get(digest) == Some(&0));
-        for digest in &garbage {
-            self.blocks.remove(digest);
-        }
+        // One lookup per candidate: found unreferenced, removed there.
+        garbage.retain(|digest| match self.blocks.entry(*digest) {
+            Entry::Occupied(e) if *e.get() == 0 => {
+                e.remove();
+                true
+            }
+            _ => false,
+        });
         garbage
     }
 
