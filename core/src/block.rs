@@ -61,6 +61,20 @@ impl Digest {
 /// the hasher is fixed, so runs stay reproducible anyway.
 pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
 
+/// How many digests [`warm`] looks up ahead of the work on them.
+pub const WARM_CHUNK: usize = 64;
+
+/// Looks each of `digests` up in `map`, discarding the answers. An index
+/// of millions of blocks lives far outside the caches, and a lookup mostly
+/// waits for memory; independent read-only lookups wait together, so
+/// walking a chunk of digests this way first lets the work on them that
+/// follows (inserts, updates) find their entries cached.
+pub fn warm<V>(map: &DigestMap<V>, digests: &[Digest]) {
+    for digest in digests {
+        std::hint::black_box(map.contains_key(digest));
+    }
+}
+
 /// A set of digests for membership only (see [`DigestMap`]).
 pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
 

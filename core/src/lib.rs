@@ -19,7 +19,7 @@ pub mod storage;
 pub mod time;
 pub mod wire;
 
-pub use block::{BlockSize, Compression, Digest, DigestMap, DigestSet, EncodedBlock, decode_block, encode_block};
+pub use block::{BlockSize, Compression, Digest, DigestMap, DigestSet, EncodedBlock, WARM_CHUNK, decode_block, encode_block, warm};
 pub use event::Event;
 pub use ids::{ChangeId, DiskId, JobId, NodeId, RequestId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 pub use node::{Input, Node, Output, TimerId};

@@ -75,7 +75,7 @@ enum Continuation {
         batch: u64,
         target: DiskTarget,
         refs: Vec<(u64, Digest)>,
-        stored: Vec<(Digest, u64)>,
+        stored: Vec<Digest>,
     },
     CommitSync {
         peer: NodeId,
@@ -298,7 +298,7 @@ impl Repository {
             refs.push((block.index, block.digest));
             match block.payload {
                 Some(payload) if !self.blocks.contains(&block.digest) || self.damaged.contains(&block.digest) => {
-                    stored.push((block.digest, payload.stored_len()));
+                    stored.push(block.digest);
                     payloads.push(payload);
                 }
                 Some(_) => {}
@@ -321,9 +321,9 @@ impl Repository {
 
     fn blocks_stored(&mut self, then: Continuation) {
         let Continuation::StoreBlocks { peer, task, batch, target, refs, stored } = then else { return };
-        for (digest, _) in stored {
-            self.blocks.stored(digest);
-            self.damaged.remove(&digest);
+        self.blocks.stored(&stored);
+        for digest in &stored {
+            self.damaged.remove(digest);
         }
         if let Err(reason) = self.not_aborted(target) {
             // Aborted while the blocks were written: they stay unreferenced
@@ -505,9 +505,7 @@ impl Repository {
 
     fn recovered_from(&mut self, mut manifests: Vec<Manifest>, blocks: Vec<Digest>) {
         self.blocks = References::with_capacity(self.expected_blocks.max(blocks.len()));
-        for digest in blocks {
-            self.blocks.stored(digest);
-        }
+        self.blocks.stored(&blocks);
         self.manifests.clear();
         // In point order, each disk joins the end of its lineage: only what
         // differs from the previous point is counted.

@@ -82,6 +82,22 @@ impl<T> BlockTable<T> {
         }
     }
 
+    /// Looks `digests` and their records up, discarding the answers, so
+    /// that the work on them that follows finds them cached (see
+    /// [`blockferry_core::warm`]).
+    pub fn warm(&self, digests: impl IntoIterator<Item = Digest>) {
+        for digest in digests {
+            std::hint::black_box(self.get(&digest).is_some());
+        }
+    }
+
+    /// Touches the records at `slots` (see [`BlockTable::warm`]).
+    pub fn warm_slots(&self, slots: impl IntoIterator<Item = Slot>) {
+        for slot in slots {
+            std::hint::black_box(self.at(slot).is_some());
+        }
+    }
+
     pub fn remove(&mut self, digest: &Digest) {
         if let Some(slot) = self.index.remove(digest) {
             self.release(slot);

@@ -10,13 +10,13 @@
 //! * `store`: repository stores.
 //! * `pipe`: device throughput.
 
+mod block_table;
 pub mod content;
 pub mod contents;
 mod digest_cache;
 pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
-mod block_table;
 pub mod point_digests;
 pub mod store;
 pub mod workload;

@@ -22,11 +22,11 @@
 
 use super::block_table::{BlockTable, Slot};
 use super::pipe::Pipe;
-use blockferry_core::manifest::Manifest;
 use blockferry_core::block::EncodedBlock;
+use blockferry_core::manifest::Manifest;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, StorageReply, StorageRequest};
-use blockferry_core::{Digest, RestorePointId, Timestamp};
+use blockferry_core::{Digest, RestorePointId, Timestamp, WARM_CHUNK};
 use rand::Rng;
 use rand::seq::index::sample;
 use std::collections::{BTreeMap, VecDeque};
@@ -137,6 +137,16 @@ enum Change {
     DeleteManifest(RestorePointId),
     PutReplica(Arc<Manifest>),
     DeleteReplica(RestorePointId),
+}
+
+impl Change {
+    /// The block record a block change names.
+    fn slot(&self) -> Option<Slot> {
+        match *self {
+            Change::Put(slot, _) | Change::Delete(_, slot) => Some(slot),
+            _ => None,
+        }
+    }
 }
 
 /// Manifests and replica metadata of one view, and its block bytes.
@@ -258,8 +268,11 @@ impl Store {
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
             StorageOp::DeleteBlocks(digests) => {
-                for digest in digests {
-                    self.journal_delete(digest);
+                for chunk in digests.chunks(WARM_CHUNK) {
+                    self.blocks.warm(chunk.iter().copied());
+                    for digest in chunk {
+                        self.journal_delete(*digest);
+                    }
                 }
                 (self.io.occupy(now, self.timing.request, 0, 0), Ok(StorageReply::Done))
             }
@@ -323,6 +336,7 @@ impl Store {
                 return (self.io.occupy(now, fixed, 0, 0), Err(StorageError::Full));
             }
         }
+        self.blocks.warm(blocks.iter().map(BlockPayload::digest));
         let mut bytes = 0;
         for payload in blocks {
             let (digest, len) = (payload.digest(), stored_len(&payload));
@@ -360,6 +374,7 @@ impl Store {
     }
 
     fn get_blocks(&mut self, now: Timestamp, digests: &[Digest]) -> (Timestamp, Result<StorageReply, StorageError>) {
+        self.blocks.warm(digests.iter().copied());
         let mut bytes = 0;
         let out = digests
             .iter()
@@ -396,8 +411,11 @@ impl Store {
     pub fn settle(&mut self, now: Timestamp) {
         while self.in_flight.front().is_some_and(|(at, _)| *at <= now) {
             if let Some((_, batch)) = self.in_flight.pop_front() {
-                for change in batch {
-                    self.apply_durable(&change);
+                for chunk in batch.chunks(WARM_CHUNK) {
+                    self.blocks.warm_slots(chunk.iter().filter_map(Change::slot));
+                    for change in chunk {
+                        self.apply_durable(change);
+                    }
                 }
             }
         }

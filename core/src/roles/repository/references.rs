@@ -17,7 +17,7 @@
 //! differ from a neighbour: found by one comparison of digest vectors, not
 //! one map update per block.
 
-use crate::block::{Digest, DigestMap};
+use crate::block::{Digest, DigestMap, WARM_CHUNK, warm};
 use std::collections::hash_map::Entry;
 
 /// Stored blocks with their run-start counts. A hash table: every stored
@@ -54,11 +54,16 @@ impl References {
         self.blocks.contains_key(digest)
     }
 
-    /// A block now in the store (unreferenced until a point uses it).
-    pub fn stored(&mut self, digest: Digest) {
-        if let Entry::Vacant(e) = self.blocks.entry(digest) {
-            e.insert(0);
-            self.candidates.push(digest);
+    /// Blocks now in the store (unreferenced until a point uses them).
+    pub fn stored(&mut self, digests: &[Digest]) {
+        for chunk in digests.chunks(WARM_CHUNK) {
+            warm(&self.blocks, chunk);
+            for &digest in chunk {
+                if let Entry::Vacant(e) = self.blocks.entry(digest) {
+                    e.insert(0);
+                    self.candidates.push(digest);
+                }
+            }
         }
     }
 
@@ -78,14 +83,19 @@ impl References {
         garbage.sort_unstable();
         garbage.dedup();
         // One lookup per candidate: found unreferenced, removed there.
-        garbage.retain(|digest| match self.blocks.entry(*digest) {
-            Entry::Occupied(e) if *e.get() == 0 => {
-                e.remove();
-                true
+        let mut taken = Vec::new();
+        for chunk in garbage.chunks(WARM_CHUNK) {
+            warm(&self.blocks, chunk);
+            for &digest in chunk {
+                if let Entry::Occupied(e) = self.blocks.entry(digest)
+                    && *e.get() == 0
+                {
+                    e.remove();
+                    taken.push(digest);
+                }
             }
-            _ => false,
-        });
-        garbage
+        }
+        taken
     }
 
     /// Applies `sign` times the run starts that `slots.this` adds between
@@ -93,20 +103,21 @@ impl References {
     fn change(&mut self, slots: &Slots<'_>, sign: i32) {
         let at = |v: Option<&[Digest]>, i: usize| v.and_then(|v| v.get(i)).copied().filter(|d| !d.is_zero_block());
         let this = Some(slots.this);
+        let mut counted = Vec::new();
         let mut apply = |i: usize| {
             let (p, m, n) = (at(slots.prev, i), at(this, i), at(slots.next, i));
             if m == p || m == n {
                 return;
             }
             if let Some(m) = m {
-                self.add(m, sign);
+                counted.push(m);
             }
             // `n` started a run after `p`; after `m` it still does (m != n).
             // It no longer does only where it used to continue `p`'s run.
             if let Some(n) = n
                 && Some(n) == p
             {
-                self.add(n, sign);
+                counted.push(n);
             }
         };
         // Slots where `this` equals a neighbour change nothing, so compare
@@ -121,6 +132,18 @@ impl References {
                 }
             }
             (None, None) => (0..slots.this.len()).for_each(apply),
+        }
+        self.add_all(&counted, sign);
+    }
+
+    /// [`References::add`] for each of `digests`, in order, a warmed
+    /// chunk at a time (see [`warm`]).
+    fn add_all(&mut self, digests: &[Digest], sign: i32) {
+        for chunk in digests.chunks(WARM_CHUNK) {
+            warm(&self.blocks, chunk);
+            for digest in chunk {
+                self.add(*digest, sign);
+            }
         }
     }
 
@@ -164,9 +187,7 @@ mod tests {
         // step, the counts must agree with a scan.
         let mut live: Vec<usize> = Vec::new();
         let mut refs = References::default();
-        for digest in &all {
-            refs.stored(*digest);
-        }
+        refs.stored(&all);
         let check = |refs: &References, live: &[usize]| {
             let points: Vec<Vec<Digest>> = live.iter().map(|&i| lineage[i].clone()).collect();
             for digest in &all {
