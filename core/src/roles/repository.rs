@@ -554,7 +554,13 @@ impl Node for Repository {
         match input {
             Input::Timer(RECOVER_RETRY) if !self.recovered => self.storage(StorageOp::Recover, Continuation::Recover),
             Input::Start => {
-                *self = Repository { now, skip_sync_before_manifest: self.skip_sync_before_manifest, ..Repository::default() };
+                // A (re)start forgets everything but how it was deployed.
+                *self = Repository {
+                    now,
+                    skip_sync_before_manifest: self.skip_sync_before_manifest,
+                    expected_blocks: self.expected_blocks,
+                    ..Repository::default()
+                };
                 self.storage(StorageOp::Recover, Continuation::Recover);
             }
             Input::Message { from, msg } => self.on_message(from, msg),
