@@ -212,22 +212,46 @@ pub struct RangeRef {
 const RANGE_TAG: u8 = 0xB7;
 const CHECK_LEN: usize = 5;
 
+/// The keyed check that makes a [`RangeRef`]'s digest look random and tells
+/// it from a foreign digest.
+pub type Check = [u8; CHECK_LEN];
+
 impl RangeRef {
     /// Packs the range into a digest: a 5-byte keyed check (so digests look
     /// random in logs and a foreign digest is not mistaken for one), a tag,
     /// and the fields.
     pub fn encode(&self, key: &ContentKey) -> Digest {
-        let fields = self.fields();
-        let check = key.hash("range-digest", &[&fields]);
+        self.with_check(self.check(key))
+    }
+
+    /// The range's digest, given its [`RangeRef::check`].
+    pub fn with_check(&self, check: Check) -> Digest {
         let mut d = [0; 32];
-        d[..CHECK_LEN].copy_from_slice(&check[..CHECK_LEN]);
-        d[CHECK_LEN..].copy_from_slice(&fields);
+        d[..CHECK_LEN].copy_from_slice(&check);
+        d[CHECK_LEN..].copy_from_slice(&self.fields());
         Digest(d)
     }
 
+    /// The keyed check of the range (a keyed BLAKE3 hash of its fields: the
+    /// costly part of packing and unpacking).
+    pub fn check(&self, key: &ContentKey) -> Check {
+        let hash = key.hash("range-digest", &[&self.fields()]);
+        let mut check = [0; CHECK_LEN];
+        check.copy_from_slice(&hash[..CHECK_LEN]);
+        check
+    }
+
     pub fn decode(digest: &Digest, key: &ContentKey) -> Option<RangeRef> {
+        let (range, claimed) = RangeRef::parse(digest)?;
+        (range.check(key) == claimed).then_some(range)
+    }
+
+    /// The fields a digest carries and the check it claims, if it has a
+    /// range's tag; whether the check is right is for the caller to test.
+    pub fn parse(digest: &Digest) -> Option<(RangeRef, Check)> {
         let fields: [u8; 32 - CHECK_LEN] = digest.0[CHECK_LEN..].try_into().ok()?;
-        if fields[0] != RANGE_TAG || key.hash("range-digest", &[&fields])[..CHECK_LEN] != digest.0[..CHECK_LEN] {
+        let claimed: Check = digest.0[..CHECK_LEN].try_into().ok()?;
+        if fields[0] != RANGE_TAG {
             return None;
         }
         let u32_at = |i: usize| u32::from_le_bytes([fields[i], fields[i + 1], fields[i + 2], fields[i + 3]]);
@@ -236,12 +260,13 @@ impl RangeRef {
             b.copy_from_slice(&fields[i..i + 8]);
             u64::from_le_bytes(b)
         };
-        Some(RangeRef {
+        let range = RangeRef {
             origin: DiskId { vm: blockferry_core::VmId(u32_at(1)), index: u16::from_le_bytes([fields[5], fields[6]]) },
             first: u64_at(7),
             count: u32_at(15),
             position: u64_at(19),
-        })
+        };
+        Some((range, claimed))
     }
 
     fn fields(&self) -> [u8; 32 - CHECK_LEN] {

@@ -21,7 +21,7 @@
 //! *the same* content as its source, and reads back with the same digests
 //! at any block size.
 
-use super::content::{ContentKey, Fine, Fines, RangeRef, generated_bytes, mixed_digest};
+use super::content::{Check, ContentKey, Fine, Fines, RangeRef, generated_bytes, mixed_digest};
 use super::digest_cache::DigestCache;
 use super::disk::Disk;
 use crate::scenario::PayloadMode;
@@ -188,9 +188,25 @@ impl Contents {
             }
         }
         if let Some(range) = self.range_of(fines) {
-            return (range.encode(&self.key), false);
+            return (range.with_check(self.range_check(&range)), false);
         }
         (mixed_digest(&self.key, fines), true)
+    }
+
+    /// `range`'s keyed check, remembered where it has a home (see
+    /// `range_checks`).
+    fn range_check(&self, range: &RangeRef) -> Check {
+        match self.disks.get(&range.origin) {
+            Some(disk) => disk.range_check(range, &self.key),
+            None => range.check(&self.key),
+        }
+    }
+
+    /// The range a digest names, if it is one of this world's range
+    /// digests (see [`RangeRef::decode`]).
+    fn decode_range(&self, digest: &Digest) -> Option<RangeRef> {
+        let (range, claimed) = RangeRef::parse(digest)?;
+        (self.range_check(&range) == claimed).then_some(range)
     }
 
     /// The [`RangeRef`] naming exactly `fines`, if one does.
@@ -251,7 +267,7 @@ impl Contents {
         if let Some(fines) = self.mixed.get(&block.digest).filter(|f| f.len() == count) {
             return fines.iter().cloned().collect();
         }
-        let traced = RangeRef::decode(&block.digest, &self.key).filter(|r| r.count as usize == count).and_then(|r| {
+        let traced = self.decode_range(&block.digest).filter(|r| r.count as usize == count).and_then(|r| {
             let disk = self.disks.get(&r.origin)?;
             (r.first + u64::from(r.count) <= disk.fine_count())
                 .then(|| (r.first..r.first + u64::from(r.count)).map(|i| disk.guest_fine_at(i, r.position)).collect())

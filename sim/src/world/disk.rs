@@ -9,7 +9,8 @@
 //! snapshot, committed or not. Changed-block tracking is the set of fine
 //! blocks written between two positions: exact by construction.
 
-use super::content::{ContentKey, Fine, unit_of};
+use super::content::{Check, ContentKey, Fine, RangeRef, unit_of};
+use super::range_checks::RangeChecks;
 use blockferry_core::{BlockSize, DiskId};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -82,6 +83,9 @@ pub struct Disk {
     /// Zero decisions made so far, per zero chunk: each is a keyed hash,
     /// and the oracle asks for every block of a disk again and again.
     zero_chunks: Vec<Cell<ZeroDecision>>,
+    /// Keyed checks of range digests of this disk's content (see
+    /// `range_checks`).
+    checks: RangeChecks,
 }
 
 /// A memoised answer of [`Disk::initially_zero`] for one zero chunk.
@@ -124,6 +128,7 @@ impl Disk {
             log: Vec::new(),
             latest: LatestWrites::new(nfine),
             zero_chunks,
+            checks: RangeChecks::default(),
         }
     }
 
@@ -142,13 +147,23 @@ impl Disk {
             log: Vec::new(),
             latest: LatestWrites::new(nfine),
             zero_chunks: Vec::new(),
+            checks: RangeChecks::default(),
         }
     }
 
     /// A copy of this disk's initial content (layout, zero blocks, swap)
     /// as disk `id`, with no writes of its own yet.
     pub fn copy_as(&self, id: DiskId) -> Disk {
-        Disk { id, initial_origin: self.initial_origin, log: Vec::new(), latest: LatestWrites::new(self.nfine), ..self.clone() }
+        // Remembered range checks name this disk as their origin: the copy
+        // starts without them.
+        Disk {
+            id,
+            initial_origin: self.initial_origin,
+            log: Vec::new(),
+            latest: LatestWrites::new(self.nfine),
+            checks: RangeChecks::default(),
+            ..self.clone()
+        }
     }
 
     pub fn id(&self) -> DiskId {
@@ -161,6 +176,13 @@ impl Disk {
 
     pub fn fine_count(&self) -> u64 {
         self.nfine
+    }
+
+    /// The keyed check of `range`, a range of this disk's content:
+    /// remembered, since the same range is packed and unpacked by every
+    /// read and write of its block.
+    pub fn range_check(&self, range: &RangeRef, key: &ContentKey) -> Check {
+        self.checks.check(range, key, self.nfine, self.position())
     }
 
     /// The current position: every write so far.

@@ -18,6 +18,7 @@ pub mod disk;
 pub mod hypervisor;
 pub mod pipe;
 pub mod point_digests;
+mod range_checks;
 pub mod store;
 pub mod workload;
 
