@@ -144,7 +144,7 @@ fn replication_message() -> impl Strategy<Value = Message> {
             }
         ),
         (sink.clone(), any::<u64>(), prop::option::of(any::<u64>()), prop::option::of(any::<u64>())).prop_map(
-            |(sink, snap, since, rate)| Message::StartReplicaTask(ReplicaTask {
+            |(sink, snap, since, rate)| Message::StartReplicaTask(Box::new(ReplicaTask {
                 task: sink.task,
                 host: NodeId(4),
                 vm: VmId(0),
@@ -155,11 +155,11 @@ fn replication_message() -> impl Strategy<Value = Message> {
                 compression: Compression::Optimal,
                 sink,
                 rate: rate.map(|bytes_per_sec| TaskRate { bytes_per_sec, peers: vec![NodeId(2), NodeId(4)] }),
-            })
+            }))
         ),
         (any::<u64>(), any::<u64>()).prop_map(|(task, bytes_per_sec)| Message::SetTaskRate { task: TaskId(task), bytes_per_sec }),
         any::<u64>().prop_map(|task| Message::CancelTask { task: TaskId(task) }),
-        sink.prop_map(Message::OpenReplica),
+        sink.prop_map(|sink| Message::OpenReplica(Box::new(sink))),
         (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(op, vm, back)| Message::ReplicaAction {
             op,
             vm: VmId(vm),

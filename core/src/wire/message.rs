@@ -53,7 +53,10 @@ pub enum Message {
     },
 
     // manager ↔ proxy
-    StartBackupTask(BackupTask),
+    /// Boxed, like the other large and rare task specs, so that the
+    /// message type stays small: every block batch moves one through the
+    /// nodes' queues (same encoding).
+    StartBackupTask(Box<BackupTask>),
     TaskDone {
         task: TaskId,
         result: Result<TaskStats, String>,
@@ -242,10 +245,10 @@ pub enum Message {
     },
 
     // replication: manager → sending proxy; sender ↔ receiving proxy
-    StartReplicaTask(ReplicaTask),
+    StartReplicaTask(Box<ReplicaTask>),
     /// Sets up the receiving end of a replica disk task (sent before any
     /// block of it, on the same connection).
-    OpenReplica(ReplicaSink),
+    OpenReplica(Box<ReplicaSink>),
     /// "Hash these blocks of what you hold": the receiver reads them from
     /// its host and answers `Digests`.
     HashBlocks {

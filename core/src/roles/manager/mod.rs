@@ -394,7 +394,7 @@ impl Manager {
             attempt: task.attempt,
         });
         let trusted_cbt = matches!(spec.mode, ReadMode::Changed { .. });
-        self.out.send(proxy, Message::StartBackupTask(spec));
+        self.out.send(proxy, Message::StartBackupTask(Box::new(spec)));
         if trusted_cbt && let Some(run) = self.vm_run(session_id, vm) {
             run.trusted_cbt = true;
         }

@@ -132,7 +132,7 @@ impl Proxy {
         let task = match msg {
             Message::StartBackupTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
-                return self.start(now, task, rate, |out| (Run::Backup(BackupRun::start(from, spec, out)), Progress::Running));
+                return self.start(now, task, rate, |out| (Run::Backup(BackupRun::start(from, *spec, out)), Progress::Running));
             }
             Message::StartRestoreTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
@@ -143,12 +143,13 @@ impl Proxy {
             }
             Message::StartReplicaTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
-                return self.start(now, task, rate, |out| (Run::ReplicaSource(ReplicaSource::start(from, spec, out)), Progress::Running));
+                return self.start(now, task, rate, |out| (Run::ReplicaSource(ReplicaSource::start(from, *spec, out)), Progress::Running));
             }
             Message::OpenReplica(sink) => {
                 self.opened += 1;
-                let run = ReplicaTarget::open(from, sink.clone(), self.opened);
-                self.tasks.insert(sink.task, Run::ReplicaTarget(run));
+                let task = sink.task;
+                let run = ReplicaTarget::open(from, *sink, self.opened);
+                self.tasks.insert(task, Run::ReplicaTarget(run));
                 return;
             }
             Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),

@@ -69,7 +69,7 @@ pub struct ReplicaSource {
 
 impl ReplicaSource {
     pub fn start(manager: NodeId, spec: ReplicaTask, out: &mut Outbox) -> ReplicaSource {
-        out.send(spec.sink.proxy, Message::OpenReplica(spec.sink.clone()));
+        out.send(spec.sink.proxy, Message::OpenReplica(Box::new(spec.sink.clone())));
         let stage = match spec.target_changes {
             Some(t) => {
                 let sink = &spec.sink;

@@ -58,7 +58,7 @@ impl Manager {
             repository: spec.sink.proxy,
             attempt: task.attempt,
         });
-        self.out.send(proxy, Message::StartReplicaTask(spec));
+        self.out.send(proxy, Message::StartReplicaTask(Box::new(spec)));
     }
 
     fn sync_task(&self, id: TaskId, session: SessionId, vm: VmId, disk: u16) -> Option<ReplicaTask> {
