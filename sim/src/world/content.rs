@@ -30,9 +30,11 @@ pub enum Fine {
         generation: u64,
     },
     /// Part `part` of `parts` of a block written with a digest the world
-    /// could not trace back to generated content (synthetic mode).
+    /// could not trace back to generated content (synthetic mode). The
+    /// digest is shared: it is rare, and inline it would make every fine
+    /// block (and every write of a disk's log) half again as large.
     Slice {
-        digest: Digest,
+        digest: Arc<Digest>,
         parts: u32,
         part: u32,
         compressibility: u8,

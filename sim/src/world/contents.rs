@@ -184,7 +184,7 @@ impl Contents {
                     |(j, f)| matches!(f, Fine::Slice { digest: d, parts: p, part, .. } if d == digest && p == parts && *part as usize == j),
                 );
             if whole {
-                return (*digest, false);
+                return (**digest, false);
             }
         }
         if let Some(range) = self.range_of(fines) {
@@ -274,7 +274,8 @@ impl Contents {
         });
         traced.unwrap_or_else(|| {
             let parts = u32::try_from(count).unwrap_or(u32::MAX);
-            (0..parts).map(|part| Fine::Slice { digest: block.digest, parts, part, compressibility: block.compressibility }).collect()
+            let digest = Arc::new(block.digest);
+            (0..parts).map(|part| Fine::Slice { digest: digest.clone(), parts, part, compressibility: block.compressibility }).collect()
         })
     }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// Vectors kept per (disk, block size): enough for a backup check and the
 /// replication check of a new point (its source and its replica).
-const PER_DISK: usize = 4;
+const PER_DISK: usize = 2;
 /// Vectors kept overall (memory stays bounded however many disks a run
 /// creates, say by restoring every point at the end). Enough that a day of
 /// 20 VMs, half of them replicated, never evicts one disk's vectors for
