@@ -280,6 +280,10 @@ impl Disk {
 
     /// Fine block `index` as it was when the log had `position` writes.
     pub fn fine_at(&self, index: u64, position: u64) -> Fine {
+        if position == 0 {
+            // No write counts: skip walking the block's writes, all later.
+            return self.initial(index);
+        }
         match self.writes_to(index).find(|&(seq, _)| seq < position) {
             Some((seq, write)) => self.content_of(seq, write),
             None => self.initial(index),
@@ -293,7 +297,12 @@ impl Disk {
         // A range's position is one past the guest write that made its
         // newest fine block, so for a range of one fine block (the common
         // case) the answer is the write just below it: no walk.
-        let last = position.checked_sub(1).and_then(|seq| Some((seq, self.logged(seq)?)));
+        let Some(last) = position.checked_sub(1) else {
+            // Initial content: no write counts (every write to the block
+            // came later, and walking them all would find none).
+            return self.initial(index);
+        };
+        let last = self.logged(last).map(|write| (last, write));
         let found = last.filter(|(_, write)| write.index == index && guest(write));
         match found.or_else(|| self.writes_to(index).find(|(seq, write)| *seq < position && guest(write))) {
             Some((seq, write)) => self.content_of(seq, write),
@@ -304,7 +313,7 @@ impl Disk {
     /// Whether `index` holds anything at `position`: it started non-zero or
     /// was written before.
     pub fn allocated_at(&self, index: u64, position: u64) -> bool {
-        self.writes_to(index).any(|(seq, _)| seq < position) || !self.initially_zero(index)
+        (position > 0 && self.writes_to(index).any(|(seq, _)| seq < position)) || !self.initially_zero(index)
     }
 
     /// Fine blocks written by writes `from..to` of the log (with repeats).
