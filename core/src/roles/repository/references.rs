@@ -79,12 +79,12 @@ impl References {
 
     /// Takes every unreferenced block out, in digest order.
     pub fn take_garbage(&mut self) -> Vec<Digest> {
-        let mut garbage = std::mem::take(&mut self.candidates);
-        garbage.sort_unstable();
-        garbage.dedup();
-        // One lookup per candidate: found unreferenced, removed there.
+        let candidates = std::mem::take(&mut self.candidates);
+        // One lookup per candidate: found unreferenced, removed there (so a
+        // repeated candidate is taken once). Only what is taken is sorted:
+        // candidates are every block stored since, millions after a full.
         let mut taken = Vec::new();
-        for chunk in garbage.chunks(WARM_CHUNK) {
+        for chunk in candidates.chunks(WARM_CHUNK) {
             warm(&self.blocks, chunk);
             for &digest in chunk {
                 if let Entry::Occupied(e) = self.blocks.entry(digest)
@@ -95,6 +95,7 @@ impl References {
                 }
             }
         }
+        taken.sort_unstable();
         taken
     }
 
