@@ -47,15 +47,16 @@ impl Durable {
         let filter = Deleted::set(&mut self.filter, deleted);
         // The slots to look up, then one batched lookup: independent
         // lookups overlap their cache misses, which dominate here.
-        let unknown: Vec<usize> = digests
-            .iter()
-            .enumerate()
-            .filter(|(i, d)| {
-                let known = proven.as_ref().is_some_and(|p| p.digests.get(*i) == Some(*d));
-                !d.is_zero_block() && (!known || filter.may_contain(d))
-            })
-            .map(|(i, _)| i)
-            .collect();
+        let before: &[Digest] = proven.as_ref().map_or(&[], |p| &p.digests);
+        let mut unknown = Vec::new();
+        for (i, d) in digests.iter().enumerate() {
+            // A slot that held the same block before needs a look only if
+            // that block may have been deleted since.
+            let known = before.get(i) == Some(d);
+            if (!known || filter.may_contain(d)) && !d.is_zero_block() {
+                unknown.push(i);
+            }
+        }
         filter.clear(deleted);
         let wanted: Vec<Digest> = unknown.iter().map(|&i| digests[i]).collect();
         let missing = store.durable_blocks(&wanted).iter().position(|durable| !durable).map(|k| unknown[k]);
