@@ -56,7 +56,7 @@ impl RangeChecks {
         };
         let shape = &mut shapes[at].1;
         if range.position == 0 {
-            if range.first % count != 0 {
+            if !range.first.is_multiple_of(count) {
                 return range.check(key);
             }
             let blocks = usize::try_from(fine_count.div_ceil(count)).unwrap_or(0);
