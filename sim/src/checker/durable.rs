@@ -33,8 +33,8 @@ struct Proven {
 pub struct Durable {
     proven: BTreeMap<Lineage, Proven>,
     /// The deletion filter's bits, all clear between calls: set for one
-    /// check and cleared again bit by bit (a fresh 512 KiB filter per
-    /// point's disk was a whole-filter clear each time).
+    /// check and cleared again word by word where they were set (a fresh
+    /// 512 KiB filter per point's disk cost a whole clear, and page faults).
     filter: Vec<u64>,
 }
 
@@ -67,8 +67,9 @@ impl Durable {
     }
 }
 
-/// Blocks deleted since a mark, as a filter: a bit per value of the
-/// digest's first 22 bits. A hit only means "look it up in the store".
+/// Blocks deleted since a mark, as a filter: a bit per value of 22 bits of
+/// the digest's first four bytes. A hit only means "look it up in the
+/// store".
 struct Deleted<'a> {
     bits: &'a mut Vec<u64>,
 }
@@ -89,8 +90,8 @@ impl<'a> Deleted<'a> {
         Deleted { bits }
     }
 
-    /// Clears the bits `deleted` set, leaving the filter empty for the
-    /// next use.
+    /// Clears the words holding the bits `deleted` set (no other bit is
+    /// set), leaving the filter empty for the next use.
     fn clear(self, deleted: &[Digest]) {
         for d in deleted {
             self.bits[Self::bit(d) / 64] = 0;

@@ -199,9 +199,9 @@ pub struct Store {
     capacity: u64,
     timing: StoreTiming,
     io: Pipe,
-    /// Every block either view holds or a pending change names (a hash
-    /// table: every put and read looks blocks up; nothing reads them in
-    /// order but `Recover` and `corrupt`, which sort).
+    /// Every block either view holds or a pending change names, by digest
+    /// and by slot (see `block_table`; nothing reads them in order but
+    /// `Recover` and `corrupt`, which sort).
     blocks: BlockTable<Block>,
     /// Blocks the live view holds.
     live_blocks: u64,
@@ -341,6 +341,7 @@ impl Store {
         for payload in blocks {
             let (digest, len) = (payload.digest(), stored_len(&payload));
             // A new record starts empty and is filled like a repaired one.
+            // (No slot only past 4 Gi records: memory runs out long before.)
             let Some(slot) = self.blocks.slot_or_insert_with(digest, Block::default) else { continue };
             let Some(block) = self.blocks.at_mut(slot).filter(|b| b.live.is_none_or(|c| c.damaged)) else { continue };
             block.payload = Kept::of(payload);
