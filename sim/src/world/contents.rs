@@ -21,7 +21,7 @@
 //! *the same* content as its source, and reads back with the same digests
 //! at any block size.
 
-use super::content::{Check, ContentKey, Fine, Fines, RangeRef, generated_bytes, mixed_digest};
+use super::content::{ContentKey, Fine, Fines, RangeRef, generated_bytes, mixed_digest};
 use super::digest_cache::DigestCache;
 use super::disk::Disk;
 use crate::scenario::PayloadMode;
@@ -187,30 +187,24 @@ impl Contents {
                 return (**digest, false);
             }
         }
-        if let Some(range) = self.range_of(fines) {
-            return (range.with_check(self.range_check(&range)), false);
+        if let Some((range, disk)) = self.range_of(fines) {
+            return (range.with_check(disk.range_check(&range, &self.key)), false);
         }
         (mixed_digest(&self.key, fines), true)
     }
 
-    /// `range`'s keyed check, remembered where it has a home (see
-    /// `range_checks`).
-    fn range_check(&self, range: &RangeRef) -> Check {
-        match self.disks.get(&range.origin) {
-            Some(disk) => disk.range_check(range, &self.key),
-            None => range.check(&self.key),
-        }
-    }
-
-    /// The range a digest names, if it is one of this world's range
-    /// digests (see [`RangeRef::decode`]).
-    fn decode_range(&self, digest: &Digest) -> Option<RangeRef> {
+    /// The range a digest names and its origin disk, if it is one of this
+    /// world's range digests over a disk it has (see [`RangeRef::decode`];
+    /// the origin's check is remembered, see `range_checks`).
+    fn decode_range(&self, digest: &Digest) -> Option<(RangeRef, &Disk)> {
         let (range, claimed) = RangeRef::parse(digest)?;
-        (self.range_check(&range) == claimed).then_some(range)
+        let disk = self.disks.get(&range.origin)?;
+        (disk.range_check(&range, &self.key) == claimed).then_some((range, disk))
     }
 
-    /// The [`RangeRef`] naming exactly `fines`, if one does.
-    fn range_of(&self, fines: &[Fine]) -> Option<RangeRef> {
+    /// The [`RangeRef`] naming exactly `fines`, if one does, and its origin
+    /// disk.
+    fn range_of(&self, fines: &[Fine]) -> Option<(RangeRef, &Disk)> {
         let mut origin = None;
         let mut first = None;
         let mut position = 0;
@@ -234,7 +228,7 @@ impl Contents {
             return None;
         }
         let matches = fines.iter().enumerate().all(|(j, f)| disk.guest_fine_at(first + j as u64, position) == *f);
-        matches.then_some(RangeRef { origin, first, count, position })
+        matches.then_some((RangeRef { origin, first, count, position }, disk))
     }
 
     /// Fine-block contents of a block of data about to be written over the
@@ -267,10 +261,9 @@ impl Contents {
         if let Some(fines) = self.mixed.get(&block.digest).filter(|f| f.len() == count) {
             return fines.iter().cloned().collect();
         }
-        let traced = self.decode_range(&block.digest).filter(|r| r.count as usize == count).and_then(|r| {
-            let disk = self.disks.get(&r.origin)?;
-            (r.first + u64::from(r.count) <= disk.fine_count())
-                .then(|| (r.first..r.first + u64::from(r.count)).map(|i| disk.guest_fine_at(i, r.position)).collect())
+        let traced = self.decode_range(&block.digest).filter(|(r, _)| r.count as usize == count).and_then(|(r, disk)| {
+            let end = r.first.checked_add(u64::from(r.count)).filter(|&end| end <= disk.fine_count())?;
+            Some((r.first..end).map(|i| disk.guest_fine_at(i, r.position)).collect())
         });
         traced.unwrap_or_else(|| {
             let parts = u32::try_from(count).unwrap_or(u32::MAX);

@@ -18,8 +18,10 @@ use blockferry_core::{BlockSize, Digest, DiskId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Vectors kept per (disk, block size): enough for a backup check and the
-/// replication check of a new point (its source and its replica).
+/// Vectors kept per (disk, block size): the two positions checks of one
+/// disk move forward from (its latest backup snapshot and its latest
+/// replication snapshot). Four kept no more work away, and cost 190 MB at
+/// the 2 TiB scale.
 const PER_DISK: usize = 2;
 /// Vectors kept overall (memory stays bounded however many disks a run
 /// creates, say by restoring every point at the end). Enough that a day of
