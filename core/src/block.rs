@@ -61,21 +61,11 @@ impl Digest {
 /// the hasher is fixed, so runs stay reproducible anyway.
 pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
 
-/// How many digests [`warm`] looks up ahead of the work on them (16 beat
-/// 8, 32, 64 and 256 on the 2 TiB bench day: enough lookups in flight, and
-/// their entries still cached when the work reaches them).
+/// How many digests [`crate::digest_table::DigestTable::warm`] looks up
+/// ahead of the work on them (16 beat 8, 32, 64 and 256 on the 2 TiB bench
+/// day: enough lookups in flight, and their records still cached when the
+/// work reaches them).
 pub const WARM_CHUNK: usize = 16;
-
-/// Looks each of `digests` up in `map`, discarding the answers. An index
-/// of millions of blocks lives far outside the caches, and a lookup mostly
-/// waits for memory; independent read-only lookups wait together, so
-/// walking a chunk of digests this way first lets the work on them that
-/// follows (inserts, updates) find their entries cached.
-pub fn warm<V>(map: &DigestMap<V>, digests: &[Digest]) {
-    for digest in digests {
-        std::hint::black_box(map.contains_key(digest));
-    }
-}
 
 /// A set of digests for membership only (see [`DigestMap`]).
 pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;

@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod config;
+pub mod digest_table;
 pub mod event;
 pub mod hypervisor;
 pub mod ids;
@@ -19,7 +20,7 @@ pub mod storage;
 pub mod time;
 pub mod wire;
 
-pub use block::{BlockSize, Compression, Digest, DigestMap, DigestSet, EncodedBlock, WARM_CHUNK, decode_block, encode_block, warm};
+pub use block::{BlockSize, Compression, Digest, DigestMap, DigestSet, EncodedBlock, WARM_CHUNK, decode_block, encode_block};
 pub use event::Event;
 pub use ids::{ChangeId, DiskId, JobId, NodeId, RequestId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 pub use node::{Input, Node, Output, TimerId};

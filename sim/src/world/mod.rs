@@ -10,7 +10,6 @@
 //! * `store`: repository stores.
 //! * `pipe`: device throughput.
 
-mod block_table;
 pub mod content;
 pub mod contents;
 mod digest_cache;

@@ -20,9 +20,9 @@
 //! their bytes flipped too, so decoding them would fail as well). Putting a
 //! damaged block again repairs it.
 
-use super::block_table::{BlockTable, Slot};
 use super::pipe::Pipe;
 use blockferry_core::block::EncodedBlock;
+use blockferry_core::digest_table::{DigestTable, Slot};
 use blockferry_core::manifest::Manifest;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageCompletion, StorageError, StorageOp, StorageReply, StorageRequest};
@@ -200,9 +200,9 @@ pub struct Store {
     timing: StoreTiming,
     io: Pipe,
     /// Every block either view holds or a pending change names, by digest
-    /// and by slot (see `block_table`; nothing reads them in order but
+    /// and by slot (see `DigestTable`; nothing reads them in order but
     /// `Recover` and `corrupt`, which sort).
-    blocks: BlockTable<Block>,
+    blocks: DigestTable<Block>,
     /// Blocks the live view holds.
     live_blocks: u64,
     live: View,
@@ -225,7 +225,7 @@ impl Store {
             capacity,
             timing: StoreTiming::default(),
             io: Pipe::default(),
-            blocks: BlockTable::default(),
+            blocks: DigestTable::default(),
             live_blocks: 0,
             live: View::default(),
             durable: View::default(),
@@ -342,7 +342,7 @@ impl Store {
             let (digest, len) = (payload.digest(), stored_len(&payload));
             // A new record starts empty and is filled like a repaired one.
             // (No slot only past 4 Gi records: memory runs out long before.)
-            let Some(slot) = self.blocks.slot_or_insert_with(digest, Block::default) else { continue };
+            let Some((slot, _)) = self.blocks.find_or_insert_with(digest, Block::default) else { continue };
             let Some(block) = self.blocks.at_mut(slot).filter(|b| b.live.is_none_or(|c| c.damaged)) else { continue };
             block.payload = Kept::of(payload);
             bytes += u64::from(len);

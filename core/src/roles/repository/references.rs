@@ -17,17 +17,17 @@
 //! differ from a neighbour: found by one comparison of digest vectors, not
 //! one map update per block.
 
-use crate::block::{Digest, DigestMap, WARM_CHUNK, warm};
-use std::collections::hash_map::Entry;
+use crate::block::{Digest, WARM_CHUNK};
+use crate::digest_table::DigestTable;
 
 /// Stored blocks with their run-start counts. A hash table: every stored
 /// block and every changed slot costs a lookup here, and nothing depends on
 /// its order (garbage is handed out sorted).
 #[derive(Debug, Default)]
 pub(super) struct References {
-    /// Run starts per block: a u32 keeps an entry at 36 bytes, and no block
+    /// Run starts per block: a u32 keeps a record at 36 bytes, and no block
     /// starts 4 Gi runs (each needs a block slot of a point of its own).
-    blocks: DigestMap<u32>,
+    blocks: DigestTable<u32>,
     /// Blocks that were stored unreferenced or lost their last reference
     /// since garbage was last taken: the candidates, checked then (some
     /// are referenced again by that time). A list, not a set kept exact on
@@ -47,20 +47,19 @@ impl References {
     /// Room for `blocks` blocks before the table grows: growing a table of
     /// millions of blocks step by step copies it each time.
     pub fn with_capacity(blocks: usize) -> References {
-        References { blocks: DigestMap::with_capacity_and_hasher(blocks, Default::default()), candidates: Vec::new() }
+        References { blocks: DigestTable::with_capacity(blocks), candidates: Vec::new() }
     }
 
     pub fn contains(&self, digest: &Digest) -> bool {
-        self.blocks.contains_key(digest)
+        self.blocks.contains(digest)
     }
 
     /// Blocks now in the store (unreferenced until a point uses them).
     pub fn stored(&mut self, digests: &[Digest]) {
         for chunk in digests.chunks(WARM_CHUNK) {
-            warm(&self.blocks, chunk);
+            self.blocks.warm(chunk.iter().copied());
             for &digest in chunk {
-                if let Entry::Vacant(e) = self.blocks.entry(digest) {
-                    e.insert(0);
+                if self.blocks.find_or_insert_with(digest, || 0).is_some_and(|(_, made)| made) {
                     self.candidates.push(digest);
                 }
             }
@@ -85,12 +84,9 @@ impl References {
         // candidates are every block stored since, millions after a full.
         let mut taken = Vec::new();
         for chunk in candidates.chunks(WARM_CHUNK) {
-            warm(&self.blocks, chunk);
+            self.blocks.warm(chunk.iter().copied());
             for &digest in chunk {
-                if let Entry::Occupied(e) = self.blocks.entry(digest)
-                    && *e.get() == 0
-                {
-                    e.remove();
+                if self.blocks.remove_if(&digest, |&count| count == 0) {
                     taken.push(digest);
                 }
             }
@@ -138,10 +134,10 @@ impl References {
     }
 
     /// [`References::add`] for each of `digests`, in order, a warmed
-    /// chunk at a time (see [`warm`]).
+    /// chunk at a time (see [`DigestTable::warm`]).
     fn add_all(&mut self, digests: &[Digest], sign: i32) {
         for chunk in digests.chunks(WARM_CHUNK) {
-            warm(&self.blocks, chunk);
+            self.blocks.warm(chunk.iter().copied());
             for digest in chunk {
                 self.add(*digest, sign);
             }
@@ -149,11 +145,12 @@ impl References {
     }
 
     fn add(&mut self, digest: Digest, sign: i32) {
-        let count = match self.blocks.entry(digest) {
-            Entry::Occupied(e) => e.into_mut(),
-            Entry::Vacant(_) if sign < 0 => return,
-            Entry::Vacant(e) => e.insert(0),
+        // Losing a run start never makes a record; gaining one may.
+        let slot = match sign < 0 {
+            true => self.blocks.slot(&digest),
+            false => self.blocks.find_or_insert_with(digest, || 0).map(|(slot, _)| slot),
         };
+        let Some(count) = slot.and_then(|slot| self.blocks.at_mut(slot)) else { return };
         let was = *count;
         *count = count.saturating_add_signed(sign);
         if was > 0 && *count == 0 {
