@@ -22,6 +22,7 @@ use crate::topology::Topology;
 use crate::world::{PointDigests, World};
 use blockferry_core::{BlockSize, Digest, Event, NodeId, RestorePointId, SnapshotId, Timestamp, VmId};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// A restore point the checker has verified and still expects to exist.
 #[derive(Debug, Clone)]
@@ -240,7 +241,7 @@ impl Checker {
 }
 
 /// `None` when equal; otherwise how many blocks differ and the first few.
-fn compare(expected: &PointDigests, actual: &[Digest]) -> Option<String> {
+fn compare(expected: &PointDigests, actual: &Arc<[Digest]>) -> Option<String> {
     if expected.len() != actual.len() {
         return describe(expected.len(), actual.len(), &[]);
     }

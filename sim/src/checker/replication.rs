@@ -247,7 +247,7 @@ impl Check<'_> {
             let swap = self.hv.swap_mask(self.vm, disk, self.block_size).unwrap_or_default();
             let outside_swap = |i: &usize| !swap.get(*i).is_some_and(|s| *s);
             let differing: Vec<usize> = if expected.len() == actual.len() {
-                (0..expected.len()).filter(|i| expected.get(*i) != actual.get(*i)).filter(outside_swap).collect()
+                expected.differing_from(&actual).into_iter().filter(outside_swap).collect()
             } else {
                 Vec::new()
             };

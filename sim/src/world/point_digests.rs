@@ -34,8 +34,7 @@ impl PointDigests {
 
     /// Block `i`'s digest, swap masked.
     pub fn get(&self, i: usize) -> Option<Digest> {
-        let digest = self.digests.get(i)?;
-        Some(if self.swap.contains(&i) { Digest::ZERO_BLOCK } else { *digest })
+        self.digests.get(i).map(|digest| *self.masked(i, digest))
     }
 
     /// Every block's digest, swap masked.
@@ -44,16 +43,45 @@ impl PointDigests {
     }
 
     /// Where `actual` differs from these digests, in order (blocks beyond
-    /// the shorter of the two are not compared). Runs outside swap are
-    /// compared a slice at a time, so equal vectors cost one pass of
-    /// memory comparison.
-    pub fn differing(&self, actual: &[Digest]) -> Vec<usize> {
-        let len = self.len().min(actual.len());
-        let swap = self.swap.start.min(len)..self.swap.end.min(len);
-        let mut out = differing_slices(&self.digests[..swap.start], &actual[..swap.start], 0);
-        out.extend(swap.clone().filter(|&i| actual[i] != Digest::ZERO_BLOCK));
-        out.extend(differing_slices(&self.digests[swap.end..len], &actual[swap.end..len], swap.end));
+    /// the shorter of the two are not compared).
+    pub fn differing(&self, actual: &Arc<[Digest]>) -> Vec<usize> {
+        self.differing_from(&PointDigests::new(actual.clone(), 0..0))
+    }
+
+    /// Where two views differ, each with its own swap masked, in order
+    /// (blocks beyond the shorter are not compared). Runs clear of either
+    /// swap are compared a slice at a time, so equal vectors cost one pass
+    /// of memory comparison.
+    pub fn differing_from(&self, other: &PointDigests) -> Vec<usize> {
+        let len = self.len().min(other.len());
+        let (ours, theirs) = (&self.digests[..len], &other.digests[..len]);
+        // Cut points: where either swap starts or ends.
+        let mut cuts = vec![0, len];
+        for swap in [&self.swap, &other.swap] {
+            cuts.extend([swap.start.min(len), swap.end.min(len)]);
+        }
+        cuts.sort_unstable();
+        cuts.dedup();
+        let mut out = Vec::new();
+        for run in cuts.windows(2) {
+            let (start, end) = (run[0], run[1]);
+            let masked = [&self.swap, &other.swap].iter().any(|swap| swap.contains(&start));
+            if !masked {
+                out.extend(differing_slices(&ours[start..end], &theirs[start..end], start));
+                continue;
+            }
+            for (i, (a, b)) in (start..end).zip(ours[start..end].iter().zip(&theirs[start..end])) {
+                if self.masked(i, a) != other.masked(i, b) {
+                    out.push(i);
+                }
+            }
+        }
         out
+    }
+
+    /// `digest`, block `i`'s, as this view reads it.
+    fn masked<'a>(&self, i: usize, digest: &'a Digest) -> &'a Digest {
+        if self.swap.contains(&i) { &Digest::ZERO_BLOCK } else { digest }
     }
 }
 
@@ -86,11 +114,25 @@ mod tests {
         assert_eq!(point.get(3000), None);
         let mut actual = point.to_vec();
         assert_eq!(actual.len(), 3000);
-        assert!(point.differing(&actual).is_empty());
+        assert!(point.differing(&actual.clone().into()).is_empty());
         actual[3] = d(0);
         actual[1550] = d(9);
         actual[2999] = d(0);
-        assert_eq!(point.differing(&actual), vec![3, 1550, 2999]);
-        assert_eq!(point.differing(&actual[..10]), vec![3], "only the common length is compared");
+        assert_eq!(point.differing(&actual.clone().into()), vec![3, 1550, 2999]);
+        assert_eq!(point.differing(&actual[..10].into()), vec![3], "only the common length is compared");
+    }
+
+    #[test]
+    fn two_views_compare_each_with_its_own_swap() {
+        let all: Vec<Digest> = (1..=3000).map(|i| d((i % 250 + 1) as u8)).collect();
+        let mut changed = all.clone();
+        (changed[10], changed[1510]) = (d(0), d(0));
+        let a = PointDigests::new(all.clone().into(), 1500..1600);
+        let b = PointDigests::new(changed.into(), 1500..1600);
+        assert_eq!(a.differing_from(&b), vec![10], "block 1510 is swap in both");
+        let unmasked = PointDigests::new(all.into(), 0..0);
+        assert_eq!(a.differing_from(&unmasked), (1500..1600).collect::<Vec<_>>(), "swap reads as zero on one side only");
+        let shifted = PointDigests::new(b.digests.clone(), 1400..1550);
+        assert_eq!(a.differing_from(&shifted).len(), 1 + 100 + 50, "each side masks its own swap");
     }
 }
