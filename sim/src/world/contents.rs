@@ -128,22 +128,22 @@ impl Contents {
     }
 
     /// The digest of every job block of `disk` at `position` (the oracle).
-    /// Derived from the nearest vector computed before, recomputing only
-    /// the blocks written in between (see `digest_cache`).
+    /// Derived from the vector computed last, recomputing only the blocks
+    /// written in between (see `digest_cache`).
     pub fn disk_digests(&self, disk: &Disk, position: u64, block_size: BlockSize) -> Arc<[Digest]> {
         let id = disk.id();
         if let Some(digests) = self.oracle.borrow_mut().exact(id, block_size, position) {
             return digests;
         }
         let count = disk.block_count(block_size);
-        let nearest = self.oracle.borrow().nearest(id, block_size, position);
-        let digests: Arc<[Digest]> = match nearest {
-            Some((from, base)) if from.abs_diff(position) < count => {
+        let last = self.oracle.borrow_mut().take(id, block_size);
+        let digests: Arc<[Digest]> = match last {
+            Some((from, mut digests)) if from.abs_diff(position) < count => {
                 let k = disk.per_block(block_size);
                 let mut touched: Vec<u64> = disk.written_between(from.min(position), from.max(position)).map(|f| f / k).collect();
                 touched.sort_unstable();
                 touched.dedup();
-                let mut digests = self.copy_of(id, block_size, base);
+                // In place, unless a caller still holds the old vector.
                 let slots = Arc::make_mut(&mut digests);
                 for block in touched {
                     if let Some(slot) = slots.get_mut(block as usize) {
@@ -156,20 +156,6 @@ impl Contents {
         };
         self.oracle.borrow_mut().insert(id, block_size, position, digests.clone());
         digests
-    }
-
-    /// A vector equal to `base` to patch: a spare cached vector of the disk
-    /// overwritten in place when one is free, else `base` itself (the cache
-    /// holds it too, so patching copies it once).
-    fn copy_of(&self, id: DiskId, block_size: BlockSize, base: Arc<[Digest]>) -> Arc<[Digest]> {
-        let spare = self.oracle.borrow_mut().take_spare(id, block_size);
-        if let Some(mut spare) = spare
-            && let Some(slots) = Arc::get_mut(&mut spare).filter(|s| s.len() == base.len())
-        {
-            slots.copy_from_slice(&base);
-            return spare;
-        }
-        base
     }
 
     /// The synthetic digest of `fines`; `true` when it is a rule-4 (mixed)

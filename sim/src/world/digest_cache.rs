@@ -1,12 +1,18 @@
 //! The oracle's memory of whole-disk digest vectors.
 //!
 //! The checker asks for the digest vector of a disk at some write-log
-//! position after every commit (and the replication checks ask for several
-//! older ones again). Recomputing one costs a synthetic digest per block —
+//! position after every commit (and the replication checks ask for older
+//! ones again). Recomputing one costs a synthetic digest per block —
 //! O(disk size) per question — while two positions of one disk differ only
-//! in the blocks the writes between them touched. So the cache keeps a few
-//! recent vectors per (disk, block size) and derives a new one from the
-//! nearest by recomputing just those blocks.
+//! in the blocks the writes between them touched. So the cache keeps the
+//! latest vector per (disk, block size), and a new one is derived from it
+//! by recomputing just those blocks — in place: the cached vector is taken
+//! out and patched, so a question costs no whole-disk copy (and no fresh
+//! multi-MiB allocation, a page fault per 4 KiB) unless someone still holds
+//! the old vector. Checks of one disk move forward (its backup snapshots,
+//! its replication snapshots a little behind), so the latest vector is
+//! never far from the next question; keeping the latest of each kind as
+//! well was no faster on the 2 TiB day and cost 90 MB.
 //!
 //! This is sound because a job block's digest at a position is a pure
 //! function of its fine blocks' contents at that position (see
@@ -18,14 +24,9 @@ use blockferry_core::{BlockSize, Digest, DiskId};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-/// Vectors kept per (disk, block size): the two positions checks of one
-/// disk move forward from (its latest backup snapshot and its latest
-/// replication snapshot). Four kept no more work away, and cost 190 MB at
-/// the 2 TiB scale.
-const PER_DISK: usize = 2;
 /// Vectors kept overall (memory stays bounded however many disks a run
 /// creates, say by restoring every point at the end). Enough that a day of
-/// 20 VMs, half of them replicated, never evicts one disk's vectors for
+/// 20 VMs, half of them replicated, never evicts one disk's vector for
 /// another's (which costs a rebuild from scratch of a whole disk).
 const TOTAL: usize = 256;
 
@@ -38,68 +39,33 @@ struct Entry {
 
 #[derive(Default)]
 pub struct DigestCache {
-    entries: BTreeMap<(DiskId, BlockSize), Vec<Entry>>,
+    entries: BTreeMap<(DiskId, BlockSize), Entry>,
     clock: u64,
-    len: usize,
 }
 
 impl DigestCache {
-    /// The cached vector of `disk` at `position`, if any.
+    /// The cached vector of `disk` if it is the one at `position`.
     pub fn exact(&mut self, disk: DiskId, block_size: BlockSize, position: u64) -> Option<Arc<[Digest]>> {
         self.clock += 1;
-        let clock = self.clock;
-        let entry = self.entries.get_mut(&(disk, block_size))?.iter_mut().find(|e| e.position == position)?;
-        entry.used = clock;
+        let entry = self.entries.get_mut(&(disk, block_size)).filter(|e| e.position == position)?;
+        entry.used = self.clock;
         Some(entry.digests.clone())
     }
 
-    /// The cached vector of `disk` nearest to `position` (fewest log writes
-    /// apart), with its position.
-    pub fn nearest(&self, disk: DiskId, block_size: BlockSize, position: u64) -> Option<(u64, Arc<[Digest]>)> {
-        self.entries.get(&(disk, block_size))?.iter().min_by_key(|e| e.position.abs_diff(position)).map(|e| (e.position, e.digests.clone()))
-    }
-
-    /// When `disk`'s vectors are at their limit, takes the least recently
-    /// used one out (the next insert would evict it anyway) so that its
-    /// memory can hold the next vector: a fresh multi-MiB vector per check
-    /// is a page fault per 4 KiB.
-    pub fn take_spare(&mut self, disk: DiskId, block_size: BlockSize) -> Option<Arc<[Digest]>> {
-        let list = self.entries.get_mut(&(disk, block_size)).filter(|list| list.len() >= PER_DISK)?;
-        let oldest = list.iter().enumerate().min_by_key(|(_, e)| e.used).map(|(i, _)| i)?;
-        self.len -= 1;
-        Some(list.swap_remove(oldest).digests)
+    /// Takes `disk`'s cached vector out, with its position: the caller
+    /// derives the next one from it and puts that back.
+    pub fn take(&mut self, disk: DiskId, block_size: BlockSize) -> Option<(u64, Arc<[Digest]>)> {
+        self.entries.remove(&(disk, block_size)).map(|e| (e.position, e.digests))
     }
 
     /// Remembers `digests` as `disk`'s vector at `position`, evicting the
-    /// least recently used vectors beyond the limits.
+    /// least recently used vectors beyond the limit.
     pub fn insert(&mut self, disk: DiskId, block_size: BlockSize, position: u64, digests: Arc<[Digest]>) {
         self.clock += 1;
-        let entry = Entry { position, digests, used: self.clock };
-        let list = self.entries.entry((disk, block_size)).or_default();
-        list.push(entry);
-        self.len += 1;
-        if list.len() > PER_DISK
-            && let Some(oldest) = list.iter().enumerate().min_by_key(|(_, e)| e.used).map(|(i, _)| i)
-        {
-            list.swap_remove(oldest);
-            self.len -= 1;
-        }
-        while self.len > TOTAL {
-            self.evict_oldest();
-        }
-    }
-
-    fn evict_oldest(&mut self) {
-        let oldest = self
-            .entries
-            .iter()
-            .flat_map(|(key, list)| list.iter().enumerate().map(move |(i, e)| (e.used, *key, i)))
-            .min_by_key(|(used, _, _)| *used);
-        let Some((_, key, i)) = oldest else { return };
-        if let Some(list) = self.entries.get_mut(&key) {
-            list.swap_remove(i);
-            self.len -= 1;
-            if list.is_empty() {
+        self.entries.insert((disk, block_size), Entry { position, digests, used: self.clock });
+        while self.entries.len() > TOTAL {
+            let oldest = self.entries.iter().min_by_key(|(_, e)| e.used).map(|(key, _)| *key);
+            if let Some(key) = oldest {
                 self.entries.remove(&key);
             }
         }
