@@ -136,6 +136,21 @@ impl<T> DigestTable<T> {
         true
     }
 
+    /// Removes the record at `slot` if there is one and `remove` says so;
+    /// returns its digest if it did. Reaches the record without hashing.
+    pub fn remove_at_if(&mut self, slot: Slot, remove: impl FnOnce(&T) -> bool) -> Option<Digest> {
+        let (digest, value) = self.records.get(slot.0 as usize)?.as_ref()?;
+        if !remove(value) {
+            return None;
+        }
+        let digest = *digest;
+        if let Ok(entry) = self.index.find_entry(hash(&digest), |&found| found == slot) {
+            entry.remove();
+        }
+        self.release(slot);
+        Some(digest)
+    }
+
     pub fn remove(&mut self, digest: &Digest) {
         self.remove_if(digest, |_| true);
     }
@@ -212,6 +227,10 @@ mod tests {
         assert_eq!(table.iter().collect::<Vec<_>>(), vec![(&d(3), &"c")]);
         assert_eq!(table.at(b), None);
         assert!(!table.contains(&d(2)));
+        assert_eq!(table.remove_at_if(c, |v| *v == "x"), None, "kept when the test says no");
+        assert_eq!(table.remove_at_if(c, |v| *v == "c"), Some(d(3)));
+        assert_eq!((table.len(), table.get(&d(3))), (0, None));
+        assert_eq!(table.remove_at_if(c, |_| true), None, "an empty slot holds nothing to remove");
     }
 
     #[test]

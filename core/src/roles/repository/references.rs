@@ -18,7 +18,7 @@
 //! one map update per block.
 
 use crate::block::{Digest, WARM_CHUNK};
-use crate::digest_table::DigestTable;
+use crate::digest_table::{DigestTable, Slot};
 
 /// Stored blocks with their run-start counts. A hash table: every stored
 /// block and every changed slot costs a lookup here, and nothing depends on
@@ -28,12 +28,17 @@ pub(super) struct References {
     /// Run starts per block: a u32 keeps a record at 36 bytes, and no block
     /// starts 4 Gi runs (each needs a block slot of a point of its own).
     blocks: DigestTable<u32>,
-    /// Blocks that were stored unreferenced or lost their last reference
-    /// since garbage was last taken: the candidates, checked then (some
-    /// are referenced again by that time). A list, not a set kept exact on
-    /// every change: nearly every block is stored unreferenced and then
-    /// referenced at once by its point's commit.
-    candidates: Vec<Digest>,
+    /// Where blocks were that were stored unreferenced or lost their last
+    /// reference since garbage was last taken: the candidates, checked then
+    /// (some are referenced again by that time). A list, not a set kept
+    /// exact on every change: nearly every block is stored unreferenced and
+    /// then referenced at once by its point's commit. By slot, not digest:
+    /// checking one reads its record with no lookup, and slots are handed
+    /// out in storing order, so the check mostly walks the records in
+    /// order. (A slot freed and taken by another block since names that
+    /// block, itself a candidate: whatever record a candidate slot holds is
+    /// garbage exactly when its count is 0.)
+    candidates: Vec<Slot>,
 }
 
 /// One disk's digest vectors: the point's and its lineage neighbours'.
@@ -59,8 +64,8 @@ impl References {
         for chunk in digests.chunks(WARM_CHUNK) {
             self.blocks.warm(chunk.iter().copied());
             for &digest in chunk {
-                if self.blocks.find_or_insert_with(digest, || 0).is_some_and(|(_, made)| made) {
-                    self.candidates.push(digest);
+                if let Some((slot, true)) = self.blocks.find_or_insert_with(digest, || 0) {
+                    self.candidates.push(slot);
                 }
             }
         }
@@ -79,17 +84,14 @@ impl References {
     /// Takes every unreferenced block out, in digest order.
     pub fn take_garbage(&mut self) -> Vec<Digest> {
         let candidates = std::mem::take(&mut self.candidates);
-        // One lookup per candidate: found unreferenced, removed there (so a
-        // repeated candidate is taken once). Only what is taken is sorted:
-        // candidates are every block stored since, millions after a full.
+        // One record read per candidate: found unreferenced, removed there
+        // (so a repeated candidate is taken once). Only what is taken is
+        // sorted: candidates are every block stored since, millions after
+        // a full.
         let mut taken = Vec::new();
         for chunk in candidates.chunks(WARM_CHUNK) {
-            self.blocks.warm(chunk.iter().copied());
-            for &digest in chunk {
-                if self.blocks.remove_if(&digest, |&count| count == 0) {
-                    taken.push(digest);
-                }
-            }
+            self.blocks.warm_slots(chunk.iter().copied());
+            taken.extend(chunk.iter().filter_map(|&slot| self.blocks.remove_at_if(slot, |&count| count == 0)));
         }
         taken.sort_unstable();
         taken
@@ -150,11 +152,11 @@ impl References {
             true => self.blocks.slot(&digest),
             false => self.blocks.find_or_insert_with(digest, || 0).map(|(slot, _)| slot),
         };
-        let Some(count) = slot.and_then(|slot| self.blocks.at_mut(slot)) else { return };
+        let Some((slot, count)) = slot.and_then(|slot| Some((slot, self.blocks.at_mut(slot)?))) else { return };
         let was = *count;
         *count = count.saturating_add_signed(sign);
         if was > 0 && *count == 0 {
-            self.candidates.push(digest);
+            self.candidates.push(slot);
         }
     }
 }
