@@ -28,8 +28,10 @@ pub struct ReplicaTarget {
     sender: NodeId,
     generation: u64,
     blocks_total: u64,
-    hashed: BTreeMap<u64, Digest>,
-    written: BTreeMap<u64, Digest>,
+    /// Blocks hashed and written, as (index, digest) in arrival order (a
+    /// later entry for an index wins; sorted once, when reported).
+    hashed: Vec<(u64, Digest)>,
+    written: Vec<(u64, Digest)>,
     /// Host reads for hashing in flight: host batch → sender's batch.
     hashing: BTreeMap<u64, u64>,
     /// Host writes in flight: host batch → sender's batch and digests.
@@ -46,8 +48,8 @@ impl ReplicaTarget {
             sender,
             generation: generation << 32,
             blocks_total,
-            hashed: BTreeMap::new(),
-            written: BTreeMap::new(),
+            hashed: Vec::new(),
+            written: Vec::new(),
             hashing: BTreeMap::new(),
             writing: BTreeMap::new(),
             reports: 0,
@@ -144,11 +146,11 @@ impl ReplicaTarget {
     fn report(&mut self, out: &mut Outbox) {
         let (sink, report) = (&self.sink, self.sink.report);
         let mut vectors = Vec::new();
+        let hashed = latest_by_index(self.hashed.clone());
         if let Some(initial) = report.initial {
-            vectors.push((initial, None, self.hashed.iter().filter(|(_, d)| !d.is_zero_block()).map(|(i, d)| (*i, *d)).collect()));
+            vectors.push((initial, None, hashed.iter().filter(|(_, d)| !d.is_zero_block()).copied().collect()));
         }
-        let mut changes = self.hashed.clone();
-        changes.extend(&self.written);
+        let changes = latest_by_index(hashed.into_iter().chain(self.written.iter().copied()).collect());
         // On an all-zero base, zero digests change nothing.
         let changes: Vec<(u64, Digest)> = changes.into_iter().filter(|(_, d)| report.base.is_some() || !d.is_zero_block()).collect();
         vectors.push((report.point, report.base, changes));
@@ -173,5 +175,32 @@ impl ReplicaTarget {
             }
             self.reports += 1;
         }
+    }
+}
+
+/// `entries` in index order, one per index: the last one given for it.
+fn latest_by_index(mut entries: Vec<(u64, Digest)>) -> Vec<(u64, Digest)> {
+    // Stable: entries for one index stay in arrival order.
+    entries.sort_by_key(|(index, _)| *index);
+    let mut out: Vec<(u64, Digest)> = Vec::with_capacity(entries.len());
+    for (index, digest) in entries {
+        match out.last_mut() {
+            Some(last) if last.0 == index => last.1 = digest,
+            _ => out.push((index, digest)),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_last_entry_of_an_index_wins_and_indexes_come_in_order() {
+        let d = |n: u8| Digest([n; 32]);
+        let entries = vec![(5, d(1)), (2, d(2)), (5, d(3)), (0, d(4)), (2, d(5)), (5, d(6))];
+        assert_eq!(latest_by_index(entries), vec![(0, d(4)), (2, d(5)), (5, d(6))]);
+        assert_eq!(latest_by_index(Vec::new()), Vec::new());
     }
 }

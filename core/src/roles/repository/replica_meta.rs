@@ -46,7 +46,9 @@ struct PendingDisk {
     base: Option<RestorePointId>,
     bytes: u64,
     block_size: BlockSize,
-    changes: BTreeMap<u64, Digest>,
+    /// Reported (index, digest) pairs in arrival order: applied in order,
+    /// a later report of an index wins.
+    changes: Vec<(u64, Digest)>,
     finished: Option<DiskManifest>,
 }
 
@@ -77,15 +79,10 @@ impl Repository {
         match msg {
             Message::PutReplicaDisk { task, point, base, disk, bytes, block_size, changes, first, last } => {
                 let pending = self.replica.pending.entry(point).or_default();
-                let entry = pending.entry(disk).or_insert_with(|| PendingDisk {
-                    base,
-                    bytes,
-                    block_size,
-                    changes: BTreeMap::new(),
-                    finished: None,
-                });
+                let entry =
+                    pending.entry(disk).or_insert_with(|| PendingDisk { base, bytes, block_size, changes: Vec::new(), finished: None });
                 if first {
-                    *entry = PendingDisk { base, bytes, block_size, changes: BTreeMap::new(), finished: None };
+                    *entry = PendingDisk { base, bytes, block_size, changes: Vec::new(), finished: None };
                 }
                 entry.changes.extend(changes);
                 if last {
@@ -217,7 +214,7 @@ impl Repository {
                 Some(d.digests.clone())
             }
         };
-        let digests = apply_changes(base.as_deref(), count, pending.changes.iter().map(|(&index, &digest)| (index, digest)))?;
+        let digests = apply_changes(base.as_deref(), count, pending.changes.iter().copied())?;
         let manifest = DiskManifest { index: disk, bytes: pending.bytes, change_id: None, block_size: pending.block_size, digests };
         if let Some(p) = self.replica.pending.get_mut(&point).and_then(|p| p.get_mut(&disk)) {
             p.finished = Some(manifest);
