@@ -33,6 +33,33 @@ struct Write {
 /// No write: the end of a chain.
 const NONE: u64 = u64::MAX;
 
+/// A fine block's latest write as [`LatestWrites`] keeps it: its sequence
+/// number, and whether it was a guest write. A guest write's content
+/// follows from its sequence number alone, so a lookup whose answer is the
+/// latest write (the usual case: a snapshot is read soon after it is
+/// taken) need not read the write log at all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Head(u64);
+
+impl Head {
+    const NONE: Head = Head(u64::MAX);
+
+    fn new(seq: u64, guest: bool) -> Head {
+        // A log never holds 2^63 writes.
+        Head(seq << 1 | u64::from(guest))
+    }
+
+    fn seq(self) -> Option<u64> {
+        (self != Head::NONE).then_some(self.0 >> 1)
+    }
+
+    /// The sequence number of the latest write if it is a guest write
+    /// below `position`.
+    fn guest_below(self, position: u64) -> Option<u64> {
+        self.seq().filter(|&seq| self.0 & 1 == 1 && seq < position)
+    }
+}
+
 /// What a write put in its fine block. Kept inline (no box): the log is
 /// the world's biggest structure (a restore writes every block of a disk).
 #[derive(Clone, Debug)]
@@ -77,8 +104,8 @@ pub struct Disk {
     hot: Range<u64>,
     /// Every write; a write's sequence number is its position here.
     log: Vec<Write>,
-    /// Per fine block written, the sequence number of its latest write
-    /// (the head of its chain in `log`).
+    /// Per fine block written, its latest write (the head of its chain in
+    /// `log`, and whether it was a guest write: see [`Head`]).
     latest: LatestWrites,
     /// Zero decisions made so far, per zero chunk: each is a keyed hash,
     /// and the oracle asks for every block of a disk again and again.
@@ -269,7 +296,7 @@ impl Disk {
     /// The writes to fine block `index` with their sequence numbers,
     /// newest first.
     fn writes_to(&self, index: u64) -> impl Iterator<Item = (u64, &Write)> + '_ {
-        let mut seq = self.latest.get(index);
+        let mut seq = self.latest.get(index).seq().unwrap_or(NONE);
         std::iter::from_fn(move || {
             let write = self.logged(seq)?;
             let this = seq;
@@ -283,6 +310,9 @@ impl Disk {
         if position == 0 {
             // No write counts: skip walking the block's writes, all later.
             return self.initial(index);
+        }
+        if let Some(seq) = self.latest.get(index).guest_below(position) {
+            return Fine::Gen { origin: self.id, index, generation: seq + 1 };
         }
         match self.writes_to(index).find(|&(seq, _)| seq < position) {
             Some((seq, write)) => self.content_of(seq, write),
@@ -302,6 +332,9 @@ impl Disk {
             // came later, and walking them all would find none).
             return self.initial(index);
         };
+        if let Some(seq) = self.latest.get(index).guest_below(position) {
+            return Fine::Gen { origin: self.id, index, generation: seq + 1 };
+        }
         let last = self.logged(last).map(|write| (last, write));
         let found = last.filter(|(_, write)| write.index == index && guest(write));
         match found.or_else(|| self.writes_to(index).find(|(seq, write)| *seq < position && guest(write))) {
@@ -313,7 +346,11 @@ impl Disk {
     /// Whether `index` holds anything at `position`: it started non-zero or
     /// was written before.
     pub fn allocated_at(&self, index: u64, position: u64) -> bool {
-        (position > 0 && self.writes_to(index).any(|(seq, _)| seq < position)) || !self.initially_zero(index)
+        let written_before = || {
+            let latest = self.latest.get(index).seq();
+            latest.is_some_and(|seq| seq < position) || self.writes_to(index).any(|(seq, _)| seq < position)
+        };
+        (position > 0 && written_before()) || !self.initially_zero(index)
     }
 
     /// Fine blocks written by writes `from..to` of the log (with repeats).
@@ -337,14 +374,15 @@ impl Disk {
     /// Appends a write to the log; returns its sequence number.
     fn append(&mut self, index: u64, what: Written) -> u64 {
         let seq = self.position();
-        let prev = self.latest.set(index, seq);
+        let guest = matches!(what, Written::Guest);
+        let prev = self.latest.set(index, Head::new(seq, guest)).seq().unwrap_or(NONE);
         self.log.push(Write { index, prev, what });
         seq
     }
 }
 
-/// Per fine block written, the sequence number of its latest write. The
-/// oracle looks up every fine block of a disk again and again, written or
+/// Per fine block written, its latest write ([`Head`]). The oracle looks
+/// up every fine block of a disk again and again, written or
 /// not, so this is a direct index: a hash table while few fine blocks are
 /// written (a guest's hot set), a slot per fine block once many are (a
 /// restored disk), when that costs no more memory than the table.
@@ -352,9 +390,9 @@ impl Disk {
 enum LatestWrites {
     /// Keyed by fine block, with a fixed hasher: no random seed, so a run
     /// replays exactly (nothing depends on the table's order anyway).
-    Sparse { nfine: u64, table: HashMap<u64, u64, BuildHasherDefault<IndexHasher>> },
-    /// Indexed by fine block; [`NONE`] where never written.
-    Dense(Vec<u64>),
+    Sparse { nfine: u64, table: HashMap<u64, Head, BuildHasherDefault<IndexHasher>> },
+    /// Indexed by fine block; [`Head::NONE`] where never written.
+    Dense(Vec<Head>),
 }
 
 impl LatestWrites {
@@ -366,21 +404,21 @@ impl LatestWrites {
         LatestWrites::Sparse { nfine, table: HashMap::default() }
     }
 
-    /// The latest write to `index`, or [`NONE`].
-    fn get(&self, index: u64) -> u64 {
+    /// The latest write to `index`, or [`Head::NONE`].
+    fn get(&self, index: u64) -> Head {
         let found = match self {
             LatestWrites::Sparse { table, .. } => table.get(&index),
             LatestWrites::Dense(slots) => usize::try_from(index).ok().and_then(|i| slots.get(i)),
         };
-        found.copied().unwrap_or(NONE)
+        found.copied().unwrap_or(Head::NONE)
     }
 
-    /// Records write `seq` to `index`; returns the write it follows, or
-    /// [`NONE`].
-    fn set(&mut self, index: u64, seq: u64) -> u64 {
+    /// Records `head` as the latest write to `index`; returns the write it
+    /// follows, or [`Head::NONE`].
+    fn set(&mut self, index: u64, head: Head) -> Head {
         match self {
             LatestWrites::Sparse { nfine, table } => {
-                let prev = table.insert(index, seq).unwrap_or(NONE);
+                let prev = table.insert(index, head).unwrap_or(Head::NONE);
                 if table.len() as u64 * Self::DENSE_RATIO >= *nfine {
                     *self = LatestWrites::Dense(Self::dense(*nfine, table));
                 }
@@ -391,19 +429,19 @@ impl LatestWrites {
                 // the slots rather than losing the write.
                 let i = usize::try_from(index).unwrap_or(usize::MAX);
                 if i >= slots.len() {
-                    slots.resize(i.saturating_add(1), NONE);
+                    slots.resize(i.saturating_add(1), Head::NONE);
                 }
-                std::mem::replace(&mut slots[i], seq)
+                std::mem::replace(&mut slots[i], head)
             }
         }
     }
 
     /// The slots holding what `table` holds.
-    fn dense(nfine: u64, table: &HashMap<u64, u64, BuildHasherDefault<IndexHasher>>) -> Vec<u64> {
+    fn dense(nfine: u64, table: &HashMap<u64, Head, BuildHasherDefault<IndexHasher>>) -> Vec<Head> {
         let len = table.keys().map(|&i| i.saturating_add(1)).fold(nfine, u64::max);
-        let mut slots = vec![NONE; usize::try_from(len).unwrap_or(usize::MAX)];
-        for (&index, &seq) in table {
-            slots[usize::try_from(index).unwrap_or(usize::MAX)] = seq;
+        let mut slots = vec![Head::NONE; usize::try_from(len).unwrap_or(usize::MAX)];
+        for (&index, &head) in table {
+            slots[usize::try_from(index).unwrap_or(usize::MAX)] = head;
         }
         slots
     }
