@@ -123,12 +123,17 @@ impl References {
         // with one neighbour and visit only where they differ.
         match (slots.prev, slots.next) {
             (Some(other), _) | (None, Some(other)) => {
-                let len = other.len().max(slots.this.len());
-                for i in 0..len {
-                    if other.get(i) != slots.this.get(i) {
-                        apply(i);
+                // A run at a time: consecutive points share nearly every
+                // slot, so most runs are equal and cost one comparison.
+                const RUN: usize = 64;
+                let common = other.len().min(slots.this.len());
+                for start in (0..common).step_by(RUN) {
+                    let end = (start + RUN).min(common);
+                    if other[start..end] != slots.this[start..end] {
+                        (start..end).filter(|&i| other[i] != slots.this[i]).for_each(&mut apply);
                     }
                 }
+                (common..other.len().max(slots.this.len())).for_each(apply);
             }
             (None, None) => (0..slots.this.len()).for_each(apply),
         }
