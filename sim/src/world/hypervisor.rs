@@ -443,6 +443,7 @@ impl Hypervisors {
         let mut changed = BitVec::repeat(false, blocks as usize);
         match since_position {
             None => {
+                d.decide_all_zeros();
                 for block in 0..blocks {
                     if d.block_range(block_size, block).any(|i| d.allocated_at(i, position)) {
                         changed.set(block as usize, true);
