@@ -11,6 +11,7 @@
 
 use super::content::{Check, ContentKey, Fine, RangeRef, unit_of};
 use super::range_checks::RangeChecks;
+use super::two_threads;
 use blockferry_core::{BlockSize, DiskId};
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -289,33 +290,43 @@ impl Disk {
         }
     }
 
-    /// Makes every zero decision not made yet, on two threads: a full
-    /// backup asks for all of them at once, each a keyed hash (a tenth of
-    /// a TiB-scale run's first hour). A decision is a pure function of the
-    /// disk's key, so who makes it changes nothing.
+    /// Makes every zero decision not made yet, on two threads (see
+    /// `two_threads`): a full backup asks for all of them at once.
     pub fn decide_all_zeros(&self) {
-        /// Below this many, a thread costs more than it saves.
-        const WORTH_A_THREAD: usize = 4096;
         let Some(g) = self.generated.as_ref().filter(|g| g.zero_fraction > 0.0) else { return };
         let unknown: Vec<u64> = (0u64..).zip(&self.zero_chunks).filter(|(_, d)| d.get() == ZeroDecision::Unknown).map(|(c, _)| c).collect();
-        if unknown.len() < WORTH_A_THREAD {
+        if unknown.len() < two_threads::WORTH_A_THREAD {
             return;
         }
-        let (ours, theirs) = unknown.split_at(unknown.len() / 2);
-        let decide = |chunks: &[u64]| chunks.iter().map(|&c| g.decides_zero(c)).collect::<Vec<bool>>();
-        let (ours_decided, theirs_decided) = std::thread::scope(|scope| {
-            let helper = scope.spawn(|| decide(theirs));
-            let mine = decide(ours);
-            (mine, helper.join())
-        });
-        // A helper that panicked leaves its decisions to be made one by one.
-        let theirs_decided = theirs_decided.unwrap_or_default();
-        for (chunks, decided) in [(ours, ours_decided), (theirs, theirs_decided)] {
-            for (&c, zero) in chunks.iter().zip(decided) {
-                if let Some(memo) = usize::try_from(c).ok().and_then(|c| self.zero_chunks.get(c)) {
-                    memo.set(ZeroDecision::of(zero));
-                }
+        let decided = two_threads::map(&unknown, |&chunk| g.decides_zero(chunk)).unwrap_or_default();
+        for (&c, zero) in unknown.iter().zip(decided) {
+            if let Some(memo) = usize::try_from(c).ok().and_then(|c| self.zero_chunks.get(c)) {
+                memo.set(ZeroDecision::of(zero));
             }
+        }
+    }
+
+    /// Remembers the range checks of every job block of `block_size` that
+    /// holds initial data, computed on two threads (see `two_threads`): a
+    /// full backup reads them all, and a copy's reads use its origin's.
+    pub fn remember_initial_checks(&self, key: &ContentKey, block_size: BlockSize) {
+        if self.initial_origin != self.id {
+            return;
+        }
+        let ranges: Vec<RangeRef> = (0..self.block_count(block_size))
+            .map(|block| self.block_range(block_size, block))
+            .filter(|fines| fines.clone().any(|i| !self.initially_zero(i)))
+            .filter_map(|fines| {
+                let count = u32::try_from(fines.end - fines.start).ok()?;
+                Some(RangeRef { origin: self.id, first: fines.start, count, position: 0 })
+            })
+            .collect();
+        if ranges.len() < two_threads::WORTH_A_THREAD {
+            return;
+        }
+        let checks = two_threads::map(&ranges, |range| range.check(key)).unwrap_or_default();
+        for (range, check) in ranges.iter().zip(checks) {
+            self.checks.remember(range, check, self.nfine, self.position());
         }
     }
 
@@ -574,6 +585,19 @@ mod tests {
         assert!(all_at_once.zero_chunks.iter().all(|d| d.get() != ZeroDecision::Unknown), "enough chunks for a helper thread");
         let n = one_by_one.fine_count();
         assert!((0..n).map(|i| all_at_once.initially_zero(i)).eq((0..n).map(|i| one_by_one.initially_zero(i))));
+    }
+
+    #[test]
+    fn initial_checks_remembered_all_at_once_are_the_computed_ones() {
+        let d = disk(128 << 20, 0.3, 0.0);
+        let key = ContentKey([7; 32]);
+        let bs = BlockSize::new(8192).unwrap();
+        d.remember_initial_checks(&key, bs);
+        for block in 0..d.block_count(bs) {
+            let fines = d.block_range(bs, block);
+            let range = RangeRef { origin: d.id(), first: fines.start, count: 2, position: 0 };
+            assert_eq!(d.range_check(&range, &key), range.check(&key), "block {block}");
+        }
     }
 
     #[test]

@@ -443,7 +443,10 @@ impl Hypervisors {
         let mut changed = BitVec::repeat(false, blocks as usize);
         match since_position {
             None => {
+                // A full: every block's zero decision now, and the checks
+                // of the initial data its reads will hand out.
                 d.decide_all_zeros();
+                d.remember_initial_checks(self.contents.key(), block_size);
                 for block in 0..blocks {
                     if d.block_range(block_size, block).any(|i| d.allocated_at(i, position)) {
                         changed.set(block as usize, true);

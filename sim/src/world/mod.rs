@@ -19,6 +19,7 @@ pub mod pipe;
 pub mod point_digests;
 mod range_checks;
 pub mod store;
+mod two_threads;
 pub mod workload;
 
 #[cfg(test)]

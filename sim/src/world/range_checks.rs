@@ -41,10 +41,21 @@ impl RangeChecks {
     /// fine blocks and its write count: a range beyond them has no home and
     /// is simply hashed.
     pub fn check(&self, range: &RangeRef, key: &ContentKey, fine_count: u64, log_len: u64) -> Check {
+        self.check_with(range, fine_count, log_len, || range.check(key))
+    }
+
+    /// Remembers `check`, computed elsewhere, as `range`'s (when the range
+    /// has a home; see [`RangeChecks::check`]).
+    pub fn remember(&self, range: &RangeRef, check: Check, fine_count: u64, log_len: u64) {
+        self.check_with(range, fine_count, log_len, || check);
+    }
+
+    /// `range`'s remembered check, or `compute`'s answer, remembered.
+    fn check_with(&self, range: &RangeRef, fine_count: u64, log_len: u64, compute: impl FnOnce() -> Check) -> Check {
         let count = u64::from(range.count);
         let fits = count > 0 && range.first.checked_add(count).is_some_and(|end| end <= fine_count);
         if !fits || range.position > log_len {
-            return range.check(key);
+            return compute();
         }
         let mut shapes = self.shapes.borrow_mut();
         let at = match shapes.iter().position(|(c, _)| *c == range.count) {
@@ -57,23 +68,23 @@ impl RangeChecks {
         let shape = &mut shapes[at].1;
         if range.position == 0 {
             if !range.first.is_multiple_of(count) {
-                return range.check(key);
+                return compute();
             }
             let blocks = usize::try_from(fine_count.div_ceil(count)).unwrap_or(0);
-            let Some(slot) = usize::try_from(range.first / count).ok().filter(|&i| i < blocks) else { return range.check(key) };
+            let Some(slot) = usize::try_from(range.first / count).ok().filter(|&i| i < blocks) else { return compute() };
             if shape.initial.len() < blocks {
                 shape.initial.resize(blocks, None);
             }
-            *shape.initial[slot].get_or_insert_with(|| range.check(key))
+            *shape.initial[slot].get_or_insert_with(compute)
         } else {
-            let Some(slot) = usize::try_from(range.position - 1).ok() else { return range.check(key) };
+            let Some(slot) = usize::try_from(range.position - 1).ok() else { return compute() };
             if shape.written.len() <= slot {
                 shape.written.resize(slot + 1, None);
             }
             match shape.written[slot] {
                 Some((first, check)) if first == range.first => check,
                 _ => {
-                    let check = range.check(key);
+                    let check = compute();
                     shape.written[slot] = Some((range.first, check));
                     check
                 }
