@@ -114,6 +114,10 @@ pub struct Disk {
     /// Keyed checks of range digests of this disk's content (see
     /// `range_checks`).
     checks: RangeChecks,
+    /// The job block size whose initial checks were all remembered at once
+    /// (see [`Disk::remember_initial_checks`]): a replica's first sync
+    /// reads a disk its first backup read already.
+    initial_checks: Cell<Option<BlockSize>>,
 }
 
 impl Generated {
@@ -170,6 +174,7 @@ impl Disk {
             latest: LatestWrites::new(nfine),
             zero_chunks,
             checks: RangeChecks::default(),
+            initial_checks: Cell::new(None),
         }
     }
 
@@ -189,6 +194,7 @@ impl Disk {
             latest: LatestWrites::new(nfine),
             zero_chunks: Vec::new(),
             checks: RangeChecks::default(),
+            initial_checks: Cell::new(None),
         }
     }
 
@@ -203,6 +209,7 @@ impl Disk {
             log: Vec::new(),
             latest: LatestWrites::new(self.nfine),
             checks: RangeChecks::default(),
+            initial_checks: Cell::new(None),
             ..self.clone()
         }
     }
@@ -310,7 +317,7 @@ impl Disk {
     /// holds initial data, computed on two threads (see `two_threads`): a
     /// full backup reads them all, and a copy's reads use its origin's.
     pub fn remember_initial_checks(&self, key: &ContentKey, block_size: BlockSize) {
-        if self.initial_origin != self.id {
+        if self.initial_origin != self.id || self.initial_checks.replace(Some(block_size)) == Some(block_size) {
             return;
         }
         let ranges: Vec<RangeRef> = (0..self.block_count(block_size))
@@ -436,10 +443,10 @@ impl Disk {
 }
 
 /// Per fine block written, its latest write ([`Head`]). The oracle looks
-/// up every fine block of a disk again and again, written or
-/// not, so this is a direct index: a hash table while few fine blocks are
-/// written (a guest's hot set), a slot per fine block once many are (a
-/// restored disk), when that costs no more memory than the table.
+/// up every fine block of a disk again and again, written or not, so this
+/// is a direct index: a hash table while few fine blocks are written (a
+/// guest's hot set), a slot per fine block once many are (a restored
+/// disk), when that costs no more memory than the table.
 #[derive(Clone, Debug)]
 enum LatestWrites {
     /// Keyed by fine block, with a fixed hasher: no random seed, so a run
