@@ -7,9 +7,8 @@
 //! match. Both are pure functions so drivers may run them on worker threads.
 
 use serde::{Deserialize, Serialize};
-use std::collections::{HashMap, HashSet};
 use std::fmt;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::Hasher;
 use std::str::FromStr;
 
 /// BLAKE3 digest of a block's plaintext.
@@ -55,23 +54,15 @@ impl Digest {
     }
 }
 
-/// A hash map keyed by digest, for lookups only: stores of millions of
-/// blocks answer "do we have it" far faster from a hash table than from an
-/// ordered map. Its iteration order must never be observable (sort first):
-/// the hasher is fixed, so runs stay reproducible anyway.
-pub type DigestMap<V> = HashMap<Digest, V, BuildHasherDefault<DigestHasher>>;
-
 /// How many digests [`crate::digest_table::DigestTable::warm`] looks up
 /// ahead of the work on them (16 beat 8, 32, 64 and 256 on the 2 TiB bench
 /// day: enough lookups in flight, and their records still cached when the
 /// work reaches them).
 pub const WARM_CHUNK: usize = 16;
 
-/// A set of digests for membership only (see [`DigestMap`]).
-pub type DigestSet = HashSet<Digest, BuildHasherDefault<DigestHasher>>;
-
-/// The hasher of [`DigestMap`]: no random seed (a simulator run must
-/// replay exactly) and cheap, since digests are already uniformly spread —
+/// The hasher of digests in hash tables ([`crate::digest_table`], the
+/// simulator's filters): no random seed (a simulator run must replay
+/// exactly) and cheap, since digests are already uniformly spread —
 /// a multiply-rotate step per 8 bytes and a final avalanche so that every
 /// bit of the hash depends on the whole digest.
 #[derive(Debug, Clone, Copy, Default)]

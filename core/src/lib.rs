@@ -20,7 +20,7 @@ pub mod storage;
 pub mod time;
 pub mod wire;
 
-pub use block::{BlockSize, Compression, Digest, DigestMap, DigestSet, EncodedBlock, WARM_CHUNK, decode_block, encode_block};
+pub use block::{BlockSize, Compression, Digest, EncodedBlock, WARM_CHUNK, decode_block, encode_block};
 pub use event::Event;
 pub use ids::{ChangeId, DiskId, JobId, NodeId, RequestId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 pub use node::{Input, Node, Output, TimerId};

@@ -41,9 +41,10 @@ fn core_source_reads_no_clock_and_does_no_io() {
             for word in banned {
                 assert!(!text.contains(word), "{} uses {word}", path.display());
             }
-            // Hash tables only with a seedless hasher (`DigestMap`/`DigestSet`
-            // in block.rs): a randomly seeded one would make iteration order,
-            // and so runs, differ from process to process.
+            // Hash tables only with a seedless hasher (`DigestHasher` in
+            // block.rs; `DigestTable` hashes with it itself): a randomly
+            // seeded one would make iteration order, and so runs, differ
+            // from process to process.
             for line in text.lines().filter(|l| l.contains("HashMap") || l.contains("HashSet")) {
                 let seedless = line.contains("BuildHasherDefault") || line.trim_start().starts_with("use std::collections::");
                 assert!(seedless, "{} uses a hash table without a fixed hasher: {line}", path.display());
