@@ -90,6 +90,11 @@ impl<T> DigestTable<T> {
         self.records.get(slot.0 as usize)?.as_ref().map(|(_, value)| value)
     }
 
+    /// The digest of the record at `slot`.
+    pub fn digest_at(&self, slot: Slot) -> Option<&Digest> {
+        key_at(&self.records, slot)
+    }
+
     pub fn at_mut(&mut self, slot: Slot) -> Option<&mut T> {
         self.records.get_mut(slot.0 as usize)?.as_mut().map(|(_, value)| value)
     }
@@ -217,7 +222,7 @@ mod tests {
         let (b, _) = table.find_or_insert_with(d(2), || "b").unwrap();
         assert_eq!(table.find_or_insert_with(d(1), || "again"), Some((a, false)), "an existing record is kept");
         assert_eq!(table.get(&d(1)), Some(&"a"));
-        assert_eq!(table.at(b), Some(&"b"));
+        assert_eq!((table.at(b), table.digest_at(b)), (Some(&"b"), Some(&d(2))));
         assert!(!table.remove_if(&d(1), |v| *v == "b"), "kept when the test says no");
         table.remove(&d(1));
         assert_eq!((table.get(&d(1)), table.at(a), table.len()), (None, None, 1));

@@ -132,7 +132,8 @@ struct Block {
 enum Change {
     /// A put of this length (the payload is in the block table).
     Put(Slot, u32),
-    Delete(Digest, Slot),
+    /// A delete (the digest is in the block table too).
+    Delete(Slot),
     PutManifest(Arc<Manifest>),
     DeleteManifest(RestorePointId),
     PutReplica(Arc<Manifest>),
@@ -143,7 +144,7 @@ impl Change {
     /// The block record a block change names.
     fn slot(&self) -> Option<Slot> {
         match *self {
-            Change::Put(slot, _) | Change::Delete(_, slot) => Some(slot),
+            Change::Put(slot, _) | Change::Delete(slot) => Some(slot),
             _ => None,
         }
     }
@@ -396,7 +397,7 @@ impl Store {
     fn journal_delete(&mut self, digest: Digest) {
         let Some(slot) = self.blocks.slot(&digest) else { return };
         let Some(block) = self.blocks.at_mut(slot).filter(|b| b.live.is_some()) else { return };
-        let change = Change::Delete(digest, slot);
+        let change = Change::Delete(slot);
         self.live_blocks -= apply(block, Side::Live, &mut self.live, &change).0;
         block.pending += 1;
         self.journal.push(change);
@@ -425,20 +426,20 @@ impl Store {
 
     /// A change became durable.
     fn apply_durable(&mut self, change: &Change) {
-        let (Change::Put(slot, _) | Change::Delete(_, slot)) = *change else {
+        let (Change::Put(slot, _) | Change::Delete(slot)) = *change else {
             return self.durable.apply_metadata(change);
         };
         let Some(block) = self.blocks.at_mut(slot) else { return };
         let (removed, _) = apply(block, Side::Durable, &mut self.durable, change);
         block.pending = block.pending.saturating_sub(1);
         let gone = block.pending == 0 && block.live.is_none() && block.durable.is_none();
-        if let Change::Delete(digest, _) = change {
-            if removed == 1 {
-                self.durably_deleted.push(*digest);
-            }
-            if gone {
-                self.blocks.remove(digest);
-            }
+        if removed == 1
+            && let Some(digest) = self.blocks.digest_at(slot)
+        {
+            self.durably_deleted.push(*digest);
+        }
+        if gone {
+            self.blocks.remove_at_if(slot, |_| true);
         }
     }
 
