@@ -99,6 +99,23 @@ mod tests {
     use blockferry_core::VmId;
 
     #[test]
+    fn a_check_remembered_from_elsewhere_is_the_answer_after() {
+        let key = ContentKey([3; 32]);
+        let origin = blockferry_core::DiskId { vm: VmId(1), index: 0 };
+        let checks = RangeChecks::default();
+        let (initial, written) =
+            (RangeRef { origin, first: 8, count: 4, position: 0 }, RangeRef { origin, first: 8, count: 4, position: 5 });
+        // Not the real checks, so the answers can only come from memory.
+        checks.remember(&initial, [9; 5], 64, 10);
+        checks.remember(&written, [7; 5], 64, 10);
+        assert_eq!(checks.check(&initial, &key, 64, 10), [9; 5]);
+        assert_eq!(checks.check(&written, &key, 64, 10), [7; 5]);
+        let homeless = RangeRef { origin, first: 9, count: 4, position: 0 };
+        checks.remember(&homeless, [9; 5], 64, 10);
+        assert_eq!(checks.check(&homeless, &key, 64, 10), homeless.check(&key), "an unaligned range has no home");
+    }
+
+    #[test]
     fn remembered_checks_equal_computed_ones() {
         let key = ContentKey([3; 32]);
         let origin = blockferry_core::DiskId { vm: VmId(1), index: 0 };
