@@ -159,6 +159,9 @@ fn replication_message() -> impl Strategy<Value = Message> {
         ),
         (any::<u64>(), any::<u64>()).prop_map(|(task, bytes_per_sec)| Message::SetTaskRate { task: TaskId(task), bytes_per_sec }),
         any::<u64>().prop_map(|task| Message::CancelTask { task: TaskId(task) }),
+        any::<u64>().prop_map(|op| Message::ListTasks { op }),
+        (prop::option::of(any::<u64>()), prop::collection::vec(any::<u64>(), 0..8))
+            .prop_map(|(op, tasks)| Message::TasksRunning { op, tasks: tasks.into_iter().map(TaskId).collect() }),
         sink.prop_map(|sink| Message::OpenReplica(Box::new(sink))),
         (any::<u64>(), any::<u32>(), any::<u32>()).prop_map(|(op, vm, back)| Message::ReplicaAction {
             op,

@@ -375,6 +375,20 @@ pub enum Message {
     CancelTask {
         task: TaskId,
     },
+    /// Manager → proxy, when their connection comes up: which of the
+    /// manager's tasks do you run? Answered by `TasksRunning` with this op.
+    ListTasks {
+        op: OpId,
+    },
+    /// Proxy → manager: the manager's tasks this proxy runs now. Sent as
+    /// the answer to `ListTasks` (`op` set: a task placed before that
+    /// request and missing here is gone) and every
+    /// [`crate::roles::proxy::REPORT_EVERY`] while it runs any (`op` unset:
+    /// the manager's watchdog hears each listed task is alive).
+    TasksRunning {
+        op: Option<OpId>,
+        tasks: Vec<TaskId>,
+    },
     /// Connection keepalive: sent by a driver on a connection it has had
     /// nothing to write on for a while, so the other end can tell a quiet
     /// peer from a dead link (no TCP keepalive or retransmission is assumed).
@@ -691,6 +705,8 @@ impl Message {
             Message::ReplicaPoints { .. } => "replica_points",
             Message::SetTaskRate { .. } => "set_task_rate",
             Message::CancelTask { .. } => "cancel_task",
+            Message::ListTasks { .. } => "list_tasks",
+            Message::TasksRunning { .. } => "tasks_running",
             Message::Keepalive => "keepalive",
         }
     }

@@ -18,6 +18,7 @@
 //! repositories before it schedules anything.
 
 mod catalog;
+mod ownership;
 mod replication;
 mod restore;
 mod scheduler;
@@ -163,6 +164,8 @@ pub struct Manager {
     /// compared (a full or a verification pass): points after it rely on CBT.
     anchors: BTreeMap<(JobId, VmId), RestorePointId>,
     tasks: BTreeMap<TaskId, Task>,
+    /// Where placed tasks run, and when each was last heard of.
+    placements: ownership::Placements,
     restores: BTreeMap<u64, restore::Restore>,
     replication: replication::Replication,
     scheduler: Scheduler,
@@ -187,6 +190,7 @@ impl Manager {
             repairs: BTreeMap::new(),
             anchors: BTreeMap::new(),
             tasks: BTreeMap::new(),
+            placements: ownership::Placements::default(),
             restores: BTreeMap::new(),
             replication: replication::Replication::default(),
             scheduler: Scheduler::default(),
@@ -323,7 +327,9 @@ impl Manager {
         for placement in placed {
             let Some(task) = self.tasks.get_mut(&placement.task) else { continue };
             task.proxy = Some(placement.proxy);
-            match task.kind {
+            let kind = task.kind;
+            self.task_placed(placement.task, placement.proxy);
+            match kind {
                 TaskKind::Backup { .. } => self.start_backup_task(placement.task, placement.proxy),
                 TaskKind::Restore { .. } => self.start_restore_task(placement.task, placement.proxy),
                 TaskKind::Replica(_) => self.start_replica_task(placement.task, placement.proxy),
@@ -402,6 +408,7 @@ impl Manager {
 
     fn on_task_done(&mut self, id: TaskId, result: Result<TaskStats, String>) {
         let Some(mut task) = self.tasks.remove(&id) else { return };
+        self.task_unplaced(id);
         let changes = self.throttle.release(&self.cfg, id);
         self.send_rate_changes(changes);
         let Some(proxy) = task.proxy else { return };
@@ -606,7 +613,8 @@ impl Manager {
             }
             Message::RestoreVm { op, point, host, new_vm, name } => self.start_restore(from, op, point, host, new_vm, name),
             Message::HostFailed { op, reason } => self.on_host_answer(op, Err(reason)),
-            Message::TaskDone { task, result } => self.on_task_done(task, result),
+            Message::TaskDone { task, result } => self.on_task_report(from, task, result),
+            Message::TasksRunning { op, tasks } => self.on_tasks_running(from, op, tasks),
             Message::PointCommitted { op, result } => {
                 if let Some((_, Op::CommitPoint { session, vm, point })) = self.ops.remove(&op) {
                     self.on_point_committed(session, vm, point, result);
@@ -712,6 +720,9 @@ impl Manager {
         if self.cfg.repositories.contains_key(&peer) {
             self.ids.op += 1;
             self.out.send(peer, Message::ListPoints { op: self.ids.op });
+        }
+        if self.cfg.proxies.contains_key(&peer) {
+            self.ask_tasks(peer);
         }
     }
 
@@ -823,6 +834,7 @@ impl Node for Manager {
             Input::Start => self.on_start(),
             Input::Timer(SCHEDULER_WAKE) => self.schedule(),
             Input::Timer(CATALOG_READY) => self.start_scheduling(),
+            Input::Timer(ownership::WATCHDOG) => self.on_watchdog(),
             Input::Timer(TimerId(id)) if id >= WINDOW_TIMERS => self.on_window_timer((id - WINDOW_TIMERS) as usize),
             Input::Timer(TimerId(id)) if id >= HEALTH_TIMERS => self.on_health_timer((id - HEALTH_TIMERS) as usize),
             Input::Timer(TimerId(index)) => self.on_job_timer(index as usize),

@@ -60,6 +60,14 @@ impl Scheduler {
         self.queue.len() != before
     }
 
+    /// Counts a task as running on `proxy` without placing it (a task the
+    /// proxy ran on after the manager had given up on it, taken back so
+    /// that its end can be settled like any other).
+    pub fn occupy(&mut self, proxy: NodeId, repository: NodeId) {
+        *self.proxy_load.entry(proxy).or_default() += 1;
+        *self.repo_load.entry(repository).or_default() += 1;
+    }
+
     /// A task placed earlier finished (or its proxy was lost).
     pub fn release(&mut self, proxy: NodeId, repository: NodeId) {
         for (load, node) in [(&mut self.proxy_load, proxy), (&mut self.repo_load, repository)] {

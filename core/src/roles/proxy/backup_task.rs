@@ -176,6 +176,11 @@ impl BackupRun {
     }
 
     /// Whether the task talks to `peer` (and so cannot go on without it).
+    /// The manager that started this task (and hears how it ends).
+    pub fn manager(&self) -> NodeId {
+        self.manager
+    }
+
     pub fn depends_on(&self, peer: NodeId) -> bool {
         peer == self.spec.host || peer == self.spec.repository
     }

@@ -48,6 +48,17 @@ impl Run {
         })
     }
 
+    /// The manager that started the task, for the tasks a manager tracks
+    /// (a replica receiver is opened by the sending proxy instead).
+    fn manager(&self) -> Option<NodeId> {
+        match self {
+            Run::Backup(r) => Some(r.manager()),
+            Run::Restore(r) => Some(r.manager()),
+            Run::ReplicaSource(r) => Some(r.manager()),
+            Run::ReplicaTarget(_) => None,
+        }
+    }
+
     fn depends_on(&self, peer: NodeId) -> bool {
         match self {
             Run::Backup(r) => r.depends_on(peer),
@@ -91,8 +102,15 @@ fn pace_timer(task: TaskId) -> TimerId {
     TimerId(task.0 | PACE_TIMERS)
 }
 
+/// The timer of the running-tasks report (task ids stay far below it).
+const REPORT_TIMER: TimerId = TimerId(PACE_TIMERS - 1);
+
 /// How long a suspended restore waits for its peers to come back.
 pub const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
+
+/// How often a proxy tells its manager which of its tasks it runs (while
+/// it runs any): the heartbeat the manager's task watchdog listens for.
+pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Proxy {
@@ -106,6 +124,8 @@ pub struct Proxy {
     /// Per set of paced peers, when the traffic of the throttled tasks
     /// that ended has drained: the next task on that path starts there.
     drained: BTreeMap<Vec<NodeId>, Timestamp>,
+    /// Whether the running-tasks report timer is armed.
+    reporting: bool,
     /// A planted bug (see [`Proxy::ignoring_throttles`]).
     ignore_throttles: bool,
     out: Outbox,
@@ -161,6 +181,7 @@ impl Proxy {
                 self.retire_flow(task);
                 return;
             }
+            Message::ListTasks { op } => return self.report_tasks(from, Some(op)),
             Message::Ping { seq } => return self.out.send(from, Message::Pong { seq }),
             // The manager restarted: its earlier tasks are void, and the
             // slots they held are free in its new view.
@@ -202,6 +223,30 @@ impl Proxy {
             self.finished(task);
         } else {
             self.tasks.insert(task, run);
+            if !self.reporting {
+                self.reporting = true;
+                self.out.set_timer(REPORT_TIMER, now + REPORT_EVERY);
+            }
+        }
+    }
+
+    /// Tells `manager` which of its tasks this proxy runs: the answer to
+    /// its `ListTasks` (`op`), or the periodic heartbeat.
+    fn report_tasks(&mut self, manager: NodeId, op: Option<u64>) {
+        let tasks = self.tasks.iter().filter(|(_, run)| run.manager() == Some(manager)).map(|(id, _)| *id).collect();
+        self.out.send(manager, Message::TasksRunning { op, tasks });
+    }
+
+    /// The heartbeat: every manager with tasks here hears which run, so
+    /// its watchdog can tell a live task from one lost with its messages.
+    fn on_report_timer(&mut self, now: Timestamp) {
+        let managers: BTreeSet<NodeId> = self.tasks.values().filter_map(Run::manager).collect();
+        for manager in &managers {
+            self.report_tasks(*manager, None);
+        }
+        self.reporting = !self.tasks.is_empty();
+        if self.reporting {
+            self.out.set_timer(REPORT_TIMER, now + REPORT_EVERY);
         }
     }
 
@@ -307,10 +352,12 @@ impl Node for Proxy {
                 self.paced.clear();
                 self.drained.clear();
                 self.down.clear();
+                self.reporting = false;
             }
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::PeerDown(peer) => self.on_peer_down(now, peer),
             Input::PeerUp(peer) => self.on_peer_up(now, peer),
+            Input::Timer(REPORT_TIMER) => self.on_report_timer(now),
             Input::Timer(TimerId(id)) if id & PACE_TIMERS != 0 => self.on_pace_timer(now, TaskId(id & !PACE_TIMERS)),
             Input::Timer(TimerId(task)) => self.on_resume_timeout(now, TaskId(task)),
             Input::Storage(_) | Input::Hypervisor(_) => {}

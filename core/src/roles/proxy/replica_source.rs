@@ -102,6 +102,11 @@ impl ReplicaSource {
         }
     }
 
+    /// The manager that started this task (and hears how it ends).
+    pub fn manager(&self) -> NodeId {
+        self.manager
+    }
+
     pub fn depends_on(&self, peer: NodeId) -> bool {
         let repository = match self.spec.base {
             BaseDigests::Metadata { repository, .. } => Some(repository),

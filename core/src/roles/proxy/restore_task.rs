@@ -53,6 +53,11 @@ impl RestoreRun {
         (run, progress)
     }
 
+    /// The manager that started this task (and hears how it ends).
+    pub fn manager(&self) -> NodeId {
+        self.manager
+    }
+
     pub fn depends_on(&self, peer: NodeId) -> bool {
         peer == self.spec.host || peer == self.spec.repository
     }
