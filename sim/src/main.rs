@@ -110,9 +110,13 @@ fn main() -> ExitCode {
 
 fn swarm(seeds: u64, first_seed: u64, engine: EngineChoice, save_failures: Option<PathBuf>, show: bool) -> ExitCode {
     let started = std::time::Instant::now();
-    let mut failed = 0u64;
+    let (mut failed, mut liveness_checked, mut phases) = (0u64, 0u64, 0u64);
     for seed in first_seed..first_seed.saturating_add(seeds) {
         let run = swarm::run_seed(seed, engine);
+        if let Ok(Some(l)) = run.result.as_ref().map(|s| s.liveness.as_ref()) {
+            liveness_checked += 1;
+            phases += u64::from(l.phase_secs > 0);
+        }
         if show {
             println!("# seed {seed}: {}\n{}", run.draw.options(), run.draw.toml);
         }
@@ -131,7 +135,7 @@ fn swarm(seeds: u64, first_seed: u64, engine: EngineChoice, save_failures: Optio
     }
     let secs = started.elapsed().as_secs_f64();
     println!(
-        "swarm: {seeds} seeds from {first_seed} ({}), {failed} failed, {secs:.1} s ({:.0} seeds/min)",
+        "swarm: {seeds} seeds from {first_seed} ({}), {failed} failed, liveness checked on {liveness_checked} ({phases} needed a liveness phase), {secs:.1} s ({:.0} seeds/min)",
         engine.name(),
         seeds as f64 * 60.0 / secs.max(1e-9)
     );

@@ -27,8 +27,8 @@ pub struct Summary {
     pub bytes: Bytes,
     /// The end-of-run restores (see the scenario's `restore_check`).
     pub restores: Restores,
-    /// Present when the scenario has faults: how soon after the last one
-    /// ended every job completed a successful session.
+    /// How soon after the faults stopped every job completed a successful
+    /// session (checked on every run, faults or not).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub liveness: Option<Liveness>,
     /// Present when the scenario has throttling rules.
@@ -63,10 +63,16 @@ pub struct ThrottleFigures {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Liveness {
-    /// When the last fault ended.
+    /// When the faults stopped: the last one ended, or the liveness phase
+    /// lifted what was still in force at the scenario's end (0: no faults).
     pub faults_end_secs: u64,
     /// Every job must succeed within this long after it.
     pub bound_secs: u64,
+    /// How long the run went on, faults off, past the scenario's duration
+    /// for every job to recover (0 when all had within the duration).
+    pub phase_secs: u64,
+    /// Whether every job recovered within the bound.
+    pub recovered: bool,
     /// Per job: seconds from the end of the faults to its first successful
     /// session's end (`None`: none in the run).
     pub recovered_after_secs: BTreeMap<String, Option<u64>>,
@@ -159,6 +165,8 @@ pub struct JobTally {
     /// Task id → (proxy, repository, assigned at) for WAN attribution and
     /// task speed.
     placement: BTreeMap<u64, (NodeId, NodeId, Timestamp)>,
+    /// Task id → session, for tasks assigned and not yet finished.
+    task_session: BTreeMap<u64, SessionId>,
     pub bytes_read: u64,
     /// Bytes on WAN links so far, when the engine measures them (set before
     /// each step's events are observed).
@@ -180,6 +188,7 @@ impl JobTally {
             Event::SessionSkipped { job, .. } => self.job(*job).sessions_skipped += 1,
             Event::TaskAssigned { task, proxy, repository, attempt, session, .. } => {
                 self.placement.insert(task.0, (*proxy, *repository, at));
+                self.task_session.insert(task.0, *session);
                 if *attempt > 1
                     && let Some(job) = self.session_job.get(session).copied()
                 {
@@ -187,6 +196,7 @@ impl JobTally {
                 }
             }
             Event::TaskFinished { task, session, result: Ok(stats), .. } => {
+                self.task_session.remove(&task.0);
                 let Some(job) = self.session_job.get(session).copied() else { return };
                 let placement = self.placement.remove(&task.0);
                 let wan = match placement {
@@ -212,6 +222,7 @@ impl JobTally {
             }
             Event::TaskFinished { task, .. } => {
                 self.placement.remove(&task.0);
+                self.task_session.remove(&task.0);
             }
             Event::PointCommitted { job, vm, point, .. }
             | Event::PointAdopted { job, vm, point, .. }
@@ -242,6 +253,7 @@ impl JobTally {
                     *start = now.saturating_sub(*start);
                 }
                 let figures = self.open.remove(session).unwrap_or_default();
+                self.task_session.retain(|_, s| s != session);
                 let j = self.job(*job);
                 if *ok {
                     j.sessions_ok += 1;
@@ -253,6 +265,22 @@ impl JobTally {
             }
             _ => {}
         }
+    }
+
+    /// The job's sessions still running, each with the tasks it has out
+    /// (for liveness reports: what a stuck job waits on).
+    pub fn running_sessions(&self, job: JobId) -> Vec<String> {
+        let tasks = |session: SessionId| -> Vec<String> {
+            self.task_session.iter().filter(|(_, s)| **s == session).map(|(task, _)| format!("t{task}")).collect()
+        };
+        self.open
+            .keys()
+            .filter(|s| self.session_job.get(s) == Some(&job))
+            .map(|s| match tasks(*s) {
+                t if t.is_empty() => format!("{s}"),
+                t => format!("{s} waiting on tasks {}", t.join(" ")),
+            })
+            .collect()
     }
 
     /// How long after `after` the job's first successful session ended.

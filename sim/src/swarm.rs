@@ -18,13 +18,42 @@ use std::fmt::Write as _;
 /// tests), and `verify_every` runs only repair from the next verification.
 pub const FAULT_KINDS: [&str; 6] = ["partition", "crash", "cbt_reset", "disk_full", "corrupt_block", "slow_link"];
 
+/// Where the manager runs, relative to the data. A manager beside the
+/// proxies never loses them to a WAN partition; one in a headquarters of
+/// its own, or in the DR site, does (and must converge with its proxies
+/// when the link is back).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ManagerSite {
+    /// In the source site, beside the hosts and proxies.
+    Source,
+    /// In the DR site, beside the repository (the source site when there is
+    /// only one).
+    Dr,
+    /// In a site of its own (`hq`), linked to every other site.
+    Own,
+}
+
+impl ManagerSite {
+    pub const ALL: [ManagerSite; 3] = [ManagerSite::Source, ManagerSite::Dr, ManagerSite::Own];
+
+    fn name(self) -> &'static str {
+        match self {
+            ManagerSite::Source => "source",
+            ManagerSite::Dr => "dr",
+            ManagerSite::Own => "own",
+        }
+    }
+}
+
 /// The shape of a drawn scenario: sizes and which fault kinds are on.
 /// Everything else (disk sizes, workloads, fault times) is drawn from the
 /// seed within it. Property tests generate shapes directly, so a failure
 /// shrinks to the smallest shape that still fails.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Shape {
+    /// Data sites: the source site, and a DR site holding the repository.
     pub sites: usize,
+    pub manager: ManagerSite,
     pub hosts: usize,
     pub vms: usize,
     pub proxies: usize,
@@ -43,6 +72,7 @@ impl Shape {
     pub fn draw(rng: &mut impl Rng, engine: EngineChoice) -> Shape {
         let turmoil = engine == EngineChoice::Turmoil;
         let sites = rng.random_range(1..=2usize);
+        let manager = ManagerSite::ALL[rng.random_range(0..3)];
         let hosts = rng.random_range(1..=2usize);
         let vms = rng.random_range(1..=if turmoil { 2 } else { 5 });
         let proxies = rng.random_range(1..=2usize);
@@ -56,14 +86,15 @@ impl Shape {
         let loss = if sites == 2 && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
         let throttle = sites == 2 && rng.random_bool(0.3);
         let windows = rng.random_bool(0.3);
-        Shape { sites, hosts, vms, proxies, jobs, hours, enabled_faults, loss, throttle, windows }
+        Shape { sites, manager, hosts, vms, proxies, jobs, hours, enabled_faults, loss, throttle, windows }
     }
 
     /// One line, for failure reports.
     pub fn options(&self) -> String {
         format!(
-            "sites={} hosts={} vms={} proxies={} jobs={} hours={} loss={} throttle={} windows={} faults=[{}]",
+            "sites={} manager={} hosts={} vms={} proxies={} jobs={} hours={} loss={} throttle={} windows={} faults=[{}]",
             self.sites,
+            self.manager.name(),
             self.hosts,
             self.vms,
             self.proxies,
@@ -102,7 +133,7 @@ pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
 
 /// Writes the scenario of a shape, drawing its details from `rng`.
 pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
-    let Shape { sites, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss, throttle, windows } = *shape;
+    let Shape { sites, manager, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss, throttle, windows } = *shape;
     let jobs = jobs.clamp(1, vms.max(1));
 
     let mut t = String::new();
@@ -113,6 +144,26 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
     for s in &site_names {
         let _ = writeln!(t, "[[site]]\nname = \"{s}\"");
     }
+    let manager_site = match manager {
+        ManagerSite::Source => "site0".to_string(),
+        ManagerSite::Dr => site_names.last().cloned().unwrap_or_default(),
+        ManagerSite::Own => "hq".to_string(),
+    };
+    let _ = writeln!(t, "[manager]\nsite = \"{manager_site}\"");
+    if manager == ManagerSite::Own {
+        let _ = writeln!(t, "[[site]]\nname = \"hq\"");
+        for s in &site_names {
+            let latency = rng.random_range(2..=60u32);
+            let mbit = [10u32, 100, 1000][rng.random_range(0..3)];
+            let _ = writeln!(t, "[[link]]\nbetween = [\"hq\", \"{s}\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"");
+        }
+    }
+    let mut all_sites = site_names.clone();
+    if manager == ManagerSite::Own {
+        all_sites.push("hq".to_string());
+    }
+    let site_pairs: Vec<(String, String)> =
+        all_sites.iter().enumerate().flat_map(|(i, a)| all_sites[i + 1..].iter().map(move |b| (a.clone(), b.clone()))).collect();
     if sites == 2 {
         let latency = rng.random_range(5..=80u32);
         let mbit = [50u32, 100, 1000][rng.random_range(0..3)];
@@ -164,8 +215,8 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
             let _ = writeln!(t, "window = \"{}\"", if every == "1h" { "1h" } else { "2h" });
         }
     }
-    // Faults fall in the first half of the run, so the second half shows
-    // every job recovering (liveness).
+    // Faults fall in the first half of the run (the liveness phase after
+    // the run checks recovery whatever remains).
     let window_mins = hours * 60 / 2;
     let nodes: Vec<String> = std::iter::once("manager".to_string())
         .chain((0..hosts).map(|h| format!("host{h}")))
@@ -177,7 +228,17 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
             let at = rng.random_range(10..window_mins);
             let dur = rng.random_range(1..=30u64);
             let body = match *kind {
-                "partition" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nfor = \"{dur}m\""),
+                // Between any two sites, for minutes or for seconds (a
+                // short one lands inside a running task, at any second).
+                "partition" if !site_pairs.is_empty() => {
+                    let (a, b) = site_pairs.choose(rng).cloned().unwrap_or_default();
+                    let at_secs = rng.random_range(600..window_mins * 60);
+                    let short = rng.random_bool(0.5);
+                    let span = if short { format!("{}s", rng.random_range(1..=30u32)) } else { format!("{dur}m") };
+                    let _ =
+                        writeln!(t, "[[fault]]\nat = \"{at_secs}s\"\nkind = \"partition\"\nbetween = [\"{a}\", \"{b}\"]\nfor = \"{span}\"");
+                    continue;
+                }
                 "slow_link" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nbandwidth = \"5Mbit\"\nfor = \"{dur}m\""),
                 "crash" => format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(rng).cloned().unwrap_or_default()),
                 "cbt_reset" => format!("vm = \"vm{}\"", rng.random_range(0..vms)),

@@ -7,12 +7,13 @@
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::Scenario;
 use blockferry_sim::seed::{self, Stream};
-use blockferry_sim::swarm::{FAULT_KINDS, Shape, scenario_text};
+use blockferry_sim::swarm::{FAULT_KINDS, ManagerSite, Shape, scenario_text};
 use proptest::prelude::*;
 
 fn shape() -> impl Strategy<Value = Shape> {
     (
         1usize..=2,
+        0usize..3,
         1usize..=2,
         1usize..=3,
         1usize..=2,
@@ -23,8 +24,9 @@ fn shape() -> impl Strategy<Value = Shape> {
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(sites, hosts, vms, proxies, jobs, hours, on, loss, throttle, windows)| Shape {
+        .prop_map(|(sites, manager, hosts, vms, proxies, jobs, hours, on, loss, throttle, windows)| Shape {
             sites,
+            manager: ManagerSite::ALL[manager],
             hosts,
             vms,
             proxies,

@@ -191,6 +191,10 @@ impl Repository {
                 let result = self.not_aborted(target).and_then(|()| self.finish_disk(target, bytes, block_size, base));
                 self.out.send(from, Message::DiskFinished { task, result });
             }
+            // Asked again after the answer was lost: it is committed.
+            Message::CommitPoint { op, header } if self.manifests.contains_key(&header.point) => {
+                self.out.send(from, Message::PointCommitted { op, result: Ok(()) })
+            }
             Message::CommitPoint { op, header } => match self.assemble(header) {
                 Ok(manifest) if self.skip_sync_before_manifest => {
                     self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::CommitManifest { peer: from, op, manifest })

@@ -210,11 +210,18 @@ impl Des {
             return;
         }
         self.conns.get(a, b).up = true;
+        // What a node sends on hearing `PeerUp` queues behind what it sent
+        // while the pair was down (a driver writes its per-peer queue in
+        // order), then the queue goes out, in order, while the connection
+        // holds.
         self.feed_alive(a, Input::PeerUp(b));
         self.feed_alive(b, Input::PeerUp(a));
-        for (from, to, msg) in std::mem::take(&mut self.conns.get(a, b).queued) {
+        let mut queued = std::mem::take(&mut self.conns.get(a, b).queued).into_iter();
+        while self.conns.get(a, b).up {
+            let Some((from, to, msg)) = queued.next() else { break };
             self.transmit(from, to, msg);
         }
+        self.conns.get(a, b).queued.extend(queued);
     }
 
     /// Breaks a pair's connection: in-flight messages are lost, both live
@@ -385,10 +392,11 @@ impl Des {
                 if to.0 as usize >= self.slots.len() || to == node {
                     return;
                 }
-                if self.conns.get(node, to).up {
+                let conn = self.conns.get(node, to);
+                if conn.up && conn.queued.is_empty() {
                     self.transmit(node, to, msg);
                 } else {
-                    self.conns.get(node, to).queued.push((node, to, msg));
+                    conn.queued.push((node, to, msg));
                 }
             }
             Output::SetTimer { id, at } => {

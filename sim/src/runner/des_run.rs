@@ -4,7 +4,8 @@ use super::RESTORE_WINDOW;
 use super::RunOptions;
 use super::actions::{self, Timed};
 use super::faults::{self, FaultEngine};
-use super::state::{NodeMaker, RunState};
+use super::liveness;
+use super::state::{LivenessPhase, NodeMaker, RunState};
 use crate::des::Des;
 use crate::net::SiteId;
 use crate::report::Summary;
@@ -34,6 +35,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         des.set_loss_rng(rng);
     }
     let (steps, faults_end) = faults::timeline(scenario, &state.topo)?;
+    let lifted = liveness::lifting(&steps, end);
     let timeline = actions::merge(steps, actions::requests(scenario, &state.topo)?);
     for (at, item) in timeline.into_iter().filter(|(at, _)| *at <= end) {
         run_until(&mut des, &mut state, at);
@@ -46,18 +48,29 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let (lan, wan) = des.network().lan_wan_bytes();
     let (jobs, bytes) = state.figures(lan, wan);
 
+    // The liveness phase: faults off until every job has recovered.
+    for step in &lifted {
+        faults::apply(&mut des, &mut state, end, step)?;
+    }
+    let quiet_from = if scenario.faults.is_empty() { Timestamp::ZERO } else { liveness::quiet_from(scenario, faults_end) };
+    let phase_deadline = quiet_from + liveness::bound(scenario);
+    while !state.all_recovered(quiet_from) && des.next_at().is_some_and(|t| t <= phase_deadline) {
+        step(&mut des, &mut state);
+    }
+    let phase_end = des.now().max(end);
+    let phase = LivenessPhase { quiet_from, phase: phase_end - end };
+
     // Prove every retained point restorable.
     for msg in state.restore_requests(scenario.restore_check) {
-        des.inject(end, MANAGER, Input::Message { from: OPERATOR, msg });
+        des.inject(phase_end, MANAGER, Input::Message { from: OPERATOR, msg });
     }
-    let deadline = end + RESTORE_WINDOW;
+    let deadline = phase_end + RESTORE_WINDOW;
     while !state.restores_done() && des.next_at().is_some_and(|t| t <= deadline) {
         step(&mut des, &mut state);
     }
     state.throttles = super::throttles::check(scenario, &state.topo, des.network(), &mut state.checker);
     let hash = des.trace().hash();
-    let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
-    Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes, faults_end))
+    Ok(state.summary(scenario, seed, "des", scenario.duration.as_secs(), hash, jobs, bytes, phase))
 }
 
 /// The discrete-event engine models every fault itself (see `crate::des`).

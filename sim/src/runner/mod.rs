@@ -6,6 +6,7 @@
 mod actions;
 mod des_run;
 mod faults;
+mod liveness;
 mod operator;
 mod state;
 mod throttles;

@@ -58,10 +58,6 @@ impl NodeMaker {
     }
 }
 
-/// Beyond two schedule periods, how long a job may take to recover after
-/// the faults end (its retries back off up to half an hour).
-pub const LIVENESS_SLACK: std::time::Duration = std::time::Duration::from_secs(3600);
-
 impl RunState {
     pub fn new(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<RunState, String> {
         let topo = Topology::build(scenario)?;
@@ -201,9 +197,9 @@ impl RunState {
         trace_hash: String,
         jobs: BTreeMap<String, crate::report::JobSummary>,
         bytes: Bytes,
-        faults_end: Option<Timestamp>,
+        phase: LivenessPhase,
     ) -> Summary {
-        let liveness = faults_end.map(|end| self.check_liveness(scenario, end));
+        let liveness = Some(self.check_liveness(scenario, phase));
         super::throttles::check_jobs(scenario, &jobs, &mut self.checker);
         self.checker.finish(&self.topo, &self.world.borrow());
         for (point, done) in &self.restores {
@@ -252,24 +248,48 @@ impl RunState {
         }
     }
 
-    /// Invariant 6: once the faults stop, every job completes a successful
-    /// session within a bound (two schedule periods, plus the retries a
-    /// failing task may still be waiting out).
-    fn check_liveness(&mut self, scenario: &Scenario, faults_end: Timestamp) -> Liveness {
-        let bound = scenario.jobs.iter().map(|j| j.schedule * 2).max().unwrap_or_default() + LIVENESS_SLACK;
-        let run_end = Timestamp::ZERO + scenario.duration;
+    /// Whether every job has completed a successful session since
+    /// `quiet_from` (the liveness phase ends as soon as they have).
+    pub fn all_recovered(&self, quiet_from: Timestamp) -> bool {
+        self.topo.deployment.jobs.iter().all(|spec| self.tally.recovered_after(spec.id, quiet_from).is_some())
+    }
+
+    /// Invariant 6 (see [`super::liveness`]): once the faults stop, every
+    /// job completes a successful session within the bound. Checked on
+    /// every run: the liveness phase ran for as long as the bound needed.
+    fn check_liveness(&mut self, scenario: &Scenario, phase: LivenessPhase) -> Liveness {
+        let bound = super::liveness::bound(scenario);
         let mut recovered = BTreeMap::new();
         for spec in &self.topo.deployment.jobs {
-            let after = self.tally.recovered_after(spec.id, faults_end);
-            if run_end.saturating_since(faults_end) >= bound && after.is_none_or(|d| d > bound) {
+            let after = self.tally.recovered_after(spec.id, phase.quiet_from);
+            if after.is_none_or(|d| d > bound) {
+                let running = self.tally.running_sessions(spec.id);
                 self.checker.violation(format!(
-                    "liveness: job {} had no successful session within {}s after the faults ended at {faults_end}",
+                    "liveness: job {} had no successful session within {}s after the faults stopped at {}{}",
                     spec.name,
-                    bound.as_secs()
+                    bound.as_secs(),
+                    phase.quiet_from,
+                    if running.is_empty() { String::new() } else { format!(" (sessions still running: {})", running.join(", ")) },
                 ));
             }
             recovered.insert(spec.name.clone(), after.map(|d| d.as_secs()));
         }
-        Liveness { faults_end_secs: faults_end.as_duration().as_secs(), bound_secs: bound.as_secs(), recovered_after_secs: recovered }
+        let recovered_all = recovered.values().all(|a| a.is_some_and(|d| d <= bound.as_secs()));
+        Liveness {
+            faults_end_secs: phase.quiet_from.as_duration().as_secs(),
+            bound_secs: bound.as_secs(),
+            phase_secs: phase.phase.as_secs(),
+            recovered: recovered_all,
+            recovered_after_secs: recovered,
+        }
     }
+}
+
+/// How a run's liveness phase went (see [`super::liveness`]).
+#[derive(Debug, Clone, Copy)]
+pub struct LivenessPhase {
+    /// When the faults stopped.
+    pub quiet_from: Timestamp,
+    /// How long the run went on past the scenario's duration.
+    pub phase: std::time::Duration,
 }

@@ -12,8 +12,9 @@ use super::RESTORE_WINDOW;
 use super::RunOptions;
 use super::actions::{self, Timed};
 use super::faults;
+use super::liveness;
 use super::operator::{Mailbox, Operator};
-use super::state::RunState;
+use super::state::{LivenessPhase, RunState};
 use super::turmoil_faults::{HostInfo, TurmoilFaults};
 use crate::des::Services as _;
 use crate::report::Summary;
@@ -96,7 +97,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         .tcp_capacity(1 << 16)
         .min_message_latency(Duration::from_millis(1))
         .max_message_latency(Duration::from_millis(1))
-        .simulation_duration(end + RESTORE_WINDOW + Duration::from_secs(3600))
+        .simulation_duration(end + liveness::bound(scenario) + RESTORE_WINDOW + Duration::from_secs(3600))
         .build();
 
     let addr = |name: &str| format!("{name}:{PORT}");
@@ -150,6 +151,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
 
     // Faults and operator actions, at their times.
     let (steps, faults_end) = faults::timeline(scenario, &topo)?;
+    let lifted = liveness::lifting(&steps, Timestamp::from_duration(end));
     let timeline = actions::merge(steps, actions::requests(scenario, &topo)?);
     for (at, item) in timeline.into_iter().filter(|(at, _)| at.as_duration() <= end) {
         step_until(&mut sim, at.as_duration())?;
@@ -165,9 +167,24 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     step_until(&mut sim, end)?;
     let (lan, wan) = links.borrow().lan_wan_bytes();
     let (jobs, bytes) = state.borrow().figures(lan, wan);
+
+    // The liveness phase: faults off until every job has recovered.
+    for step in &lifted {
+        let now = Timestamp::from_duration(sim.elapsed());
+        let mut engine = TurmoilFaults { sim: &mut sim, hosts: &hosts, links: &links };
+        faults::apply(&mut engine, &mut state.borrow_mut(), now, step)?;
+    }
+    let quiet_from = if scenario.faults.is_empty() { Timestamp::ZERO } else { liveness::quiet_from(scenario, faults_end) };
+    let phase_deadline = (quiet_from + liveness::bound(scenario)).as_duration();
+    while !state.borrow().all_recovered(quiet_from) && sim.elapsed() < phase_deadline {
+        sim.step().map_err(|e| format!("turmoil failed at {:?}: {e}", sim.elapsed()))?;
+    }
+    let phase_end = sim.elapsed().max(end);
+    let phase = LivenessPhase { quiet_from, phase: phase_end - end };
+
     let requests = state.borrow_mut().restore_requests(scenario.restore_check);
     mailbox.borrow_mut().extend(requests);
-    let deadline = end + RESTORE_WINDOW;
+    let deadline = phase_end + RESTORE_WINDOW;
     while !state.borrow().restores_done() && sim.elapsed() < deadline {
         sim.step().map_err(|e| format!("turmoil failed at {:?}: {e}", sim.elapsed()))?;
     }
@@ -175,8 +192,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let hash = trace.borrow().hash();
     let mut state = Rc::try_unwrap(state).map_err(|_| "run state still shared after the simulation")?.into_inner();
     state.throttles = super::throttles::check(scenario, &state.topo, links.borrow().network(), &mut state.checker);
-    let faults_end = (!scenario.faults.is_empty()).then_some(faults_end);
-    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, faults_end))
+    Ok(state.summary(scenario, seed, "turmoil", end.as_secs(), hash, jobs, bytes, phase))
 }
 
 fn step_until(sim: &mut turmoil::Sim<'_>, until: Duration) -> Result<(), String> {

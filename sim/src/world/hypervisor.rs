@@ -553,6 +553,10 @@ impl Hypervisors {
             return Err(format!("no host {host:?}"));
         }
         if let Some(existing) = self.vms.get(&vm) {
+            // Asked again after the answer was lost: the same VM is there.
+            if existing.name == name && existing.host == host && usize::from(existing.disks) == disks.len() {
+                return Ok((now + self.timing.create_vm, HypervisorReply::VmCreated));
+            }
             return Err(format!("vm {vm} already exists ({:?} on {:?})", existing.name, existing.host));
         }
         let count = u16::try_from(disks.len()).map_err(|_| format!("vm {name:?} has too many disks"))?;

@@ -19,6 +19,7 @@
 
 mod catalog;
 mod ownership;
+pub use ownership::{RECONNECT_GRACE, TASK_SILENCE};
 mod replication;
 mod restore;
 mod scheduler;
@@ -157,6 +158,9 @@ pub struct Manager {
     scheduling: bool,
     /// Snapshots whose removal could not be sent (host unreachable).
     unreleased: Vec<(NodeId, SnapshotId)>,
+    /// Commits whose repository went away before it answered: asked again
+    /// (with the same point id) when it is back.
+    commits_waiting: Vec<(NodeId, SessionId, VmId, RestorePointId)>,
     /// Blocks a health check found damaged, per (job, vm, disk): the next
     /// backup re-reads them from the source, which repairs them.
     repairs: BTreeMap<(JobId, VmId, u16), Vec<u64>>,
@@ -187,6 +191,7 @@ impl Manager {
             catalog_pending: Vec::new(),
             scheduling: false,
             unreleased: Vec::new(),
+            commits_waiting: Vec::new(),
             repairs: BTreeMap::new(),
             anchors: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -488,6 +493,24 @@ impl Manager {
         self.out.send(repository, Message::CommitPoint { op, header });
     }
 
+    /// Asks a repository again for commits whose answer was lost with the
+    /// connection (committing a point twice is answered "committed").
+    fn resend_commits(&mut self, repository: NodeId) {
+        let (resend, keep): (Vec<_>, Vec<_>) = self.commits_waiting.drain(..).partition(|(r, ..)| *r == repository);
+        self.commits_waiting = keep;
+        for (_, session, vm, point) in resend {
+            let Some(job) = self.sessions.get(&session).map(|s| s.job) else { continue };
+            let parent = self.catalog.newest(job, vm).map(|p| p.point);
+            let Some(run) = self.vm_run(session, vm) else { continue };
+            let Some(snapshot) = run.snap else { continue };
+            let disks =
+                run.disks.iter().enumerate().map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id }).collect();
+            let header = PointHeader { point, job, session, vm, snapshot_at: run.snapshot_at, snapshot, parent, disks };
+            let op = self.op(repository, Op::CommitPoint { session, vm, point });
+            self.out.send(repository, Message::CommitPoint { op, header });
+        }
+    }
+
     fn on_point_committed(&mut self, session: SessionId, vm: VmId, point: RestorePointId, result: Result<(), String>) {
         let Some(job) = self.sessions.get(&session).map(|s| s.job) else { return };
         let Some(b) = self.backup_job(job).cloned() else { return };
@@ -642,13 +665,11 @@ impl Manager {
         }
     }
 
-    /// A peer went away. Its running tasks failed (and will be retried);
-    /// operations it owed an answer fail now rather than wait forever.
+    /// A peer went away. Its running tasks wait a while for it to come
+    /// back (see `ownership`); operations it owed an answer fail now rather
+    /// than wait forever.
     fn on_peer_down(&mut self, peer: NodeId) {
-        let lost: Vec<TaskId> = self.tasks.iter().filter(|(_, t)| t.proxy == Some(peer)).map(|(id, _)| *id).collect();
-        for task in lost {
-            self.on_task_done(task, Err(format!("lost connection to proxy {peer}")));
-        }
+        self.proxy_lost(peer);
         if self.cfg.repositories.contains_key(&peer) {
             self.redo_finished_disks(peer);
         }
@@ -656,7 +677,13 @@ impl Manager {
         for (id, op) in owed {
             let reason = format!("lost connection to {peer}");
             match op {
-                Op::Snapshot { .. } | Op::CreateVm { .. } | Op::Replica(_) => self.on_host_answer(id, Err(reason)),
+                Op::Snapshot { .. } | Op::Replica(_) => self.on_host_answer(id, Err(reason)),
+                Op::CreateVm { restore } => {
+                    // Asked again when the host is back (creating is
+                    // idempotent: the answer may be what was lost).
+                    self.ops.remove(&id);
+                    self.restore_waits_for_host(restore);
+                }
                 Op::Release { session, vm } => {
                     // The point stands; the snapshot is removed once the
                     // host is back.
@@ -668,8 +695,9 @@ impl Manager {
                     self.finish_vm(session, vm, result);
                 }
                 Op::CommitPoint { session, vm, point } => {
+                    // It may have been committed: ask again when it is back.
                     self.ops.remove(&id);
-                    self.on_point_committed(session, vm, point, Err(reason));
+                    self.commits_waiting.push((peer, session, vm, point));
                 }
                 Op::Health { job } => {
                     self.ops.remove(&id);
@@ -720,10 +748,12 @@ impl Manager {
         if self.cfg.repositories.contains_key(&peer) {
             self.ids.op += 1;
             self.out.send(peer, Message::ListPoints { op: self.ids.op });
+            self.resend_commits(peer);
         }
         if self.cfg.proxies.contains_key(&peer) {
             self.ask_tasks(peer);
         }
+        self.resume_restores_on(peer);
     }
 
     /// (Re)start: void the previous incarnation's work, rebuild the catalog.
@@ -800,7 +830,19 @@ impl Manager {
 
     /// A repository listed its points: adopt what the catalog lacks, drop
     /// what is gone, and apply retention to what was adopted.
-    fn on_points(&mut self, repository: NodeId, points: Vec<PointHeader>) {
+    fn on_points(&mut self, repository: NodeId, mut points: Vec<PointHeader>) {
+        // A point whose commit is still being confirmed joins the catalog
+        // with that answer, not as a stray.
+        let committing: Vec<RestorePointId> = self
+            .ops
+            .values()
+            .filter_map(|(_, op)| match op {
+                Op::CommitPoint { point, .. } => Some(*point),
+                _ => None,
+            })
+            .chain(self.commits_waiting.iter().map(|(.., point)| *point))
+            .collect();
+        points.retain(|p| !committing.contains(&p.point));
         let jobs: Vec<JobId> =
             self.cfg.jobs.iter().filter(|j| matches!(&j.kind, JobKind::Backup(b) if b.repository == repository)).map(|j| j.id).collect();
         let found = self.catalog.reconcile(&jobs, points);

@@ -7,6 +7,10 @@
 //! proxy still runs occupies a slot the manager has given to another.
 //!
 //! So both sides converge:
+//! * A proxy whose connection breaks keeps its tasks for
+//!   [`RECONNECT_GRACE`]: over a WAN that breaks connections now and then,
+//!   failing every task at each break would redo work that never stopped
+//!   (and let the redone and the original run side by side).
 //! * When a proxy's connection comes up, the manager asks it which tasks
 //!   it runs (`ListTasks`). A task it runs that the manager no longer has
 //!   placed there is cancelled; a task placed there before the question
@@ -34,6 +38,14 @@ use std::time::Duration;
 /// it: ten of the proxies' reports, so a report queued behind bulk data on
 /// a slow WAN (minutes at worst) never trips it.
 pub const TASK_SILENCE: Duration = Duration::from_secs(600);
+/// How long the tasks of a proxy whose connection broke stay placed on it,
+/// waiting for it to come back and list them; then they fail and are
+/// retried like any failed task. A margin beyond
+/// [`MANAGER_GRACE`](crate::roles::proxy::MANAGER_GRACE), after which the
+/// proxy has dropped them: the two ends notice a break at different times
+/// (a driver's keepalive timeout apart), and a task must never run twice
+/// at once.
+pub const RECONNECT_GRACE: Duration = Duration::from_secs(crate::roles::proxy::MANAGER_GRACE.as_secs() + 20);
 /// How often the watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_secs(60);
 /// The watchdog's timer.
@@ -56,12 +68,15 @@ struct Placed {
     /// connection or a later one.
     since_op: OpId,
     heard: Timestamp,
+    /// When the connection to the proxy broke, if it has not listed the
+    /// task since.
+    lost_at: Option<Timestamp>,
 }
 
 impl Manager {
     /// A task was sent to `proxy`.
     pub(super) fn task_placed(&mut self, task: TaskId, proxy: NodeId) {
-        self.placements.placed.insert(task, Placed { proxy, since_op: self.ids.op, heard: self.now });
+        self.placements.placed.insert(task, Placed { proxy, since_op: self.ids.op, heard: self.now, lost_at: None });
         if !self.placements.watching {
             self.placements.watching = true;
             self.out.set_timer(WATCHDOG, self.now + WATCH_EVERY);
@@ -100,7 +115,10 @@ impl Manager {
     pub(super) fn on_tasks_running(&mut self, from: NodeId, op: Option<OpId>, running: Vec<TaskId>) {
         for id in &running {
             match self.placements.placed.get_mut(id) {
-                Some(p) if p.proxy == from && self.tasks.get(id).is_some_and(|t| t.proxy == Some(from)) => p.heard = self.now,
+                Some(p) if p.proxy == from && self.tasks.get(id).is_some_and(|t| t.proxy == Some(from)) => {
+                    p.heard = self.now;
+                    p.lost_at = None;
+                }
                 // Not ours there (any more): stop it.
                 _ => self.out.send(from, Message::CancelTask { task: *id }),
             }
@@ -120,6 +138,14 @@ impl Manager {
         }
     }
 
+    /// The connection to a proxy broke: its tasks wait for it to come back
+    /// (see [`RECONNECT_GRACE`]).
+    pub(super) fn proxy_lost(&mut self, proxy: NodeId) {
+        for p in self.placements.placed.values_mut().filter(|p| p.proxy == proxy) {
+            p.lost_at = Some(self.now);
+        }
+    }
+
     /// A task ended (or was dropped): stop watching it.
     pub(super) fn task_unplaced(&mut self, task: TaskId) {
         self.placements.placed.remove(&task);
@@ -131,16 +157,21 @@ impl Manager {
         let tasks = &self.tasks;
         // Forget what ended by a path that did not say so.
         self.placements.placed.retain(|id, p| tasks.get(id).is_some_and(|t| t.proxy == Some(p.proxy)));
-        let silent: Vec<(TaskId, NodeId)> = self
+        let silent: Vec<(TaskId, NodeId, bool)> = self
             .placements
             .placed
             .iter()
-            .filter(|(_, p)| now.saturating_since(p.heard) >= TASK_SILENCE)
-            .map(|(id, p)| (*id, p.proxy))
+            .filter(|(_, p)| {
+                p.lost_at.is_some_and(|at| now.saturating_since(at) >= RECONNECT_GRACE) || now.saturating_since(p.heard) >= TASK_SILENCE
+            })
+            .map(|(id, p)| (*id, p.proxy, p.lost_at.is_some()))
             .collect();
-        for (id, proxy) in silent {
+        for (id, proxy, lost) in silent {
             self.out.send(proxy, Message::CancelTask { task: id });
-            let reason = format!("no report from proxy {proxy} for {} s", TASK_SILENCE.as_secs());
+            let reason = match lost {
+                true => format!("lost connection to proxy {proxy}"),
+                false => format!("no report from proxy {proxy} for {} s", TASK_SILENCE.as_secs()),
+            };
             self.on_task_done(id, Err(reason));
         }
         self.placements.watching = !self.placements.placed.is_empty();

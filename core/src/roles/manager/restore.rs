@@ -32,6 +32,11 @@ pub(super) struct Restore {
     disk_bytes: Vec<u64>,
     open_tasks: u32,
     failure: Option<String>,
+    /// The new VM's name, kept to ask the host again.
+    name: String,
+    /// The connection to the host broke before it said the VM exists: it
+    /// is asked again when it is back.
+    awaiting_host: bool,
 }
 
 impl Restore {
@@ -53,6 +58,8 @@ impl Restore {
             disk_bytes,
             open_tasks: 0,
             failure: None,
+            name: String::new(),
+            awaiting_host: false,
         }
     }
 }
@@ -106,10 +113,32 @@ impl Manager {
     fn begin_restore(&mut self, restore: Restore, name: String) {
         self.ids.op += 1;
         let id = self.ids.op;
-        let (host, vm, disks) = (restore.host, restore.vm, restore.disk_bytes.clone());
-        self.restores.insert(id, restore);
-        let op = self.op(host, Op::CreateVm { restore: id });
+        self.restores.insert(id, Restore { name, ..restore });
+        self.create_vm(id);
+    }
+
+    /// Asks the restore's host to create the new VM.
+    fn create_vm(&mut self, restore: u64) {
+        let Some(r) = self.restores.get_mut(&restore) else { return };
+        r.awaiting_host = false;
+        let (host, vm, name, disks) = (r.host, r.vm, r.name.clone(), r.disk_bytes.clone());
+        let op = self.op(host, Op::CreateVm { restore });
         self.out.send(host, Message::CreateVm { op, vm, name, disks });
+    }
+
+    /// The host went away before it answered: ask again when it is back.
+    pub(super) fn restore_waits_for_host(&mut self, restore: u64) {
+        if let Some(r) = self.restores.get_mut(&restore) {
+            r.awaiting_host = true;
+        }
+    }
+
+    /// A host is back: the restores waiting for it ask again.
+    pub(super) fn resume_restores_on(&mut self, host: NodeId) {
+        let waiting: Vec<u64> = self.restores.iter().filter(|(_, r)| r.awaiting_host && r.host == host).map(|(id, _)| *id).collect();
+        for restore in waiting {
+            self.create_vm(restore);
+        }
     }
 
     pub(super) fn on_vm_created(&mut self, restore: u64, result: Result<(), String>) {

@@ -95,11 +95,13 @@ pub struct BackupRun {
 }
 
 impl BackupRun {
-    pub fn start(manager: NodeId, spec: BackupTask, out: &mut Outbox) -> BackupRun {
+    /// Starts the task; its batch ids start at `first_batch` (see
+    /// [`BatchWalk::new`]).
+    pub fn start(manager: NodeId, spec: BackupTask, first_batch: u64, out: &mut Outbox) -> BackupRun {
         // A retry resumes after what the repository already acknowledged.
         let done = if spec.resume { None } else { Some(BitVec::new()) };
         let stats = TaskStats { blocks_total: spec.block_size.blocks_for(spec.disk_bytes), ..TaskStats::default() };
-        let walk = BatchWalk::new(BitVec::new(), spec.block_size);
+        let walk = BatchWalk::new(BitVec::new(), spec.block_size, first_batch);
         let run = BackupRun {
             compare: spec.mode == ReadMode::DigestCompare && spec.base.is_some(),
             spec,

@@ -104,6 +104,16 @@ fn pace_timer(task: TaskId) -> TimerId {
 
 /// The timer of the running-tasks report (task ids stay far below it).
 const REPORT_TIMER: TimerId = TimerId(PACE_TIMERS - 1);
+/// The timer that drops the tasks of a manager gone too long.
+const ORPHAN_TIMER: TimerId = TimerId(PACE_TIMERS - 2);
+
+/// How long a proxy runs a manager's tasks on after losing the connection
+/// to it. A short break costs nothing: the manager finds them running when
+/// it is back. After this the proxy drops them, a margin before the
+/// manager gives up on them and starts them again
+/// ([`crate::roles::manager::RECONNECT_GRACE`]), so a task never runs
+/// twice at once (twice the traffic a throttling rule allowed it).
+pub const MANAGER_GRACE: std::time::Duration = std::time::Duration::from_secs(100);
 
 /// How long a suspended restore waits for its peers to come back.
 pub const RESUME_WAIT: std::time::Duration = std::time::Duration::from_secs(30 * 60);
@@ -115,8 +125,9 @@ pub const REPORT_EVERY: std::time::Duration = std::time::Duration::from_secs(60)
 #[derive(Debug, Default)]
 pub struct Proxy {
     tasks: BTreeMap<TaskId, Run>,
-    /// Replica receivers opened so far (tells attempts of a task apart).
-    opened: u64,
+    /// Runs started so far: each gets its own range of batch ids (see
+    /// [`Proxy::batch_range`]).
+    runs: u64,
     /// Peers whose connection is down now.
     down: BTreeSet<NodeId>,
     /// Throttled tasks' pacing.
@@ -126,6 +137,8 @@ pub struct Proxy {
     drained: BTreeMap<Vec<NodeId>, Timestamp>,
     /// Whether the running-tasks report timer is armed.
     reporting: bool,
+    /// Managers with tasks here whose connection is down, since when.
+    managers_lost: BTreeMap<NodeId, Timestamp>,
     /// A planted bug (see [`Proxy::ignoring_throttles`]).
     ignore_throttles: bool,
     out: Outbox,
@@ -152,35 +165,31 @@ impl Proxy {
         let task = match msg {
             Message::StartBackupTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
-                return self.start(now, task, rate, |out| (Run::Backup(BackupRun::start(from, *spec, out)), Progress::Running));
+                let first = self.batch_range();
+                return self.start(now, task, rate, |out| (Run::Backup(BackupRun::start(from, *spec, first, out)), Progress::Running));
             }
             Message::StartRestoreTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
+                let first = self.batch_range();
                 return self.start(now, task, rate, |out| {
-                    let (run, progress) = RestoreRun::start(from, spec, out);
+                    let (run, progress) = RestoreRun::start(from, spec, first, out);
                     (Run::Restore(run), progress)
                 });
             }
             Message::StartReplicaTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
-                return self.start(now, task, rate, |out| (Run::ReplicaSource(ReplicaSource::start(from, *spec, out)), Progress::Running));
+                let first = self.batch_range();
+                return self
+                    .start(now, task, rate, |out| (Run::ReplicaSource(ReplicaSource::start(from, *spec, first, out)), Progress::Running));
             }
             Message::OpenReplica(sink) => {
-                self.opened += 1;
                 let task = sink.task;
-                let run = ReplicaTarget::open(from, *sink, self.opened);
+                let run = ReplicaTarget::open(from, *sink, self.batch_range());
                 self.tasks.insert(task, Run::ReplicaTarget(run));
                 return;
             }
             Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),
-            Message::CancelTask { task } => {
-                self.tasks.remove(&task);
-                self.out.cancel_timer(TimerId(task.0));
-                // The task is void: what it still had queued is dropped, but
-                // what it sent keeps its path busy for the next task.
-                self.retire_flow(task);
-                return;
-            }
+            Message::CancelTask { task } => return self.drop_task(task),
             Message::ListTasks { op } => return self.report_tasks(from, Some(op)),
             Message::Ping { seq } => return self.out.send(from, Message::Pong { seq }),
             // The manager restarted: its earlier tasks are void, and the
@@ -227,6 +236,41 @@ impl Proxy {
                 self.reporting = true;
                 self.out.set_timer(REPORT_TIMER, now + REPORT_EVERY);
             }
+        }
+    }
+
+    /// The first batch id of a new run. Runs of one task (the manager gave
+    /// up on one and started it again, possibly while the first still ran)
+    /// share a task id, so replies are told apart by batch: each run numbers
+    /// its batches from its own range, 2^32 wide (a run never asks for 2^32
+    /// batches: that is 32 PiB).
+    fn batch_range(&mut self) -> u64 {
+        self.runs += 1;
+        self.runs << 32
+    }
+
+    /// Forgets a task without a word (the manager gave up on it). What it
+    /// still had queued is dropped, but what it sent keeps its path busy
+    /// for the next task.
+    fn drop_task(&mut self, task: TaskId) {
+        self.tasks.remove(&task);
+        self.out.cancel_timer(TimerId(task.0));
+        self.retire_flow(task);
+    }
+
+    /// Managers gone for [`MANAGER_GRACE`] lose their tasks here.
+    fn on_orphan_timer(&mut self, now: Timestamp) {
+        let gone: Vec<NodeId> =
+            self.managers_lost.iter().filter(|(_, at)| now.saturating_since(**at) >= MANAGER_GRACE).map(|(m, _)| *m).collect();
+        for manager in gone {
+            self.managers_lost.remove(&manager);
+            let orphans: Vec<TaskId> = self.tasks.iter().filter(|(_, run)| run.manager() == Some(manager)).map(|(id, _)| *id).collect();
+            for task in orphans {
+                self.drop_task(task);
+            }
+        }
+        if let Some(first) = self.managers_lost.values().min() {
+            self.out.set_timer(ORPHAN_TIMER, *first + MANAGER_GRACE);
         }
     }
 
@@ -295,6 +339,11 @@ impl Proxy {
     /// other tasks fail now and the manager retries them.
     fn on_peer_down(&mut self, now: Timestamp, peer: NodeId) {
         self.down.insert(peer);
+        if self.tasks.values().any(|run| run.manager() == Some(peer)) && !self.managers_lost.contains_key(&peer) {
+            self.managers_lost.insert(peer, now);
+            let first = self.managers_lost.values().min().copied().unwrap_or(now);
+            self.out.set_timer(ORPHAN_TIMER, first + MANAGER_GRACE);
+        }
         for flow in self.paced.values_mut() {
             flow.discard_to(peer);
         }
@@ -321,6 +370,7 @@ impl Proxy {
     /// Suspended restores go on once every peer they need is back.
     fn on_peer_up(&mut self, now: Timestamp, peer: NodeId) {
         self.down.remove(&peer);
+        self.managers_lost.remove(&peer);
         let ready: Vec<TaskId> = self
             .tasks
             .iter()
@@ -353,11 +403,13 @@ impl Node for Proxy {
                 self.drained.clear();
                 self.down.clear();
                 self.reporting = false;
+                self.managers_lost.clear();
             }
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::PeerDown(peer) => self.on_peer_down(now, peer),
             Input::PeerUp(peer) => self.on_peer_up(now, peer),
             Input::Timer(REPORT_TIMER) => self.on_report_timer(now),
+            Input::Timer(ORPHAN_TIMER) => self.on_orphan_timer(now),
             Input::Timer(TimerId(id)) if id & PACE_TIMERS != 0 => self.on_pace_timer(now, TaskId(id & !PACE_TIMERS)),
             Input::Timer(TimerId(task)) => self.on_resume_timeout(now, TaskId(task)),
             Input::Storage(_) | Input::Hypervisor(_) => {}

@@ -68,7 +68,9 @@ pub struct ReplicaSource {
 }
 
 impl ReplicaSource {
-    pub fn start(manager: NodeId, spec: ReplicaTask, out: &mut Outbox) -> ReplicaSource {
+    /// Starts the task; its batch ids start at `first_batch` (see
+    /// [`BatchWalk::new`]).
+    pub fn start(manager: NodeId, spec: ReplicaTask, first_batch: u64, out: &mut Outbox) -> ReplicaSource {
         out.send(spec.sink.proxy, Message::OpenReplica(Box::new(spec.sink.clone())));
         let stage = match spec.target_changes {
             Some(t) => {
@@ -91,15 +93,8 @@ impl ReplicaSource {
             }
         };
         let stats = TaskStats { blocks_total: spec.sink.block_size.blocks_for(spec.sink.disk_bytes), ..TaskStats::default() };
-        ReplicaSource {
-            compare: spec.mode == ReadMode::DigestCompare,
-            spec,
-            manager,
-            stage,
-            walk: BatchWalk::default(),
-            batches: BTreeMap::new(),
-            stats,
-        }
+        let walk = BatchWalk::new(BitVec::new(), spec.sink.block_size, first_batch);
+        ReplicaSource { compare: spec.mode == ReadMode::DigestCompare, spec, manager, stage, walk, batches: BTreeMap::new(), stats }
     }
 
     /// The manager that started this task (and hears how it ends).
@@ -199,7 +194,7 @@ impl ReplicaSource {
         swap.resize(total, false);
         self.stats.blocks_swap = (to_read.clone() & &swap).count_ones() as u64;
         to_read &= !swap;
-        self.walk = BatchWalk::new(to_read, self.spec.sink.block_size);
+        self.walk = BatchWalk::new(to_read, self.spec.sink.block_size, self.walk.next_id());
         self.stage = Stage::Streaming;
         self.pump(out)
     }

@@ -3,8 +3,8 @@
 //! sender asks (mapping, seeding, no metadata); at the end, report the
 //! point's digest vector to the metadata repository.
 //!
-//! Host requests carry this run's own batch ids (`generation` in the high
-//! bits), so a late answer to a failed earlier attempt of the same task is
+//! Host requests carry ids from this run's own range (given by the proxy),
+//! so a late answer to a failed earlier attempt of the same task is
 //! recognised and ignored instead of being taken for this attempt's.
 //!
 //! The digests hashed and written are kept until the end (40 bytes per
@@ -26,7 +26,8 @@ const CHUNK: usize = 65_536;
 pub struct ReplicaTarget {
     sink: ReplicaSink,
     sender: NodeId,
-    generation: u64,
+    /// The id of this run's next host request (see `open`).
+    next_host_batch: u64,
     blocks_total: u64,
     /// Blocks hashed and written, as (index, digest) in arrival order (a
     /// later entry for an index wins; sorted once, when reported).
@@ -41,12 +42,15 @@ pub struct ReplicaTarget {
 }
 
 impl ReplicaTarget {
-    pub fn open(sender: NodeId, sink: ReplicaSink, generation: u64) -> ReplicaTarget {
+    /// Opens the receiving end; its host requests are numbered from
+    /// `first_batch`, a range of this run's own, so a host's late answer
+    /// to an earlier run of the task is never taken for this one's.
+    pub fn open(sender: NodeId, sink: ReplicaSink, first_batch: u64) -> ReplicaTarget {
         let blocks_total = sink.block_size.blocks_for(sink.disk_bytes);
         ReplicaTarget {
             sink,
             sender,
-            generation: generation << 32,
+            next_host_batch: first_batch,
             blocks_total,
             hashed: Vec::new(),
             written: Vec::new(),
@@ -72,7 +76,9 @@ impl ReplicaTarget {
         match msg {
             Message::HashBlocks { batch, blocks, .. } => {
                 let snap = sink.hash_snap.ok_or("asked to hash blocks, but no snapshot of the VM was given")?;
-                let host_batch = self.generation | batch;
+                let host_batch = self.next_host_batch;
+                self.next_host_batch += 1;
+                let sink = &self.sink;
                 let read =
                     Message::ReadBlocks { task: sink.task, batch: host_batch, snap, disk: sink.disk, block_size: sink.block_size, blocks };
                 out.send(sink.host, read);
@@ -124,8 +130,9 @@ impl ReplicaTarget {
             data.push((block.index, decode(&payload).map_err(|e| format!("block {}: {e}", block.index))?));
             digests.push((block.index, block.digest));
         }
+        let host_batch = self.next_host_batch;
+        self.next_host_batch += 1;
         let sink = &self.sink;
-        let host_batch = self.generation | batch;
         out.send(
             sink.host,
             Message::WriteBlocks {

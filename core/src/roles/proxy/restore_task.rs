@@ -36,14 +36,16 @@ pub struct RestoreRun {
 }
 
 impl RestoreRun {
-    pub fn start(manager: NodeId, spec: RestoreTask, out: &mut Outbox) -> (RestoreRun, Progress) {
+    /// Starts the task; its batch ids start at `first_batch` (an answer
+    /// meant for an earlier run of the task is never taken for this one's).
+    pub fn start(manager: NodeId, spec: RestoreTask, first_batch: u64, out: &mut Outbox) -> (RestoreRun, Progress) {
         let blocks_total = spec.block_size.blocks_for(spec.disk_bytes);
         let mut run = RestoreRun {
             spec,
             manager,
             next: 0,
             blocks_total,
-            next_batch: 0,
+            next_batch: first_batch,
             in_flight: BTreeMap::new(),
             lost: Vec::new(),
             suspended: false,

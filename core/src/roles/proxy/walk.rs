@@ -46,9 +46,18 @@ pub struct BatchWalk {
 }
 
 impl BatchWalk {
-    pub fn new(blocks: BitVec, block_size: BlockSize) -> BatchWalk {
+    /// A walk whose batch ids start at `first_id`: the proxy gives every
+    /// run its own range, so an answer meant for an earlier run of the same
+    /// task (one the manager gave up on and started again) is never taken
+    /// for one of this run's batches.
+    pub fn new(blocks: BitVec, block_size: BlockSize, first_id: u64) -> BatchWalk {
         let per_batch = (BATCH_BYTES / u64::from(block_size.bytes())).max(1) as usize;
-        BatchWalk { blocks, cursor: 0, per_batch, next_batch: 0 }
+        BatchWalk { blocks, cursor: 0, per_batch, next_batch: first_id }
+    }
+
+    /// The id the next batch will get.
+    pub fn next_id(&self) -> u64 {
+        self.next_batch
     }
 
     /// The next batch — its id and block indexes — or `None` when every
@@ -99,7 +108,7 @@ mod tests {
     fn batches_cover_the_set_bits_in_order() {
         let bits: BitVec = (0..10).map(|i| i % 3 != 1).collect();
         // 4 MiB blocks: two per 8 MiB batch.
-        let mut walk = BatchWalk::new(bits, BlockSize::LARGE);
+        let mut walk = BatchWalk::new(bits, BlockSize::LARGE, 0);
         let mut seen = Vec::new();
         while let Some((id, blocks)) = walk.next_batch() {
             assert!(blocks.len() <= 2);
@@ -118,7 +127,7 @@ mod tests {
         for (len, every) in [(1000, 7), (200, 1), (129, 64), (64, 3), (1, 1)] {
             let bits: BitVec = (0..len).map(|i| i % every == every - 1 || i == len - 1).collect();
             let want: Vec<u64> = bits.iter_ones().map(|i| i as u64).collect();
-            let mut walk = BatchWalk::new(bits, BlockSize::new(1 << 20).unwrap());
+            let mut walk = BatchWalk::new(bits, BlockSize::new(1 << 20).unwrap(), 0);
             let mut got = Vec::new();
             while let Some((_, blocks)) = walk.next_batch() {
                 assert!(!blocks.is_empty() && blocks.len() <= 8, "{len}/{every}: {blocks:?}");
