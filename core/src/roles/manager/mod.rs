@@ -18,6 +18,7 @@
 //! repositories before it schedules anything.
 
 mod catalog;
+mod planted;
 mod replication;
 mod restore;
 mod scheduler;
@@ -167,6 +168,8 @@ pub struct Manager {
     replication: replication::Replication,
     scheduler: Scheduler,
     throttle: Throttle,
+    /// Bugs planted on purpose (see `planted`); none in a real manager.
+    planted: planted::Planted,
     out: Outbox,
 }
 
@@ -191,6 +194,7 @@ impl Manager {
             replication: replication::Replication::default(),
             scheduler: Scheduler::default(),
             throttle: Throttle::default(),
+            planted: planted::Planted::default(),
             out: Outbox::default(),
         }
     }
@@ -718,7 +722,7 @@ impl Manager {
     /// (Re)start: void the previous incarnation's work, rebuild the catalog.
     fn on_start(&mut self) {
         let now = self.now;
-        *self = Manager::new(std::mem::take(&mut self.cfg));
+        *self = Manager::new(std::mem::take(&mut self.cfg)).with_planted(self.planted);
         self.now = now;
         self.ids = Counters::starting_at(now);
         let before = SessionId(self.ids.session + 1);
