@@ -8,14 +8,24 @@
 //!   changed block skipped, nothing wrong stored), and is durable;
 //! * a proxy never runs more disk tasks than it has slots;
 //! * a finished restore wrote exactly the point's snapshot content onto the
-//!   new VM.
+//!   new VM;
+//! * every manifest a store makes durable references only durable blocks,
+//!   at that instant (`durable`; the stores run it, the runner collects it);
+//! * health checks report the injected damage (`health`); retention removes the oldest points and keeps at most
+//!   its count (`retention`); a successful replica sync leaves a replica
+//!   point (`replica_syncs`); backup windows hold (`windows`).
 //!
 //! At the end, every retained point must still be durable in its store
 //! (invariant 2) and every restore requested must have succeeded.
 
 mod durable;
+mod health;
+mod replica_syncs;
 mod replication;
+mod retention;
+mod windows;
 
+pub use durable::ManifestAudit;
 pub use replication::ReplicationChecker;
 
 use crate::topology::Topology;
@@ -52,8 +62,14 @@ pub struct Checker {
     damaged: BTreeMap<String, BTreeSet<Digest>>,
     /// Replicas: invariants 3 and 4, failover and failback.
     replication: ReplicationChecker,
-    /// What the last point of each disk proved durable.
-    durable: durable::Durable,
+    /// Health-check findings against the injected damage.
+    health: health::Health,
+    /// Retention keeps the newest N.
+    retention: retention::Retention,
+    /// Successful replica syncs leave points.
+    replica_syncs: replica_syncs::ReplicaSyncs,
+    /// Backup windows hold.
+    windows: windows::Windows,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -94,11 +110,23 @@ impl Checker {
     /// aborts them), so their slots are free.
     pub fn manager_crashed(&mut self) {
         self.proxy_load.clear();
+        self.windows.manager_crashed();
     }
 
-    /// A fault damaged these blocks at `repository`.
-    pub fn damaged(&mut self, repository: &str, digests: Vec<Digest>) {
+    /// `repository` crashed at `at`.
+    pub fn repository_crashed(&mut self, at: Timestamp, repository: &str) {
+        self.health.repository_crashed(at, repository);
+    }
+
+    /// A fault damaged these blocks at `repository` at `at`.
+    pub fn damaged(&mut self, at: Timestamp, repository: &str, digests: Vec<Digest>) {
+        self.health.damaged(at, repository, &digests);
         self.damaged.entry(repository.to_string()).or_default().extend(digests);
+    }
+
+    /// A restore of `point` was asked for (retention spares it meanwhile).
+    pub fn restoring(&mut self, point: RestorePointId) {
+        self.retention.restoring(point);
     }
 
     pub fn violation(&mut self, text: String) {
@@ -113,6 +141,7 @@ impl Checker {
     /// and a wrong backup point nobody reported is a violation.
     pub fn finish(&mut self, topo: &Topology, world: &World) {
         self.replication.finish(topo, world, &mut self.violations);
+        self.retention.finish(topo, &mut self.violations);
         for (_, texts) in std::mem::take(&mut self.suspects) {
             self.violations.extend(texts);
         }
@@ -120,6 +149,10 @@ impl Checker {
 
     pub fn observe(&mut self, at: Timestamp, topo: &Topology, world: &World, event: &Event) {
         self.replication.observe(at, topo, world, event, &mut self.violations);
+        self.health.observe(at, topo, world, event, &mut self.violations);
+        self.retention.observe(at, topo, world, event, &mut self.violations);
+        self.replica_syncs.observe(at, topo, event, &mut self.violations);
+        self.windows.observe(at, topo, event, &mut self.violations);
         match event {
             Event::PointCommitted { job, vm, point, repository, host, snap, .. } => {
                 let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
@@ -168,7 +201,8 @@ impl Checker {
     }
 
     /// Invariant 1: the committed manifest equals the snapshot. Returns
-    /// the point's block size.
+    /// the point's block size. (That its blocks are durable was checked
+    /// when the store made the manifest durable: see `durable`.)
     fn check_point(
         &mut self,
         at: Timestamp,
@@ -201,10 +235,6 @@ impl Checker {
                 // inconsistent later (a verification pass catching a lying
                 // CBT); settled in `finish`.
                 self.suspects.entry(point).or_default().push(format!("{point} ({repo}) disk {} differs from {snap}: {text}", disk.index));
-            }
-            let lineage = durable::Lineage { repository: repo.to_string(), vm: manifest.vm, disk: disk.index };
-            if let Some(missing) = self.durable.first_missing(store, lineage, &disk.digests) {
-                self.violations.push(format!("{point} disk {} references block {missing} which is not durable at {repo}", disk.index));
             }
         }
         manifest.disks.first().map(|d| d.block_size)

@@ -68,3 +68,112 @@ fn a_commit_without_sync_fails_the_run() {
     assert!(!summary.ok, "the checker missed manifests committed before their blocks were durable");
     assert!(summary.violations.iter().any(|v| v.contains("not durable")), "{:?}", summary.violations);
 }
+
+/// Runs a scenario file of `scenarios/` under the discrete-event engine,
+/// with `sabotage` planted (or none).
+fn run_file(name: &str, sabotage: Option<Sabotage>) -> blockferry_sim::report::Summary {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));
+    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    run_text(&scenario, sabotage)
+}
+
+fn run_text(scenario: &Scenario, sabotage: Option<Sabotage>) -> blockferry_sim::report::Summary {
+    let options = RunOptions { sabotage, engine: Some(EngineChoice::Des), ..RunOptions::default() };
+    runner::run_with(scenario, &options).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Asserts that the sabotaged run failed with a violation containing
+/// `text`, and that the honest one has no such violation and passes.
+fn caught(sabotaged: &blockferry_sim::report::Summary, honest: &blockferry_sim::report::Summary, text: &str) {
+    assert!(!sabotaged.ok, "the checker missed the planted bug ({text})");
+    assert!(sabotaged.violations.iter().any(|v| v.contains(text)), "no violation with {text:?}: {:?}", sabotaged.violations);
+    assert!(honest.ok, "the honest run fails: {:?}", honest.violations);
+}
+
+/// A repository that writes the manifest and syncs the blocks after it has
+/// everything durable by the time it acknowledges, so a check at commit time
+/// passes; the store's audit catches the instant the manifest alone was
+/// durable.
+#[test]
+fn a_manifest_durable_before_its_blocks_fails_the_run() {
+    let honest = LYING_CBT.split("[[fault]]").next().unwrap();
+    let scenario = Scenario::from_str(honest, "sync-after-manifest.toml").unwrap();
+    let sabotaged = run_text(&scenario, Some(Sabotage::SyncAfterManifest));
+    caught(&sabotaged, &run_text(&scenario, None), "durable while disk");
+}
+
+/// The skip-sync bug is caught by the same audit, at the manifest's instant.
+#[test]
+fn a_commit_without_sync_is_caught_when_the_manifest_becomes_durable() {
+    let honest = LYING_CBT.split("[[fault]]").next().unwrap();
+    let scenario = Scenario::from_str(honest, "skip-sync.toml").unwrap();
+    let sabotaged = run_text(&scenario, Some(Sabotage::SkipSyncBeforeManifest));
+    caught(&sabotaged, &run_text(&scenario, None), "durable while disk");
+}
+
+/// Blocks damaged at 2h10m; health checks at 2h30m and 5h fall between
+/// hourly sessions.
+const DAMAGE: &str = r#"
+name = "damage"
+seed = 31
+duration = "6h"
+block_size = "1MiB"
+[[site]]
+name = "prod"
+[[host]]
+name = "esx"
+site = "prod"
+[[vm]]
+name = "db01"
+host = "esx"
+disks = ["2GiB", "1GiB"]
+zero_fraction = 0.3
+compressibility = 0.5
+workload = { writes_per_hour = 1500, hot_fraction = 0.1 }
+[[proxy]]
+name = "px"
+site = "prod"
+task_slots = 2
+[[repository]]
+name = "repo"
+site = "prod"
+capacity = "1TiB"
+[[job]]
+name = "backup"
+kind = "backup"
+vms = ["db01"]
+repository = "repo"
+schedule = "every 1h"
+retention = 4
+health_check = "every 2h30m"
+[[fault]]
+at = "2h10m"
+kind = "corrupt_block"
+node = "repo"
+blocks = 20
+"#;
+
+#[test]
+fn a_health_check_that_trusts_unreadable_blocks_fails_the_run() {
+    let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
+    let sabotaged = run_text(&scenario, Some(Sabotage::HealthTrustsUnreadable));
+    caught(&sabotaged, &run_text(&scenario, None), "missed damage");
+}
+
+#[test]
+fn retention_that_drops_the_newest_point_fails_the_run() {
+    let sabotaged = run_file("backup-basic", Some(Sabotage::RetentionDropsNewest));
+    caught(&sabotaged, &run_file("backup-basic", None), "it must remove the oldest");
+}
+
+#[test]
+fn a_replica_sync_without_a_replica_point_fails_the_run() {
+    let sabotaged = run_file("replication-basic", Some(Sabotage::SyncWithoutReplicaPoint));
+    caught(&sabotaged, &run_file("replication-basic", None), "left no replica point");
+}
+
+#[test]
+fn a_backup_window_never_enforced_fails_the_run() {
+    let sabotaged = run_file("faults-backup-window", Some(Sabotage::IgnoreBackupWindow));
+    caught(&sabotaged, &run_file("faults-backup-window", None), "window broken");
+}

@@ -105,6 +105,16 @@ enum Continuation {
     Replica(replica_meta::Then),
 }
 
+/// Bugs a repository can be built with, only to prove that the simulator's
+/// checker catches them (see the constructors of [`Repository`]).
+#[derive(Debug, Default, Clone, Copy)]
+struct Planted {
+    skip_sync_before_manifest: bool,
+    sync_after_manifest: bool,
+    unreadable_is_intact: bool,
+    forget_damage: bool,
+}
+
 /// Retries recovery when the store could not answer.
 const RECOVER_RETRY: TimerId = TimerId(1);
 const RECOVER_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
@@ -133,8 +143,8 @@ pub struct Repository {
     next_check: u64,
     /// Replica metadata of replication jobs.
     replica: replica_meta::ReplicaMeta,
-    /// A planted bug (see [`Repository::skipping_sync_before_manifest`]).
-    skip_sync_before_manifest: bool,
+    /// Planted bugs (see [`Planted`]); all off in a real repository.
+    planted: Planted,
     /// How many blocks the store is expected to hold (a sizing hint, see
     /// [`Repository::expecting_blocks`]).
     expected_blocks: usize,
@@ -150,7 +160,30 @@ impl Repository {
     /// blocks durable: the bug the atomic commit exists to prevent. Only for
     /// proving that the simulator's checker catches it; never deploy it.
     pub fn skipping_sync_before_manifest() -> Self {
-        Repository { skip_sync_before_manifest: true, ..Self::default() }
+        Repository { planted: Planted { skip_sync_before_manifest: true, ..Planted::default() }, ..Self::default() }
+    }
+
+    /// A repository that writes a manifest first and syncs its blocks
+    /// after (acknowledging once both are done): every commit leaves a
+    /// moment when a durable manifest names blocks a crash would lose. Only
+    /// for proving that the simulator's checker catches it; never deploy it.
+    pub fn syncing_after_manifest() -> Self {
+        Repository { planted: Planted { sync_after_manifest: true, ..Planted::default() }, ..Self::default() }
+    }
+
+    /// A repository whose health check counts a block it cannot read as
+    /// intact, so damage at rest goes unreported. Only for proving that the
+    /// simulator's checker catches it; never deploy it.
+    pub fn trusting_unreadable_blocks() -> Self {
+        Repository { planted: Planted { unreadable_is_intact: true, ..Planted::default() }, ..Self::default() }
+    }
+
+    /// A repository whose health check reports damage but forgets it, so
+    /// the next backup's copies of the damaged blocks are taken for
+    /// duplicates and dropped: nothing is ever repaired. Only for proving
+    /// that the simulator's checker catches it; never deploy it.
+    pub fn forgetting_damage() -> Self {
+        Repository { planted: Planted { forget_damage: true, ..Planted::default() }, ..Self::default() }
     }
 
     /// Sizes the block index for `blocks` blocks up front (a hint from the
@@ -196,8 +229,14 @@ impl Repository {
                 self.out.send(from, Message::PointCommitted { op, result: Ok(()) })
             }
             Message::CommitPoint { op, header } => match self.assemble(header) {
-                Ok(manifest) if self.skip_sync_before_manifest => {
+                Ok(manifest) if self.planted.skip_sync_before_manifest => {
                     self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::CommitManifest { peer: from, op, manifest })
+                }
+                Ok(manifest) if self.planted.sync_after_manifest => {
+                    // The store serves requests in order: the sync completes
+                    // after the manifest, and its answer acknowledges both.
+                    self.storage(StorageOp::PutManifest(manifest.clone()), Continuation::Collect);
+                    self.storage(StorageOp::Sync, Continuation::CommitManifest { peer: from, op, manifest })
                 }
                 Ok(manifest) => self.storage(StorageOp::Sync, Continuation::CommitSync { peer: from, op, manifest }),
                 Err(e) => self.out.send(from, Message::PointCommitted { op, result: Err(e) }),
@@ -417,7 +456,9 @@ impl Repository {
             let Some(run) = self.health.remove(&check) else { return };
             let mut found = Vec::new();
             for digest in run.damaged {
-                self.damaged.insert(digest);
+                if !self.planted.forget_damage {
+                    self.damaged.insert(digest);
+                }
                 for &(point, disk, index) in run.uses.get(&digest).into_iter().flatten() {
                     found.push(DamagedBlock { point, disk, index, digest });
                 }
@@ -437,7 +478,8 @@ impl Repository {
                 match result {
                     Ok(StorageReply::Blocks(blocks)) => {
                         for (digest, block) in digests.iter().zip(blocks) {
-                            let intact = block.is_ok_and(|b| b.digest() == *digest && decode(&b).is_ok());
+                            let intact =
+                                block.is_ok_and(|b| b.digest() == *digest && decode(&b).is_ok()) || self.planted.unreadable_is_intact;
                             if !intact {
                                 run.damaged.push(*digest);
                             }
@@ -559,12 +601,7 @@ impl Node for Repository {
             Input::Timer(RECOVER_RETRY) if !self.recovered => self.storage(StorageOp::Recover, Continuation::Recover),
             Input::Start => {
                 // A (re)start forgets everything but how it was deployed.
-                *self = Repository {
-                    now,
-                    skip_sync_before_manifest: self.skip_sync_before_manifest,
-                    expected_blocks: self.expected_blocks,
-                    ..Repository::default()
-                };
+                *self = Repository { now, planted: self.planted, expected_blocks: self.expected_blocks, ..Repository::default() };
                 self.storage(StorageOp::Recover, Continuation::Recover);
             }
             Input::Message { from, msg } => self.on_message(from, msg),

@@ -1,16 +1,27 @@
-//! Invariant 5's durability half, in time proportional to what changed:
-//! every block a committed point references must be durable at its store.
+//! Invariant 2's foundation, "blocks durable → manifest durable": a
+//! durable manifest references only durable blocks, at every instant.
 //!
-//! Looking every block of every committed point up in the store costs a map
+//! Checking it when the manager reports a point committed is too late: a
+//! repository that writes the manifest first and syncs the blocks after
+//! has everything durable by the time it acknowledges, yet a crash in
+//! between would have kept a manifest naming lost blocks. So the store
+//! calls [`ManifestAudit::manifest_durable`] at the very instant a manifest
+//! becomes durable (when its write completes), and the checker collects the
+//! findings. (A block deleted later while an older durable manifest still
+//! names it is left to the end-of-run restores; the next manifest of the
+//! same disk that names it is caught here.)
+//!
+//! Looking every block of every manifest up in the store costs a map
 //! lookup per block of the disk at each commit. But a block in the same slot
-//! of the previous point of that disk (at that repository) was found durable
-//! then, and it still is unless the store durably deleted it since. So only
-//! the slots that changed, and the ones holding a block deleted since, are
-//! looked up: the same answer as looking up everything.
+//! of the previous manifest of that disk (at that repository) was found
+//! durable then, and it still is unless the store durably deleted it since.
+//! So only the slots that changed, and the ones holding a block deleted
+//! since, are looked up: the same answer as looking up everything.
 
 use crate::world::Store;
 use blockferry_core::block::DigestHasher;
-use blockferry_core::{Digest, VmId};
+use blockferry_core::manifest::Manifest;
+use blockferry_core::{Digest, Timestamp, VmId};
 use std::collections::BTreeMap;
 use std::hash::{BuildHasher, BuildHasherDefault};
 use std::sync::Arc;
@@ -66,6 +77,37 @@ impl Durable {
             self.proven.insert(lineage, Proven { digests: digests.clone(), deletions: store.durable_deletions() });
         }
         missing
+    }
+}
+
+/// The audit a store runs on each manifest it makes durable.
+#[derive(Debug, Default)]
+pub struct ManifestAudit {
+    durable: Durable,
+    findings: Vec<String>,
+}
+
+impl ManifestAudit {
+    /// `store` made `manifest` durable at `at`: each block it references
+    /// must be durable there already.
+    pub fn manifest_durable(&mut self, at: Timestamp, store: &Store, manifest: &Manifest) {
+        for disk in &manifest.disks {
+            let lineage = Lineage { repository: store.name().to_string(), vm: manifest.vm, disk: disk.index };
+            if let Some(missing) = self.durable.first_missing(store, lineage, &disk.digests) {
+                let digest = disk.digests.get(missing).map_or_else(String::new, |d| format!(" ({d})"));
+                self.findings.push(format!(
+                    "at {at}: {} made the manifest of {} durable while disk {} block {missing}{digest} is not durable",
+                    store.name(),
+                    manifest.point,
+                    disk.index
+                ));
+            }
+        }
+    }
+
+    /// What the audit found since the last call.
+    pub fn take_findings(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.findings)
     }
 }
 

@@ -57,6 +57,20 @@ pub enum Sabotage {
     SkipSyncBeforeManifest,
     /// Proxies ignore the rates throttling gives their tasks.
     IgnoreThrottling,
+    /// Repositories write a manifest, then sync its blocks (and acknowledge
+    /// after both): at commit time all is durable, but not in between.
+    SyncAfterManifest,
+    /// Repositories' health checks count unreadable blocks as intact.
+    HealthTrustsUnreadable,
+    /// Repositories' health checks report damage, then forget it, so the
+    /// next backup never repairs it.
+    HealthNeverRepairs,
+    /// The manager's retention deletes the newest points, not the oldest.
+    RetentionDropsNewest,
+    /// The manager reports replica syncs successful without a replica point.
+    SyncWithoutReplicaPoint,
+    /// The manager never terminates a session at the end of its window.
+    IgnoreBackupWindow,
 }
 
 /// Runs `scenario` with `seed` (default: the scenario's) under `engine`

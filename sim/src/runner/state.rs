@@ -43,13 +43,24 @@ impl NodeMaker {
     pub fn make(&self, id: NodeId) -> Option<Box<dyn Node>> {
         let info = self.topo.nodes.get(id.0 as usize)?;
         Some(match info.role {
-            Role::Manager => Box::new(Manager::new(self.topo.deployment.clone())),
+            Role::Manager => {
+                let cfg = self.topo.deployment.clone();
+                Box::new(match self.sabotage {
+                    Some(Sabotage::RetentionDropsNewest) => Manager::expiring_newest_points(cfg),
+                    Some(Sabotage::SyncWithoutReplicaPoint) => Manager::skipping_replica_points(cfg),
+                    Some(Sabotage::IgnoreBackupWindow) => Manager::ignoring_backup_windows(cfg),
+                    _ => Manager::new(cfg),
+                })
+            }
             Role::Host => Box::new(Host::new()),
             Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
             Role::Proxy => Box::new(Proxy::new()),
             Role::Repository => {
                 let repository = match self.sabotage {
                     Some(Sabotage::SkipSyncBeforeManifest) => Repository::skipping_sync_before_manifest(),
+                    Some(Sabotage::SyncAfterManifest) => Repository::syncing_after_manifest(),
+                    Some(Sabotage::HealthTrustsUnreadable) => Repository::trusting_unreadable_blocks(),
+                    Some(Sabotage::HealthNeverRepairs) => Repository::forgetting_damage(),
                     _ => Repository::new(),
                 };
                 Box::new(repository.expecting_blocks(self.topo.expected_blocks.get(&id).copied().unwrap_or(0)))
@@ -98,7 +109,12 @@ impl RunState {
             eprintln!("{at} {event:?}");
         }
         // Completions the store made durable by `at` must be visible.
-        self.world.borrow_mut().advance_to(at);
+        let findings = {
+            let mut world = self.world.borrow_mut();
+            world.advance_to(at);
+            world.take_audit_findings()
+        };
+        findings.into_iter().for_each(|f| self.checker.violation(f));
         let world = self.world.borrow();
         self.checker.observe(at, &self.topo, &world, event);
         self.tally.observe(&self.topo, at, event);
@@ -120,6 +136,7 @@ impl RunState {
                 if let Some(store) = world.store_mut(&name) {
                     store.crash(now);
                 }
+                self.checker.repository_crashed(now, &name);
             }
             FaultStep::DiskFull { repository, full } => match world.store_mut(repository) {
                 Some(s) => s.set_full(*full),
@@ -132,7 +149,7 @@ impl RunState {
                 };
                 let damaged = s.corrupt(*blocks as usize, &mut rng);
                 drop(world);
-                self.checker.damaged(repository, damaged);
+                self.checker.damaged(now, repository, damaged);
             }
             FaultStep::CbtReset(vm) => world.hypervisors_mut().cbt_reset(*vm)?,
             FaultStep::CbtMiss(vm, blocks) => world.hypervisors_mut().cbt_miss(*vm, *blocks)?,
@@ -167,6 +184,7 @@ impl RunState {
             .enumerate()
             .map(|(i, (point, r))| {
                 self.restores.insert(point, false);
+                self.checker.restoring(point);
                 let new_vm = VmId(first_new_vm + i as u32);
                 let name = format!("{}-restored-{point}", self.topo.deployment.vms.get(&r.vm).map_or("vm", |v| v.name.as_str()));
                 Message::RestoreVm { op: i as u64 + 1, point, host: r.host, new_vm, name }
@@ -201,6 +219,8 @@ impl RunState {
     ) -> Summary {
         let liveness = Some(self.check_liveness(scenario, phase));
         super::throttles::check_jobs(scenario, &jobs, &mut self.checker);
+        let findings = self.world.borrow_mut().take_audit_findings();
+        findings.into_iter().for_each(|f| self.checker.violation(f));
         self.checker.finish(&self.topo, &self.world.borrow());
         for (point, done) in &self.restores {
             if !done {

@@ -109,6 +109,11 @@ impl World {
         self.hypervisors.key().rng(purpose, &[&index.to_le_bytes()])
     }
 
+    /// What the stores' manifest audits found since the last call.
+    pub fn take_audit_findings(&mut self) -> Vec<String> {
+        self.stores.values_mut().flat_map(Store::take_audit_findings).collect()
+    }
+
     /// Brings the world up to `now` (guest writes, durable batches).
     pub fn advance_to(&mut self, now: Timestamp) {
         self.hypervisors.advance_to(now);

@@ -21,6 +21,7 @@
 //! damaged block again repairs it.
 
 use super::pipe::Pipe;
+use crate::checker::ManifestAudit;
 use blockferry_core::block::EncodedBlock;
 use blockferry_core::digest_table::{DigestTable, Slot};
 use blockferry_core::manifest::Manifest;
@@ -217,6 +218,8 @@ pub struct Store {
     in_flight: VecDeque<(Timestamp, Vec<Change>)>,
     full: bool,
     stats: StoreStats,
+    /// Checks every manifest at the instant it becomes durable.
+    audit: ManifestAudit,
 }
 
 impl Store {
@@ -235,6 +238,7 @@ impl Store {
             in_flight: VecDeque::new(),
             full: false,
             stats: StoreStats::default(),
+            audit: ManifestAudit::default(),
         }
     }
 
@@ -412,11 +416,16 @@ impl Store {
     /// Moves every batch completed by `now` into the durable view.
     pub fn settle(&mut self, now: Timestamp) {
         while self.in_flight.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, batch)) = self.in_flight.pop_front() {
+            if let Some((at, batch)) = self.in_flight.pop_front() {
                 for chunk in batch.chunks(WARM_CHUNK) {
                     self.blocks.warm_slots(chunk.iter().filter_map(Change::slot));
                     for change in chunk {
                         self.apply_durable(change);
+                        if let Change::PutManifest(manifest) = change {
+                            let mut audit = std::mem::take(&mut self.audit);
+                            audit.manifest_durable(at, self, manifest);
+                            self.audit = audit;
+                        }
                     }
                 }
             }
@@ -542,6 +551,12 @@ impl Store {
     pub fn durably_deleted_since(&self, mark: u64) -> &[Digest] {
         let deleted = &self.durably_deleted;
         &deleted[usize::try_from(mark).unwrap_or(deleted.len()).min(deleted.len())..]
+    }
+
+    /// Violations of "a durable manifest references only durable blocks"
+    /// found since the last call (see [`ManifestAudit`]).
+    pub fn take_audit_findings(&mut self) -> Vec<String> {
+        self.audit.take_findings()
     }
 
     pub fn is_damaged(&self, digest: &Digest) -> bool {

@@ -15,6 +15,9 @@ pub struct Catalog {
     chains: BTreeMap<(JobId, VmId), VecDeque<PointHeader>>,
     /// Points expired by retention whose deletion is not confirmed yet.
     deleting: BTreeMap<RestorePointId, (JobId, VmId)>,
+    /// A planted bug (see `Manager::expiring_newest_points`): expire
+    /// takes the newest points. Never set in a real manager.
+    pub(super) expire_newest: bool,
 }
 
 /// What a reconciliation with a repository's listing found.
@@ -54,8 +57,10 @@ impl Catalog {
     pub fn expire(&mut self, job: JobId, vm: VmId, keep: usize, locked: &[RestorePointId]) -> Vec<RestorePointId> {
         let Some(chain) = self.chains.get_mut(&(job, vm)) else { return Vec::new() };
         let mut expired = Vec::new();
-        while chain.len() > keep.max(1) && chain.front().is_some_and(|p| !locked.contains(&p.point)) {
-            if let Some(old) = chain.pop_front() {
+        let newest = self.expire_newest;
+        let next = |chain: &VecDeque<PointHeader>| if newest { chain.back() } else { chain.front() }.map(|p| p.point);
+        while chain.len() > keep.max(1) && next(chain).is_some_and(|p| !locked.contains(&p)) {
+            if let Some(old) = if newest { chain.pop_back() } else { chain.pop_front() } {
                 self.deleting.insert(old.point, (job, vm));
                 expired.push(old.point);
             }

@@ -19,6 +19,7 @@
 
 mod catalog;
 mod ownership;
+mod planted;
 pub use ownership::{RECONNECT_GRACE, TASK_SILENCE};
 mod replication;
 mod restore;
@@ -87,6 +88,10 @@ struct VmRun {
     cbt_missed: u64,
     /// Some disk trusted CBT: the point is not a verified anchor.
     trusted_cbt: bool,
+    /// Damaged blocks this run's tasks were told to read again, per disk:
+    /// repaired once the point commits (a health report that arrives after
+    /// the tasks started waits for the next session).
+    repairs_taken: BTreeMap<u16, Vec<u64>>,
 }
 
 #[derive(Debug)]
@@ -174,6 +179,8 @@ pub struct Manager {
     replication: replication::Replication,
     scheduler: Scheduler,
     throttle: Throttle,
+    /// Bugs planted on purpose (see `planted`); none in a real manager.
+    planted: planted::Planted,
     out: Outbox,
 }
 
@@ -200,6 +207,7 @@ impl Manager {
             replication: replication::Replication::default(),
             scheduler: Scheduler::default(),
             throttle: Throttle::default(),
+            planted: planted::Planted::default(),
             out: Outbox::default(),
         }
     }
@@ -279,6 +287,7 @@ impl Manager {
                 failure: None,
                 cbt_missed: 0,
                 trusted_cbt: false,
+                repairs_taken: BTreeMap::new(),
             };
             runs.insert(vm, run);
         }
@@ -405,9 +414,11 @@ impl Manager {
             attempt: task.attempt,
         });
         let trusted_cbt = matches!(spec.mode, ReadMode::Changed { .. });
+        let reread = spec.reread.clone();
         self.out.send(proxy, Message::StartBackupTask(Box::new(spec)));
-        if trusted_cbt && let Some(run) = self.vm_run(session_id, vm) {
-            run.trusted_cbt = true;
+        if let Some(run) = self.vm_run(session_id, vm) {
+            run.trusted_cbt |= trusted_cbt;
+            run.repairs_taken.insert(task.disk, reread);
         }
     }
 
@@ -527,11 +538,17 @@ impl Manager {
                 let snap = run.snap.unwrap_or(SnapshotId(0));
                 let snapshot_at = run.snapshot_at;
                 let (cbt_missed, anchored) = (run.cbt_missed, !run.trusted_cbt);
+                let repaired = std::mem::take(&mut run.repairs_taken);
                 let parent = self.catalog.newest(job, vm).map(|p| p.point);
                 let header = PointHeader { point, job, session, vm, snapshot_at, snapshot: snap, parent, disks };
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
                 self.flag_cbt_misses(job, vm, point, cbt_missed, anchored);
-                self.repairs.retain(|(j, v, _), _| (*j, *v) != (job, vm));
+                for (disk, blocks) in repaired {
+                    if let Some(pending) = self.repairs.get_mut(&(job, vm, disk)) {
+                        pending.retain(|b| !blocks.contains(b));
+                    }
+                }
+                self.repairs.retain(|_, blocks| !blocks.is_empty());
                 self.catalog.push(header);
                 self.apply_retention(job, vm);
             }
@@ -759,7 +776,7 @@ impl Manager {
     /// (Re)start: void the previous incarnation's work, rebuild the catalog.
     fn on_start(&mut self) {
         let now = self.now;
-        *self = Manager::new(std::mem::take(&mut self.cfg));
+        *self = Manager::new(std::mem::take(&mut self.cfg)).with_planted(self.planted);
         self.now = now;
         self.ids = Counters::starting_at(now);
         let before = SessionId(self.ids.session + 1);

@@ -18,6 +18,9 @@ impl Manager {
     /// session, if any (the timer is re-armed at every session start, so it
     /// can only fire for the newest session).
     pub(super) fn on_window_timer(&mut self, index: usize) {
+        if self.planted.ignore_windows {
+            return;
+        }
         let Some(spec) = self.cfg.jobs.get(index) else { return };
         let Some(window) = self.backup_job(spec.id).and_then(|b| b.window) else { return };
         let Some(&session) = self.running.get(&spec.id) else { return };

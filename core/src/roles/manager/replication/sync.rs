@@ -331,6 +331,8 @@ impl Manager {
         let Some(host) = self.replication_job(job).map(|r| r.target_host) else { return };
         let Some(replica_vm) = self.replica(job, vm).map(|r| r.vm) else { return };
         match self.sync_run(session, vm).map(|r| r.failure.is_some()) {
+            // A planted bug: success without a replica point.
+            Some(false) if self.planted.no_replica_points => self.wind_down(session, vm),
             Some(false) => self.send_sync(session, vm, SyncStep::PointSnapshot, host, |op| Message::CreateSnapshot { op, vm: replica_vm }),
             Some(true) => self.wind_down(session, vm),
             None => {}
