@@ -11,7 +11,8 @@
 //!   new VM;
 //! * every manifest a store makes durable references only durable blocks,
 //!   at that instant (`durable`; the stores run it, the runner collects it);
-//! * health checks report the injected damage (`health`); retention removes the oldest points and keeps at most
+//! * health checks report the injected damage and the next backup repairs
+//!   it (`health`); retention removes the oldest points and keeps at most
 //!   its count (`retention`); a successful replica sync leaves a replica
 //!   point (`replica_syncs`); backup windows hold (`windows`).
 //!
@@ -110,12 +111,13 @@ impl Checker {
     /// aborts them), so their slots are free.
     pub fn manager_crashed(&mut self) {
         self.proxy_load.clear();
+        self.health.manager_crashed();
         self.windows.manager_crashed();
     }
 
     /// `repository` crashed at `at`.
-    pub fn repository_crashed(&mut self, at: Timestamp, repository: &str) {
-        self.health.repository_crashed(at, repository);
+    pub fn repository_crashed(&mut self, at: Timestamp, topo: &Topology, repository: &str) {
+        self.health.repository_crashed(at, topo, repository);
     }
 
     /// A fault damaged these blocks at `repository` at `at`.

@@ -112,7 +112,7 @@ fn a_commit_without_sync_is_caught_when_the_manifest_becomes_durable() {
 }
 
 /// Blocks damaged at 2h10m; health checks at 2h30m and 5h fall between
-/// hourly sessions.
+/// hourly sessions, so each finding is repaired by the next session.
 const DAMAGE: &str = r#"
 name = "damage"
 seed = 31
@@ -158,6 +158,13 @@ fn a_health_check_that_trusts_unreadable_blocks_fails_the_run() {
     let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
     let sabotaged = run_text(&scenario, Some(Sabotage::HealthTrustsUnreadable));
     caught(&sabotaged, &run_text(&scenario, None), "missed damage");
+}
+
+#[test]
+fn a_health_check_that_never_repairs_fails_the_run() {
+    let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
+    let sabotaged = run_text(&scenario, Some(Sabotage::HealthNeverRepairs));
+    caught(&sabotaged, &run_text(&scenario, None), "did not repair");
 }
 
 #[test]

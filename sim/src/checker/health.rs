@@ -12,13 +12,20 @@
 //!   instant of the last period, and a block is required only if it was
 //!   damaged before that period began, is still damaged, and every
 //!   candidate references it. A check then must name one of the candidates.
+//! * **Repair.** The next backup of the VM whose session starts after a
+//!   finding must repair every found block its new point still references
+//!   (the source still holds that content): once that point is committed,
+//!   the block is intact at the repository again. Blocks damaged again
+//!   after the finding are left out.
 //!
-//! (The repair half of the invariant comes with its own rule.)
+//! A finding lives in the manager's memory and in the repository's; a crash
+//! of either forgets it (the next check finds it again), so a crash drops
+//! the findings it held instead of failing the repair rule.
 
 use crate::topology::Topology;
 use crate::world::{Store, World};
 use blockferry_core::config::{JobKind, JobSpec};
-use blockferry_core::{Digest, Event, JobId, RestorePointId, Timestamp, VmId};
+use blockferry_core::{Digest, Event, JobId, RestorePointId, SessionId, Timestamp, VmId};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// A point of a VM's chain, and when the checker saw it come and go.
@@ -38,6 +45,10 @@ pub struct Health {
     /// latest) without interruption.
     injected: BTreeMap<String, BTreeMap<Digest, Timestamp>>,
     chains: BTreeMap<(JobId, VmId), Vec<Seen>>,
+    /// Blocks a health check reported, per (job, VM), and when.
+    found: BTreeMap<(JobId, VmId), BTreeMap<Digest, Timestamp>>,
+    /// When each session started.
+    started: BTreeMap<SessionId, Timestamp>,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -53,16 +64,30 @@ impl Health {
     }
 
     /// `repository` crashed at `at`: a repair it had not made durable is
-    /// undone (its blocks are damaged again from now).
-    pub fn repository_crashed(&mut self, at: Timestamp, repository: &str) {
+    /// undone (its blocks are damaged again from now), and the damage its
+    /// health checks found is forgotten.
+    pub fn repository_crashed(&mut self, at: Timestamp, topo: &Topology, repository: &str) {
         if let Some(blocks) = self.injected.get_mut(repository) {
             blocks.values_mut().for_each(|since| *since = at);
         }
+        self.found.retain(|(job, _), _| job_spec(topo, *job).and_then(backup_repository).is_none_or(|r| topo.name(r) != repository));
+    }
+
+    /// The manager crashed: the repairs it planned are gone.
+    pub fn manager_crashed(&mut self) {
+        self.found.clear();
     }
 
     pub fn observe(&mut self, at: Timestamp, topo: &Topology, world: &World, event: &Event, violations: &mut Vec<String>) {
         match event {
-            Event::PointCommitted { job, vm, point, snapshot_at, .. } => self.seen(*job, *vm, *point, *snapshot_at, at),
+            Event::SessionStarted { session, .. } => _ = self.started.insert(*session, at),
+            Event::SessionFinished { session, .. } => _ = self.started.remove(session),
+            Event::PointCommitted { job, session, vm, point, repository, snapshot_at, .. } => {
+                self.seen(*job, *vm, *point, *snapshot_at, at);
+                if let Some(text) = self.check_repairs(topo, world, *job, *vm, *session, *point, *repository) {
+                    violations.push(format!("at {at}: {text}"));
+                }
+            }
             Event::PointAdopted { job, vm, point, repository, snap, .. } => {
                 let instant = snapshot_instant(topo, world, *repository, *point, *snap).unwrap_or(at);
                 self.seen(*job, *vm, *point, instant, at);
@@ -90,8 +115,8 @@ impl Health {
         }
     }
 
-    /// A health check of `job` reported `reported` at `at`: fail if it
-    /// missed damage every candidate point holds.
+    /// A health check of `job` reported `reported` at `at`: remember what
+    /// it found, and fail if it missed damage every candidate point holds.
     fn check_findings(&mut self, at: Timestamp, topo: &Topology, world: &World, job: JobId, reported: &[RestorePointId]) -> Option<String> {
         let spec = job_spec(topo, job)?;
         let JobKind::Backup(b) = &spec.kind else { return None };
@@ -113,6 +138,13 @@ impl Health {
             // Points gone for over a period can no longer be candidates.
             chain.retain(|s| s.until.is_none_or(|u| u + every >= at));
             let candidates = candidates(chain, period_start, at);
+            for point in candidates.iter().filter(|p| reported.contains(p)) {
+                let held = referenced(store, *point, damaged.iter().map(|(d, _)| *d));
+                let found = self.found.entry((job, vm)).or_default();
+                for d in held {
+                    found.entry(d).or_insert(at);
+                }
+            }
             if missed.is_some() || candidates.is_empty() || candidates.iter().any(|p| reported.contains(p)) {
                 continue;
             }
@@ -137,6 +169,47 @@ impl Health {
             }
         }
         missed
+    }
+
+    /// A point of `session` was committed: every block found damaged before
+    /// the session started that the point references must be intact now.
+    #[allow(clippy::too_many_arguments)]
+    fn check_repairs(
+        &mut self,
+        topo: &Topology,
+        world: &World,
+        job: JobId,
+        vm: VmId,
+        session: SessionId,
+        point: RestorePointId,
+        repository: blockferry_core::NodeId,
+    ) -> Option<String> {
+        let started = *self.started.get(&session)?;
+        let found = self.found.get_mut(&(job, vm))?;
+        let due: BTreeMap<Digest, Timestamp> = found.iter().filter(|(_, f)| **f < started).map(|(d, f)| (*d, *f)).collect();
+        found.retain(|_, f| *f >= started);
+        if due.is_empty() {
+            return None;
+        }
+        let name = topo.name(repository);
+        let store = world.store(name)?;
+        let injected = self.injected.get(name);
+        let unrepaired: BTreeSet<Digest> = referenced(store, point, due.keys().copied())
+            .into_iter()
+            .filter(|d| store.is_damaged(d))
+            // Damaged again after the finding: a new fault, not a missed repair.
+            .filter(|d| injected.and_then(|i| i.get(d)).zip(due.get(d)).is_some_and(|(since, found)| since <= found))
+            .collect();
+        if unrepaired.is_empty() {
+            return None;
+        }
+        let job_name = job_spec(topo, job).map_or("?", |s| s.name.as_str());
+        Some(format!(
+            "{point} of job {job_name} (session {session}, started after the health check found them) still references {} blocks damaged \
+             at {name} that it did not repair (first: {})",
+            unrepaired.len(),
+            show(&unrepaired)
+        ))
     }
 }
 
@@ -183,4 +256,11 @@ fn show(digests: &BTreeSet<Digest>) -> String {
 
 pub(super) fn job_spec(topo: &Topology, job: JobId) -> Option<&JobSpec> {
     topo.deployment.jobs.iter().find(|j| j.id == job)
+}
+
+fn backup_repository(spec: &JobSpec) -> Option<blockferry_core::NodeId> {
+    match &spec.kind {
+        JobKind::Backup(b) => Some(b.repository),
+        _ => None,
+    }
 }

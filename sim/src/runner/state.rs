@@ -136,7 +136,7 @@ impl RunState {
                 if let Some(store) = world.store_mut(&name) {
                     store.crash(now);
                 }
-                self.checker.repository_crashed(now, &name);
+                self.checker.repository_crashed(now, &self.topo, &name);
             }
             FaultStep::DiskFull { repository, full } => match world.store_mut(repository) {
                 Some(s) => s.set_full(*full),
