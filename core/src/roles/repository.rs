@@ -9,9 +9,12 @@
 //! * `CommitPoint` is atomic: blocks durable (`Sync`), then the manifest
 //!   durable (`PutManifest`), then the acknowledgement. A crash before the
 //!   manifest is durable leaves only unreferenced blocks, which GC removes.
-//! * Retention deletes manifests; blocks no manifest references are garbage,
-//!   collected only while no point is pending, so a block a proxy was just
-//!   told "we have it" cannot disappear under its task.
+//! * Retention deletes manifests; blocks no manifest references are garbage.
+//!   Collection runs after every commit, deletion and abort, pending points
+//!   or not, with a writer cutoff (as Proxmox Backup Server's): it sweeps
+//!   only garbage last touched before the oldest pending point started, so
+//!   a block a pending point stored, or that a proxy was told "we have it",
+//!   cannot disappear under its task (see `writers` for why that holds).
 
 use super::RequestIds;
 use crate::block::Digest;
@@ -28,12 +31,19 @@ use std::collections::{BTreeMap, BTreeSet};
 
 mod references;
 mod replica_meta;
+#[cfg(test)]
+mod tests;
+mod writers;
 
-use references::{References, Slots};
+use references::{Epoch, References, Slots};
+use writers::Writers;
 
 /// A point being written, per disk.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct PendingPoint {
+    /// When it started, for garbage collection (see `writers`): before its
+    /// first block is touched, and no later than its task's first ask.
+    started: Epoch,
     disks: BTreeMap<u16, PendingDisk>,
 }
 
@@ -126,15 +136,22 @@ pub struct Repository {
     /// Messages that arrived while recovering, replayed after.
     held: Vec<(NodeId, Message)>,
     ids: RequestIds,
-    /// Every block in the store, and whether manifests reference it.
+    /// Every block in the store, whether manifests reference it, and when
+    /// unreferenced ones were last touched.
     blocks: References,
     manifests: BTreeMap<RestorePointId, Manifest>,
     pending: BTreeMap<(SessionId, VmId), PendingPoint>,
+    /// The epoch clock and the tasks told blocks exist before they named
+    /// their point: with `pending`, what garbage collection must spare.
+    writers: Writers,
     /// Points the manager aborted: blocks for them still in flight from a
     /// proxy are refused, rather than starting the point over (it would
-    /// stay pending forever and hold off garbage collection). Kept until
+    /// stay pending forever and hold garbage collection back). Kept until
     /// a manager restart voids older sessions.
     aborted: BTreeSet<(SessionId, VmId)>,
+    /// Sessions before this one belong to a manager that is gone
+    /// (`AbortPendingBefore`): their writes are refused, as aborted ones.
+    void_before: Option<SessionId>,
     requests: BTreeMap<RequestId, Continuation>,
     /// Blocks a health check found damaged: reported missing to proxies, so
     /// the next backup sends them again, which repairs them.
@@ -212,7 +229,12 @@ impl Repository {
         }
         match msg {
             Message::HaveDigests { task, batch, digests } => {
-                let have: BitVec = digests.iter().map(|d| self.blocks.contains(d) && !self.damaged.contains(d)).collect();
+                let epoch = self.writers.now();
+                let have: BitVec = digests.iter().map(|d| self.blocks.confirm(d, epoch) && !self.damaged.contains(d)).collect();
+                if have.any() {
+                    // The task will reference these, maybe before naming its point.
+                    self.writers.asked(task, self.now);
+                }
                 self.out.send(from, Message::HaveReply { task, batch, have });
             }
             Message::GetDigests { task, batch, point, disk, blocks } => {
@@ -221,7 +243,10 @@ impl Repository {
             }
             Message::PutBlocks { task, batch, target, blocks } => self.put_blocks(from, task, batch, target, blocks),
             Message::FinishDisk { task, target, bytes, block_size, base } => {
-                let result = self.not_aborted(target).and_then(|()| self.finish_disk(target, bytes, block_size, base));
+                let result = match self.not_aborted(target) {
+                    Ok(()) => self.finish_disk(task, target, bytes, block_size, base),
+                    Err(reason) => Err(self.refused(task, reason)),
+                };
                 self.out.send(from, Message::DiskFinished { task, result });
             }
             // Asked again after the answer was lost: it is committed.
@@ -249,6 +274,7 @@ impl Repository {
             Message::AbortPendingBefore { before } => {
                 self.pending.retain(|(session, _), _| *session >= before);
                 self.aborted.retain(|(session, _)| *session >= before);
+                self.void_before = self.void_before.max(Some(before));
                 self.collect_garbage();
             }
             Message::HealthCheck { op, points } => self.start_health_check(from, op, &points),
@@ -324,28 +350,54 @@ impl Repository {
 
     /// Whether `target`'s point may still be written.
     fn not_aborted(&self, target: DiskTarget) -> Result<(), String> {
-        match self.aborted.contains(&(target.session, target.vm)) {
+        match self.void_before.is_some_and(|before| target.session < before) || self.aborted.contains(&(target.session, target.vm)) {
             true => Err(format!("the point of {} in session {} was aborted", target.vm, target.session)),
             false => Ok(()),
         }
     }
 
+    /// A write of `task` was refused for `reason`: its point needs nothing
+    /// spared, so neither does its ask.
+    fn refused(&mut self, task: TaskId, reason: String) -> String {
+        self.writers.named(task);
+        reason
+    }
+
+    /// The pending point `task` writes `target` of, started now if new. It
+    /// counts as started no later than the task's ask (see `writers`).
+    fn open_point(&mut self, task: TaskId, target: DiskTarget) -> &mut PendingPoint {
+        let asked = self.writers.named(task);
+        let writers = &mut self.writers;
+        let point = self
+            .pending
+            .entry((target.session, target.vm))
+            .or_insert_with(|| PendingPoint { started: writers.start(), disks: BTreeMap::new() });
+        point.started = point.started.min(asked.unwrap_or(point.started));
+        point
+    }
+
     fn put_blocks(&mut self, peer: NodeId, task: TaskId, batch: u64, target: DiskTarget, blocks: Vec<BlockRef>) {
         if let Err(reason) = self.not_aborted(target) {
+            let reason = self.refused(task, reason);
             return self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
         }
+        // Opened before any block is touched: the point protects them all.
+        self.open_point(task, target);
+        let epoch = self.writers.now();
         let mut refs = Vec::with_capacity(blocks.len());
         let mut payloads = Vec::new();
         let mut stored = Vec::new();
         for block in blocks {
             refs.push((block.index, block.digest));
             match block.payload {
-                Some(payload) if !self.blocks.contains(&block.digest) || self.damaged.contains(&block.digest) => {
+                Some(payload) if !self.blocks.confirm(&block.digest, epoch) || self.damaged.contains(&block.digest) => {
                     stored.push(block.digest);
                     payloads.push(payload);
                 }
                 Some(_) => {}
-                None if block.digest.is_zero_block() || self.blocks.contains(&block.digest) => {}
+                // A proxy sends a digest repeated in one batch with its
+                // payload once, then as references.
+                None if block.digest.is_zero_block() || self.blocks.confirm(&block.digest, epoch) || stored.contains(&block.digest) => {}
                 None => {
                     let reason =
                         format!("block {:?} (index {}) was sent without payload but is not in the repository", block.digest, block.index);
@@ -364,7 +416,7 @@ impl Repository {
 
     fn blocks_stored(&mut self, then: Continuation) {
         let Continuation::StoreBlocks { peer, task, batch, target, refs, stored } = then else { return };
-        self.blocks.stored(&stored);
+        self.blocks.stored(&stored, self.writers.now());
         for digest in &stored {
             self.damaged.remove(digest);
         }
@@ -373,7 +425,13 @@ impl Repository {
             // until garbage collection.
             return self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
         }
-        let disk = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
+        let Some(point) = self.pending.get_mut(&(target.session, target.vm)) else {
+            // Committed or aborted meanwhile: never open it again (it would
+            // stay pending forever and hold garbage collection back).
+            let reason = format!("the point of {} in session {} is no longer pending", target.vm, target.session);
+            return self.out.send(peer, Message::BlocksAck { task, batch, result: Err(reason) });
+        };
+        let disk = point.disks.entry(target.disk).or_default();
         disk.finished = None;
         disk.changes.extend(refs);
         self.out.send(peer, Message::BlocksAck { task, batch, result: Ok(()) });
@@ -381,6 +439,7 @@ impl Repository {
 
     fn finish_disk(
         &mut self,
+        task: TaskId,
         target: DiskTarget,
         bytes: u64,
         block_size: crate::BlockSize,
@@ -402,7 +461,7 @@ impl Repository {
                 Some(disk.digests.clone())
             }
         };
-        let pending = self.pending.entry((target.session, target.vm)).or_default().disks.entry(target.disk).or_default();
+        let pending = self.open_point(task, target).disks.entry(target.disk).or_default();
         let digests = apply_changes(base.as_deref(), count, pending.changes.iter().copied())?;
         pending.finished = Some(DiskManifest { index: target.disk, bytes, change_id: None, block_size, digests });
         Ok(())
@@ -505,6 +564,8 @@ impl Repository {
             (Continuation::CommitManifest { peer, op, manifest }, Ok(_)) => {
                 self.pending.remove(&(manifest.session, manifest.vm));
                 self.add_manifest(manifest);
+                // The cutoff may have moved on.
+                self.collect_garbage();
                 self.out.send(peer, Message::PointCommitted { op, result: Ok(()) });
             }
             (Continuation::CommitSync { peer, op, .. } | Continuation::CommitManifest { peer, op, .. }, Err(e)) => {
@@ -514,7 +575,7 @@ impl Repository {
                 if let Some(manifest) = self.manifests.remove(&point) {
                     for disk in &manifest.disks {
                         let (prev, next) = neighbours(&self.manifests, &manifest, disk.index);
-                        self.blocks.remove(&Slots { prev, this: &disk.digests, next });
+                        self.blocks.remove(&Slots { prev, this: &disk.digests, next }, self.writers.now());
                     }
                 }
                 self.collect_garbage();
@@ -551,7 +612,7 @@ impl Repository {
 
     fn recovered_from(&mut self, mut manifests: Vec<Manifest>, blocks: Vec<Digest>) {
         self.blocks = References::with_capacity(self.expected_blocks.max(blocks.len()));
-        self.blocks.stored(&blocks);
+        self.blocks.stored(&blocks, self.writers.now());
         self.manifests.clear();
         // In point order, each disk joins the end of its lineage: only what
         // differs from the previous point is counted.
@@ -566,12 +627,11 @@ impl Repository {
         }
     }
 
-    /// Deletes blocks no manifest references, unless a point is pending.
+    /// Deletes blocks no manifest references that were last touched
+    /// before the oldest writer started (see `writers`).
     fn collect_garbage(&mut self) {
-        if !self.pending.is_empty() {
-            return;
-        }
-        let garbage = self.blocks.take_garbage();
+        let cutoff = self.writers.cutoff(self.now, self.pending.values().map(|p| p.started));
+        let garbage = self.blocks.take_garbage(cutoff);
         if garbage.is_empty() {
             return;
         }

@@ -1,5 +1,6 @@
 //! Which stored blocks the committed manifests reference, kept in time
-//! proportional to what changed between points rather than to disk size.
+//! proportional to what changed between points rather than to disk size;
+//! and, for the blocks none references, when they were last touched.
 //!
 //! Garbage collection only needs to know whether a block is referenced at
 //! all. Counting every slot of every manifest would cost a map update per
@@ -16,29 +17,89 @@
 //! run `n` started before). So a commit or deletion touches the slots that
 //! differ from a neighbour: found by one comparison of digest vectors, not
 //! one map update per block.
+//!
+//! An unreferenced block's record holds instead the [`Epoch`] it was last
+//! *touched* in: stored, confirmed to a writer, or unreferenced by a
+//! deletion (see `writers` for why that makes collecting safe while points
+//! are pending). A block that is referenced needs no touch: it is touched
+//! when it loses its last reference, later than any confirmation of it.
+//! So touching costs nothing beyond the lookup the caller makes anyway.
 
 use crate::block::{Digest, WARM_CHUNK};
 use crate::digest_table::{DigestTable, Slot};
+use std::collections::BTreeMap;
 
-/// Stored blocks with their run-start counts. A hash table: every stored
-/// block and every changed slot costs a lookup here, and nothing depends on
-/// its order (garbage is handed out sorted).
+/// A count of garbage-collection time: see `writers`. 31 bits, so that a
+/// [`Record`] holds one beside its flag; the clock stops at the last epoch
+/// (2 Gi points later), which only makes collection more cautious.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Epoch(u32);
+
+impl Epoch {
+    const LAST: Epoch = Epoch(UNREFERENCED - 1);
+
+    pub fn next(self) -> Epoch {
+        Epoch(self.0.saturating_add(1).min(Self::LAST.0))
+    }
+}
+
+/// The flag of a [`Record`] that holds an epoch rather than a run count.
+const UNREFERENCED: u32 = 1 << 31;
+
+/// A block's record: the runs it starts, or, when it starts none, the
+/// epoch it was last touched in. One u32 keeps a record at 36 bytes (the
+/// table of a TiB-scale repository is millions of records), and no block
+/// starts 2 Gi runs (each needs a block slot of a point of its own).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Record(u32);
+
+impl Record {
+    fn unreferenced(touched: Epoch) -> Record {
+        Record(UNREFERENCED | touched.0.min(Epoch::LAST.0))
+    }
+
+    /// When it was last touched, if it is unreferenced.
+    fn touched(self) -> Option<Epoch> {
+        (self.0 & UNREFERENCED != 0).then_some(Epoch(self.0 & !UNREFERENCED))
+    }
+
+    fn runs(self) -> u32 {
+        match self.touched() {
+            Some(_) => 0,
+            None => self.0,
+        }
+    }
+
+    /// `sign` run starts more (or fewer), unreferenced in `epoch` if none
+    /// is left.
+    fn add(self, sign: i32, epoch: Epoch) -> Record {
+        match self.runs().saturating_add_signed(sign).min(UNREFERENCED - 1) {
+            0 => self.touched().map_or(Record::unreferenced(epoch), |_| self),
+            runs => Record(runs),
+        }
+    }
+}
+
+/// Stored blocks with their records. A hash table: every stored block and
+/// every changed slot costs a lookup here, and nothing depends on its
+/// order (garbage is handed out sorted).
 #[derive(Debug, Default)]
 pub(super) struct References {
-    /// Run starts per block: a u32 keeps a record at 36 bytes, and no block
-    /// starts 4 Gi runs (each needs a block slot of a point of its own).
-    blocks: DigestTable<u32>,
+    blocks: DigestTable<Record>,
     /// Where blocks were that were stored unreferenced or lost their last
-    /// reference since garbage was last taken: the candidates, checked then
-    /// (some are referenced again by that time). A list, not a set kept
-    /// exact on every change: nearly every block is stored unreferenced and
-    /// then referenced at once by its point's commit. By slot, not digest:
-    /// checking one reads its record with no lookup, and slots are handed
-    /// out in storing order, so the check mostly walks the records in
-    /// order. (A slot freed and taken by another block since names that
-    /// block, itself a candidate: whatever record a candidate slot holds is
-    /// garbage exactly when its count is 0.)
-    candidates: Vec<Slot>,
+    /// reference, by the epoch that happened in: the candidates, checked
+    /// once the cutoff passes their epoch (some are referenced again by
+    /// that time, some touched since). Lists, not a set kept exact on every
+    /// change: nearly every block is stored unreferenced and then
+    /// referenced at once by its point's commit. By epoch, so a collection
+    /// reads only candidates it may take (a pending full's millions wait
+    /// unread); by slot, not digest: checking one reads its record with no
+    /// lookup, and slots are handed out in storing order, so the check
+    /// mostly walks the records in order. (A slot freed and taken by
+    /// another block since names that block, itself a candidate: whatever
+    /// record a candidate slot holds is garbage exactly when it is
+    /// unreferenced and was touched before the cutoff.)
+    candidates: BTreeMap<Epoch, Vec<Slot>>,
 }
 
 /// One disk's digest vectors: the point's and its lineage neighbours'.
@@ -52,54 +113,109 @@ impl References {
     /// Room for `blocks` blocks before the table grows: growing a table of
     /// millions of blocks step by step copies it each time.
     pub fn with_capacity(blocks: usize) -> References {
-        References { blocks: DigestTable::with_capacity(blocks), candidates: Vec::new() }
+        References { blocks: DigestTable::with_capacity(blocks), candidates: BTreeMap::new() }
     }
 
-    pub fn contains(&self, digest: &Digest) -> bool {
-        self.blocks.contains(digest)
+    /// Whether the block is in the store; if it is, a writer was just told
+    /// so, and, if unreferenced, it is touched in `epoch`. One lookup.
+    pub fn confirm(&mut self, digest: &Digest, epoch: Epoch) -> bool {
+        let Some(record) = self.blocks.get_mut(digest) else { return false };
+        if record.touched().is_some() {
+            *record = Record::unreferenced(epoch);
+        }
+        true
     }
 
-    /// Blocks now in the store (unreferenced until a point uses them).
-    pub fn stored(&mut self, digests: &[Digest]) {
+    /// Blocks now in the store, in `epoch` (unreferenced until a point uses
+    /// them; one already there is touched).
+    pub fn stored(&mut self, digests: &[Digest], epoch: Epoch) {
+        let mut new = Vec::new();
         for chunk in digests.chunks(WARM_CHUNK) {
             self.blocks.warm(chunk.iter().copied());
             for &digest in chunk {
-                if let Some((slot, true)) = self.blocks.find_or_insert_with(digest, || 0) {
-                    self.candidates.push(slot);
+                match self.blocks.find_or_insert_with(digest, || Record::unreferenced(epoch)) {
+                    Some((slot, true)) => new.push(slot),
+                    Some((slot, false)) => self.confirm_at(slot, epoch),
+                    None => {}
                 }
             }
         }
+        self.add_candidates(epoch, new);
     }
 
     /// A point's disk joined its lineage between `prev` and `next`.
     pub fn insert(&mut self, slots: &Slots<'_>) {
-        self.change(slots, 1);
+        // Gaining run starts never unreferences a block: the epoch is unused.
+        self.change(slots, 1, Epoch::default());
     }
 
-    /// A point's disk left its lineage (its neighbours stay).
-    pub fn remove(&mut self, slots: &Slots<'_>) {
-        self.change(slots, -1);
+    /// A point's disk left its lineage (its neighbours stay) in `epoch`.
+    pub fn remove(&mut self, slots: &Slots<'_>, epoch: Epoch) {
+        self.change(slots, -1, epoch);
     }
 
-    /// Takes every unreferenced block out, in digest order.
-    pub fn take_garbage(&mut self) -> Vec<Digest> {
-        let candidates = std::mem::take(&mut self.candidates);
-        // One record read per candidate: found unreferenced, removed there
-        // (so a repeated candidate is taken once). Only what is taken is
+    /// Takes out every unreferenced block touched before `cutoff` (every
+    /// one, without a cutoff), in digest order.
+    pub fn take_garbage(&mut self, cutoff: Option<Epoch>) -> Vec<Digest> {
+        let due = match cutoff {
+            Some(cutoff) => {
+                let later = self.candidates.split_off(&cutoff);
+                std::mem::replace(&mut self.candidates, later)
+            }
+            None => std::mem::take(&mut self.candidates),
+        };
+        // One record read per candidate: found garbage, removed there (so
+        // a repeated candidate is taken once). Only what is taken is
         // sorted: candidates are every block stored since, millions after
         // a full.
         let mut taken = Vec::new();
-        for chunk in candidates.chunks(WARM_CHUNK) {
-            self.blocks.warm_slots(chunk.iter().copied());
-            taken.extend(chunk.iter().filter_map(|&slot| self.blocks.remove_at_if(slot, |&count| count == 0)));
+        let mut spared = Vec::new();
+        for slots in due.into_values() {
+            for chunk in slots.chunks(WARM_CHUNK) {
+                self.blocks.warm_slots(chunk.iter().copied());
+                for &slot in chunk {
+                    match self.blocks.at(slot).and_then(|record| record.touched()) {
+                        Some(touched) if cutoff.is_some_and(|cutoff| touched >= cutoff) => spared.push((touched, slot)),
+                        Some(_) => taken.extend(self.blocks.remove_at_if(slot, |_| true)),
+                        None => {}
+                    }
+                }
+            }
+        }
+        // Touched since it became a candidate: checked again once the
+        // cutoff passes that touch.
+        for (touched, slot) in spared {
+            self.add_candidates(touched, vec![slot]);
         }
         taken.sort_unstable();
         taken
     }
 
+    /// Touches the record at `slot`, if unreferenced (it is a candidate
+    /// already, from an epoch no later).
+    fn confirm_at(&mut self, slot: Slot, epoch: Epoch) {
+        if let Some(record) = self.blocks.at_mut(slot)
+            && record.touched().is_some()
+        {
+            *record = Record::unreferenced(epoch);
+        }
+    }
+
+    fn add_candidates(&mut self, epoch: Epoch, slots: Vec<Slot>) {
+        if slots.is_empty() {
+            return;
+        }
+        match self.candidates.entry(epoch) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(slots);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(slots),
+        }
+    }
+
     /// Applies `sign` times the run starts that `slots.this` adds between
     /// its neighbours, at every slot where it differs from both.
-    fn change(&mut self, slots: &Slots<'_>, sign: i32) {
+    fn change(&mut self, slots: &Slots<'_>, sign: i32, epoch: Epoch) {
         let at = |v: Option<&[Digest]>, i: usize| v.and_then(|v| v.get(i)).copied().filter(|d| !d.is_zero_block());
         let this = Some(slots.this);
         let mut counted = Vec::new();
@@ -137,32 +253,34 @@ impl References {
             }
             (None, None) => (0..slots.this.len()).for_each(apply),
         }
-        self.add_all(&counted, sign);
+        self.add_all(&counted, sign, epoch);
     }
 
     /// [`References::add`] for each of `digests`, in order, a warmed
-    /// chunk at a time (see [`DigestTable::warm`]).
-    fn add_all(&mut self, digests: &[Digest], sign: i32) {
+    /// chunk at a time (see [`DigestTable::warm`]); what loses its last run
+    /// start is unreferenced in `epoch`.
+    fn add_all(&mut self, digests: &[Digest], sign: i32, epoch: Epoch) {
+        let mut unreferenced = Vec::new();
         for chunk in digests.chunks(WARM_CHUNK) {
             self.blocks.warm(chunk.iter().copied());
             for digest in chunk {
-                self.add(*digest, sign);
+                unreferenced.extend(self.add(*digest, sign, epoch));
             }
         }
+        self.add_candidates(epoch, unreferenced);
     }
 
-    fn add(&mut self, digest: Digest, sign: i32) {
+    /// Returns the block's slot if it lost its last run start.
+    fn add(&mut self, digest: Digest, sign: i32, epoch: Epoch) -> Option<Slot> {
         // Losing a run start never makes a record; gaining one may.
         let slot = match sign < 0 {
             true => self.blocks.slot(&digest),
-            false => self.blocks.find_or_insert_with(digest, || 0).map(|(slot, _)| slot),
-        };
-        let Some((slot, count)) = slot.and_then(|slot| Some((slot, self.blocks.at_mut(slot)?))) else { return };
-        let was = *count;
-        *count = count.saturating_add_signed(sign);
-        if was > 0 && *count == 0 {
-            self.candidates.push(slot);
-        }
+            false => self.blocks.find_or_insert_with(digest, || Record::unreferenced(epoch)).map(|(slot, _)| slot),
+        }?;
+        let record = self.blocks.at_mut(slot)?;
+        let was = *record;
+        *record = was.add(sign, epoch);
+        (was.runs() > 0 && record.runs() == 0).then_some(slot)
     }
 }
 
@@ -192,11 +310,11 @@ mod tests {
         // step, the counts must agree with a scan.
         let mut live: Vec<usize> = Vec::new();
         let mut refs = References::default();
-        refs.stored(&all);
+        refs.stored(&all, Epoch::default());
         let check = |refs: &References, live: &[usize]| {
             let points: Vec<Vec<Digest>> = live.iter().map(|&i| lineage[i].clone()).collect();
             for digest in &all {
-                assert_eq!(refs.blocks.get(digest) == Some(&0), !referenced(&points, *digest), "{digest:?} with {live:?}");
+                assert_eq!(refs.blocks.get(digest).map(|r| r.runs()) == Some(0), !referenced(&points, *digest), "{digest:?} with {live:?}");
             }
         };
         for i in [2, 0, 3, 1] {
@@ -209,10 +327,10 @@ mod tests {
         for i in [1, 0, 3, 2] {
             let at = live.iter().position(|&j| j == i).unwrap();
             let points: Vec<Vec<Digest>> = live.iter().map(|&j| lineage[j].clone()).collect();
-            refs.remove(&slots(&points, at));
+            refs.remove(&slots(&points, at), Epoch::default());
             live.remove(at);
             check(&refs, &live);
         }
-        assert_eq!(refs.take_garbage(), all);
+        assert_eq!(refs.take_garbage(None), all);
     }
 }
