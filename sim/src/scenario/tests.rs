@@ -488,6 +488,19 @@ fn bad_references_name_the_item() {
 }
 
 #[test]
+fn a_link_has_packet_loss_and_breaks_apart_and_a_proxy_its_streams() {
+    let text = BASE.replacen("bandwidth = \"100Mbit\"", "bandwidth = \"100Mbit\"\nloss = 0.001\nbreaks = 0.002", 1);
+    let s = parse(&text).unwrap();
+    assert_eq!((s.links[0].loss, s.links[0].breaks), (0.001, 0.002));
+    let absent = parse(BASE).unwrap();
+    assert_eq!((absent.links[0].loss, absent.links[0].breaks), (0.0, 0.0), "both default to none");
+    let one = parse(&BASE.replacen("name = \"px-dr\"", "name = \"px-dr\"\nstreams = 1", 1)).unwrap();
+    let streams = |s: &Scenario| s.proxies.iter().map(|p| (p.name.clone(), p.streams)).collect::<Vec<_>>();
+    assert!(streams(&one).contains(&("px-dr".to_string(), 1)), "{:?}", streams(&one));
+    assert!(streams(&absent).iter().all(|(_, n)| *n == 5), "default: {:?}", streams(&absent));
+}
+
+#[test]
 fn faults_take_exactly_their_keys() {
     let with = |fault: &str| format!("{BASE}\n[[fault]]\n{fault}\n");
     let cases = [
