@@ -42,7 +42,7 @@ enum Scheduled {
     Deliver { from: NodeId, to: NodeId, epoch: u64, msg: Message },
     /// Fire a timer, unless it was moved or cancelled since (generation).
     Timer(NodeId, TimerId, u64),
-    /// Re-establish the pair's connection (after a loss or a repair).
+    /// Re-establish the pair's connection (after a break or a repair).
     Reconnect(NodeId, NodeId),
 }
 

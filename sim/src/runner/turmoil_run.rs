@@ -5,8 +5,8 @@
 //! scenarios; what it adds is the real driver: framing, handshakes,
 //! keepalives, reconnects and timers, meeting the same fault timeline as
 //! the discrete-event engine (applied through [`faults::apply`]; the
-//! turmoil side is [`super::turmoil_faults`], link bandwidth and loss are
-//! the shaped transport's, `crate::turmoil_transport`).
+//! turmoil side is [`super::turmoil_faults`], link bandwidth, loss and
+//! breaks are the shaped transport's, `crate::turmoil_transport`).
 
 use super::RESTORE_WINDOW;
 use super::RunOptions;
