@@ -14,7 +14,7 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 
-pub use super::shaped::Route;
+use super::shaped::Route;
 
 /// Shared between the runner and every stream of the run. Borrowed only
 /// for the length of one call, never across an await.
@@ -40,8 +40,8 @@ impl Links {
         Rc::new(RefCell::new(Links { net: network, breaks, backfill: tick }))
     }
 
-    /// Reserves the pipe from `from` to `to` for `cost` bytes of a stream
-    /// that bundles `streams` TCP flows. The piece starts when the pipe is
+    /// Reserves the pipe `route` crosses for `cost` bytes of a stream that
+    /// bundles `route.streams` TCP flows. The piece starts when the pipe is
     /// free, but no earlier than `now` — or than `after` (when this stream's
     /// previous piece left), if that is within one tick of `now`. On a lossy
     /// link it also takes the stream `cost / rate` from that start (a stream
