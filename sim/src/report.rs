@@ -99,6 +99,11 @@ pub struct JobSummary {
     pub cbt_fallbacks: u64,
     /// The last successful session's task totals.
     pub last_session: SessionFigures,
+    /// How long the first successful session took, start to end: in a run
+    /// that starts with no backups or replicas, the first full (what a slow
+    /// or lossy WAN shows in first).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub first_session_secs: Option<u64>,
     /// Verification passes: changed blocks CBT had missed, and the points
     /// reported inconsistent because of them.
     pub cbt_missed_blocks: u64,
@@ -158,6 +163,8 @@ pub struct JobTally {
     jobs: BTreeMap<JobId, JobSummary>,
     session_job: BTreeMap<SessionId, JobId>,
     open: BTreeMap<SessionId, SessionFigures>,
+    /// When each open session started.
+    started: BTreeMap<SessionId, Timestamp>,
     /// Retained points per (job, vm).
     points: BTreeMap<(JobId, VmId), BTreeSet<RestorePointId>>,
     /// When each job's successful sessions ended.
@@ -184,6 +191,7 @@ impl JobTally {
                 }
                 self.session_job.insert(*session, *job);
                 self.open.insert(*session, SessionFigures::default());
+                self.started.insert(*session, at);
             }
             Event::SessionSkipped { job, .. } => self.job(*job).sessions_skipped += 1,
             Event::TaskAssigned { task, proxy, repository, attempt, session, .. } => {
@@ -254,10 +262,14 @@ impl JobTally {
                 }
                 let figures = self.open.remove(session).unwrap_or_default();
                 self.task_session.retain(|_, s| s != session);
+                let started = self.started.remove(session);
                 let j = self.job(*job);
                 if *ok {
                     j.sessions_ok += 1;
                     j.last_session = figures;
+                    if j.first_session_secs.is_none() {
+                        j.first_session_secs = started.map(|start| (at - start).as_secs());
+                    }
                     self.ok_at.entry(*job).or_default().push(at);
                 } else {
                     j.sessions_failed += 1;

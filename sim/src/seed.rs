@@ -14,7 +14,7 @@ pub enum Stream {
     World,
     /// turmoil's world RNG.
     Turmoil,
-    /// Which messages lossy links break on (discrete-event engine).
+    /// Which messages links with `breaks` break on (both engines).
     Network,
     /// Swarm: the scenario drawn for a seed.
     Swarm,

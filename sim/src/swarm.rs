@@ -45,6 +45,9 @@ impl ManagerSite {
     }
 }
 
+/// Packet loss rates a drawn WAN link may have.
+pub const PACKET_LOSSES: [f64; 3] = [0.0001, 0.001, 0.005];
+
 /// The shape of a drawn scenario: sizes and which fault kinds are on.
 /// Everything else (disk sizes, workloads, fault times) is drawn from the
 /// seed within it. Property tests generate shapes directly, so a failure
@@ -60,6 +63,9 @@ pub struct Shape {
     pub jobs: usize,
     pub hours: u64,
     pub enabled_faults: Vec<&'static str>,
+    /// The WAN link's chance per message of breaking a connection.
+    pub breaks: f64,
+    /// The WAN link's packet loss rate (slows each connection down).
     pub loss: f64,
     /// A throttling rule between the two sites (its bandwidth is drawn).
     pub throttle: bool,
@@ -83,16 +89,19 @@ impl Shape {
         // models slow and lossy links); turmoil runs are kept short and
         // small instead.
         let enabled_faults = FAULT_KINDS.iter().copied().filter(|_| rng.random_bool(0.5)).collect();
-        let loss = if sites == 2 && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
+        let breaks = if sites == 2 && rng.random_bool(0.3) { [0.0005, 0.001, 0.005][rng.random_range(0..3)] } else { 0.0 };
         let throttle = sites == 2 && rng.random_bool(0.3);
         let windows = rng.random_bool(0.3);
-        Shape { sites, manager, hosts, vms, proxies, jobs, hours, enabled_faults, loss, throttle, windows }
+        // Drawn last, independently of breaks, so the draws above stay as
+        // they were before links had packet loss.
+        let loss = if sites == 2 && rng.random_bool(0.5) { PACKET_LOSSES[rng.random_range(0..PACKET_LOSSES.len())] } else { 0.0 };
+        Shape { sites, manager, hosts, vms, proxies, jobs, hours, enabled_faults, breaks, loss, throttle, windows }
     }
 
     /// One line, for failure reports.
     pub fn options(&self) -> String {
         format!(
-            "sites={} manager={} hosts={} vms={} proxies={} jobs={} hours={} loss={} throttle={} windows={} faults=[{}]",
+            "sites={} manager={} hosts={} vms={} proxies={} jobs={} hours={} breaks={} loss={} throttle={} windows={} faults=[{}]",
             self.sites,
             self.manager.name(),
             self.hosts,
@@ -100,6 +109,7 @@ impl Shape {
             self.proxies,
             self.jobs,
             self.hours,
+            self.breaks,
             self.loss,
             self.throttle,
             self.windows,
@@ -133,7 +143,7 @@ pub fn draw(seed: u64, engine: EngineChoice) -> Draw {
 
 /// Writes the scenario of a shape, drawing its details from `rng`.
 pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
-    let Shape { sites, manager, hosts, vms, proxies, jobs, hours, ref enabled_faults, loss, throttle, windows } = *shape;
+    let Shape { sites, manager, hosts, vms, proxies, jobs, hours, ref enabled_faults, breaks, loss, throttle, windows } = *shape;
     let jobs = jobs.clamp(1, vms.max(1));
 
     let mut t = String::new();
@@ -167,8 +177,10 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
     if sites == 2 {
         let latency = rng.random_range(5..=80u32);
         let mbit = [50u32, 100, 1000][rng.random_range(0..3)];
-        let _ =
-            writeln!(t, "[[link]]\nbetween = [\"site0\", \"site1\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"\nloss = {loss}");
+        let _ = writeln!(
+            t,
+            "[[link]]\nbetween = [\"site0\", \"site1\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"\nloss = {loss}\nbreaks = {breaks}"
+        );
         if throttle {
             // Not below 100 Mbit: a first full must still fit in a window.
             let cap = [100u32, 200][rng.random_range(0..2)];

@@ -31,6 +31,8 @@ pub struct NodeInfo {
     pub name: String,
     pub role: Role,
     pub site: SiteId,
+    /// A proxy's TCP flows per peer connection (`None` for other roles).
+    pub streams: Option<u32>,
 }
 
 #[derive(Debug, Clone)]
@@ -44,7 +46,8 @@ pub struct Topology {
     /// Per repository node, how many blocks its store is expected to hold
     /// (see [`backed_up_blocks`]): a sizing hint for its index and store.
     pub expected_blocks: BTreeMap<NodeId, usize>,
-    lossy: bool,
+    /// Some link breaks connections (`breaks > 0`): the run draws them.
+    breaking: bool,
 }
 
 /// The manager's node name (as `crash` faults name it).
@@ -57,20 +60,20 @@ impl Topology {
     pub fn build(s: &Scenario) -> Result<Topology, String> {
         let site = |name: &str| s.site_index(name).map(|i| SiteId(i as u32)).ok_or_else(|| format!("unknown site {name:?}"));
         let mut nodes = Vec::new();
-        let mut add = |name: &str, role: Role, site: SiteId| {
+        let mut add = |name: &str, role: Role, site: SiteId, streams: Option<u32>| {
             let id = NodeId(nodes.len() as u32);
-            nodes.push(NodeInfo { id, name: name.to_string(), role, site });
+            nodes.push(NodeInfo { id, name: name.to_string(), role, site, streams });
             id
         };
-        add(MANAGER, Role::Manager, site(&s.manager.site)?);
+        add(MANAGER, Role::Manager, site(&s.manager.site)?, None);
         for h in &s.hosts {
-            add(&h.name, Role::Host, site(&h.site)?);
+            add(&h.name, Role::Host, site(&h.site)?, None);
         }
         for p in &s.proxies {
-            add(&p.name, Role::Proxy, site(&p.site)?);
+            add(&p.name, Role::Proxy, site(&p.site)?, Some(p.streams));
         }
         for r in &s.repositories {
-            add(&r.name, Role::Repository, site(&r.site)?);
+            add(&r.name, Role::Repository, site(&r.site)?, None);
         }
         let by_name: BTreeMap<String, NodeId> = nodes.iter().map(|n| (n.name.clone(), n.id)).collect();
         let node = |name: &str| by_name.get(name).copied().ok_or_else(|| format!("unknown node {name:?}"));
@@ -126,20 +129,20 @@ impl Topology {
 
         let mut network = Network::default();
         for l in &s.links {
-            let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps), loss: l.loss };
+            let spec = LinkSpec { latency: l.latency, bandwidth_bps: Some(l.bandwidth_bps), loss: l.loss, breaks: l.breaks };
             network.set_link(site(&l.between[0])?, site(&l.between[1])?, spec);
         }
         for t in &s.throttles {
             network.meter(site(&t.between[0])?, site(&t.between[1])?);
         }
-        let lossy = s.links.iter().any(|l| l.loss > 0.0);
+        let breaking = s.links.iter().any(|l| l.breaks > 0.0);
         let expected_blocks =
             s.repositories.iter().map(|r| Ok((node(&r.name)?, backed_up_blocks(s, &r.name)))).collect::<Result<_, String>>()?;
-        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, lossy })
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, breaking })
     }
 
-    pub fn has_lossy_links(&self) -> bool {
-        self.lossy
+    pub fn has_breaking_links(&self) -> bool {
+        self.breaking
     }
 
     pub fn node(&self, name: &str) -> Option<&NodeInfo> {

@@ -12,7 +12,11 @@ const PINGS: u64 = 20;
 
 fn run(seed: u64) -> Des {
     let mut net = Network::default();
-    net.set_link(SiteId(0), SiteId(1), LinkSpec { latency: Duration::from_millis(40), bandwidth_bps: Some(100_000_000), loss: 0.0 });
+    net.set_link(
+        SiteId(0),
+        SiteId(1),
+        LinkSpec { latency: Duration::from_millis(40), bandwidth_bps: Some(100_000_000), ..LinkSpec::default() },
+    );
     let mut des = Des::new(net);
     des.keep_trace();
     let pinger = PingPong::pinger(NodeId(1), Duration::from_secs(1), PINGS).with_jitter(seed::rng(seed, Stream::Node(0)));

@@ -21,10 +21,11 @@ fn shape() -> impl Strategy<Value = Shape> {
         4u64..=8,
         prop::collection::vec(any::<bool>(), FAULT_KINDS.len()),
         0usize..3,
+        0usize..3,
         any::<bool>(),
         any::<bool>(),
     )
-        .prop_map(|(sites, manager, hosts, vms, proxies, jobs, hours, on, loss, throttle, windows)| Shape {
+        .prop_map(|(sites, manager, hosts, vms, proxies, jobs, hours, on, breaks, loss, throttle, windows)| Shape {
             sites,
             manager: ManagerSite::ALL[manager],
             hosts,
@@ -33,7 +34,8 @@ fn shape() -> impl Strategy<Value = Shape> {
             jobs,
             hours,
             enabled_faults: FAULT_KINDS.iter().zip(on).filter(|(_, on)| *on).map(|(k, _)| *k).collect(),
-            loss: if sites == 2 { [0.0, 0.0005, 0.002][loss] } else { 0.0 },
+            breaks: if sites == 2 { [0.0, 0.0005, 0.002][breaks] } else { 0.0 },
+            loss: if sites == 2 { [0.0, 0.0001, 0.001][loss] } else { 0.0 },
             throttle: throttle && sites == 2,
             windows,
         })

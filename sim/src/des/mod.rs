@@ -10,7 +10,7 @@
 //! were scheduled: one seed, one run.
 //!
 //! Faults follow the real driver's semantics ([`conns`]): a partition, a
-//! crash or a lost message breaks connections (both ends are told
+//! crash or a link's `breaks` draw breaks connections (both ends are told
 //! `PeerDown`, messages in flight are lost, later sends wait in a queue), and
 //! a repair or restart reconnects them (`PeerUp` after a round trip, queue
 //! flushed). A crashed node's pending timers and request completions die
@@ -24,7 +24,7 @@ use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use crate::net::{Network, SiteId};
+use crate::net::{Flow, Network, SiteId, tcp};
 use crate::trace::Trace;
 use blockferry_core::hypervisor::{HypervisorCompletion, HypervisorRequest};
 use blockferry_core::node::{Input, Node, Output, TimerId};
@@ -42,7 +42,7 @@ enum Scheduled {
     Deliver { from: NodeId, to: NodeId, epoch: u64, msg: Message },
     /// Fire a timer, unless it was moved or cancelled since (generation).
     Timer(NodeId, TimerId, u64),
-    /// Re-establish the pair's connection (after a loss or a repair).
+    /// Re-establish the pair's connection (after a break or a repair).
     Reconnect(NodeId, NodeId),
 }
 
@@ -83,6 +83,8 @@ struct Slot {
     alive: bool,
     /// Bumped on every crash: inputs scheduled for an older one are void.
     incarnation: u64,
+    /// A proxy's TCP flows per peer connection (`None`: not a proxy).
+    streams: Option<u32>,
 }
 
 /// What carries out nodes' storage and hypervisor requests: the simulated
@@ -125,7 +127,8 @@ pub struct Des {
     conns: Conns,
     /// Site pairs that cannot talk now.
     partitions: BTreeSet<(SiteId, SiteId)>,
-    /// Draws message loss (only when some link has `loss > 0`).
+    /// Draws which messages break their connection (only when some link
+    /// has `breaks > 0`).
     rng: Option<ChaCha8Rng>,
     trace: Trace,
     stats: DesStats,
@@ -162,12 +165,20 @@ impl Des {
     /// Adds a node at `site`; node ids are assigned in order from 0.
     pub fn add_node(&mut self, site: SiteId, node: Box<dyn Node>) -> NodeId {
         let id = NodeId(u32::try_from(self.slots.len()).expect("fewer than 2^32 nodes"));
-        self.slots.push(Slot { node, site, timers: BTreeMap::new(), alive: true, incarnation: 0 });
+        self.slots.push(Slot { node, site, timers: BTreeMap::new(), alive: true, incarnation: 0, streams: None });
         id
     }
 
-    /// The RNG that decides which messages a lossy link breaks on.
-    pub fn set_loss_rng(&mut self, rng: ChaCha8Rng) {
+    /// Makes `node` a proxy whose connections bundle `streams` TCP flows
+    /// (see [`tcp::bundle`]).
+    pub fn set_streams(&mut self, node: NodeId, streams: u32) {
+        if let Some(slot) = self.slots.get_mut(node.0 as usize) {
+            slot.streams = Some(streams);
+        }
+    }
+
+    /// The RNG that decides which messages a breaking link breaks on.
+    pub fn set_breaks_rng(&mut self, rng: ChaCha8Rng) {
         self.rng = Some(rng);
     }
 
@@ -227,6 +238,7 @@ impl Des {
     /// Breaks a pair's connection: in-flight messages are lost, both live
     /// ends are told.
     fn break_pair(&mut self, a: NodeId, b: NodeId) {
+        self.net.reset_conn(a, b);
         if self.conns.break_pair(a, b) {
             self.feed_alive(a, Input::PeerDown(b));
             self.feed_alive(b, Input::PeerDown(a));
@@ -424,13 +436,14 @@ impl Des {
 }
 
 impl Des {
-    /// Puts a message on the wire of a connected pair. A lossy link may
-    /// break the connection instead: the message is lost, both ends are told,
-    /// and the drivers redial after [`RECONNECT_DELAY`].
+    /// Puts a message on the wire of a connected pair. A link with `breaks`
+    /// may break the connection instead: the message is lost, both ends are
+    /// told, and the drivers redial after [`RECONNECT_DELAY`].
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
-        let (from_site, to_site) = (self.slots[from.0 as usize].site, self.slots[to.0 as usize].site);
-        let loss = self.net.link(from_site, to_site).map_or(0.0, |l| l.loss);
-        if loss > 0.0 && self.rng.as_mut().is_some_and(|rng| rng.random_bool(loss.min(1.0))) {
+        let (sender, receiver) = (&self.slots[from.0 as usize], &self.slots[to.0 as usize]);
+        let flow = Flow { from: sender.site, to: receiver.site, ends: (from, to), streams: tcp::bundle(sender.streams, receiver.streams) };
+        let breaks = self.net.link(flow.from, flow.to).map_or(0.0, |l| l.breaks);
+        if breaks > 0.0 && self.rng.as_mut().is_some_and(|rng| rng.random_bool(breaks.min(1.0))) {
             self.stats.messages_lost += 1;
             self.break_pair(from, to);
             self.conns.get(from, to).reconnecting = true;
@@ -438,7 +451,7 @@ impl Des {
             return;
         }
         let bytes = msg.wire_bytes();
-        if let Some(at) = self.net.transmit(self.now, from_site, to_site, bytes) {
+        if let Some(at) = self.net.send(self.now, flow, bytes) {
             self.stats.messages += 1;
             self.stats.message_bytes += bytes;
             let epoch = self.conns.epoch(from, to);

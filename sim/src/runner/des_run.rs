@@ -26,13 +26,16 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     for info in state.topo.nodes.clone() {
         let node = state.make_node(info.id).ok_or("node without a role")?;
         des.add_node(info.site, node);
+        if let Some(streams) = info.streams {
+            des.set_streams(info.id, streams);
+        }
         des.inject(Timestamp::ZERO, info.id, Input::Start);
     }
     des.connect_all();
 
     let end = Timestamp::ZERO + scenario.duration;
-    if let Some(rng) = state.loss_rng(seed) {
-        des.set_loss_rng(rng);
+    if let Some(rng) = state.breaks_rng(seed) {
+        des.set_breaks_rng(rng);
     }
     let (steps, faults_end) = faults::timeline(scenario, &state.topo)?;
     let lifted = liveness::lifting(&steps, end);

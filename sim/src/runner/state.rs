@@ -93,9 +93,10 @@ impl RunState {
         })
     }
 
-    /// The RNG for message loss, when some link is lossy.
-    pub fn loss_rng(&self, seed: u64) -> Option<rand_chacha::ChaCha8Rng> {
-        self.topo.has_lossy_links().then(|| crate::seed::rng(seed, crate::seed::Stream::Network))
+    /// The RNG for connection breaks, when some link has them (the stream
+    /// lossy links drew from when `loss` meant breaks, so those runs replay).
+    pub fn breaks_rng(&self, seed: u64) -> Option<rand_chacha::ChaCha8Rng> {
+        self.topo.has_breaking_links().then(|| crate::seed::rng(seed, crate::seed::Stream::Network))
     }
 
     /// A fresh state machine for node `id` (at start, or after a crash).

@@ -5,8 +5,8 @@
 //! scenarios; what it adds is the real driver: framing, handshakes,
 //! keepalives, reconnects and timers, meeting the same fault timeline as
 //! the discrete-event engine (applied through [`faults::apply`]; the
-//! turmoil side is [`super::turmoil_faults`], link bandwidth and loss are
-//! the shaped transport's, `crate::turmoil_transport`).
+//! turmoil side is [`super::turmoil_faults`], link bandwidth, loss and
+//! breaks are the shaped transport's, `crate::turmoil_transport`).
 
 use super::RESTORE_WINDOW;
 use super::RunOptions;
@@ -21,7 +21,7 @@ use crate::report::Summary;
 use crate::scenario::Scenario;
 use crate::seed::{self, Stream};
 use crate::trace::Trace;
-use crate::turmoil_transport::{Links, ShapedTcp, TurmoilClock};
+use crate::turmoil_transport::{Endpoint, Links, ShapedTcp, TurmoilClock};
 use crate::world::World;
 use blockferry_core::hypervisor::{HypervisorCompletion, HypervisorRequest};
 use blockferry_core::storage::{StorageCompletion, StorageRequest};
@@ -81,13 +81,15 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         let st = state.borrow();
         (st.topo.clone(), st.nodes.clone(), st.world.clone())
     };
-    let links = Links::new(topo.network.clone(), state.borrow().loss_rng(seed), TICK);
+    let links = Links::new(topo.network.clone(), state.borrow().breaks_rng(seed), TICK);
     let operator_id = NodeId(topo.nodes.len() as u32);
     let manager_site = topo.site_of(NodeId(0)).ok_or("no manager")?;
     let mut hosts: Vec<HostInfo> = topo.nodes.iter().map(|n| HostInfo { name: n.name.clone(), site: n.site }).collect();
     // The operator sits beside the manager, the only node it talks to.
     hosts.push(HostInfo { name: OPERATOR_NAME.to_string(), site: manager_site });
-    let sites: Rc<BTreeMap<String, _>> = Rc::new(hosts.iter().map(|h| (h.name.clone(), h.site)).collect());
+    // Proxies' connections bundle their `streams` (the operator is no node).
+    let endpoint = |index: usize, host: &HostInfo| Endpoint { site: host.site, streams: topo.nodes.get(index).and_then(|n| n.streams) };
+    let sites: Rc<BTreeMap<String, _>> = Rc::new(hosts.iter().enumerate().map(|(i, h)| (h.name.clone(), endpoint(i, h))).collect());
 
     let mailbox: Mailbox = Rc::default();
     let end = scenario.duration;
@@ -115,7 +117,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
                 config = config.peer(peer_id, peer.name.clone(), addr(&peer.name));
             }
         }
-        let transport = ShapedTcp::new(links.clone(), host.site, sites.clone());
+        let transport = ShapedTcp::new(links.clone(), endpoint(index, host), sites.clone());
         let (state, trace, mailbox, links) = (state.clone(), trace.clone(), mailbox.clone(), links.clone());
         let (nodes, world) = (nodes.clone(), world.clone());
         // Runs at start and on every restart: nothing here may borrow the

@@ -112,8 +112,11 @@ pub struct Link {
     pub between: [String; 2],
     pub latency: Duration,
     pub bandwidth_bps: u64,
-    /// Probability that a connection on this link breaks, per message.
+    /// Packet loss rate: bounds each TCP connection's throughput (see
+    /// `crate::net::tcp`).
     pub loss: f64,
+    /// Probability that a connection on this link breaks, per message.
+    pub breaks: f64,
 }
 
 /// A network traffic throttling rule: disk-task traffic between the two
@@ -175,6 +178,8 @@ pub struct Proxy {
     /// Concurrent disk tasks.
     pub task_slots: u32,
     pub transport: Transport,
+    /// TCP connections a task spreads its batches over, per peer.
+    pub streams: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]

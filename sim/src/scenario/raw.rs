@@ -62,6 +62,7 @@ pub struct RawLink {
     pub latency: Dur,
     pub bandwidth: Bandwidth,
     pub loss: Option<f64>,
+    pub breaks: Option<f64>,
 }
 
 /// Extension: a network traffic throttling rule.
@@ -108,6 +109,7 @@ pub struct RawProxy {
     pub site: String,
     pub task_slots: Option<u32>,
     pub transport: Option<super::Transport>,
+    pub streams: Option<u32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -26,7 +26,9 @@ site = "prod"            # default: the first site
 between = ["prod", "dr"]
 latency = "40ms"
 bandwidth = "100Mbit"
-loss = 0.0               # probability a connection on this link breaks, per message
+loss = 0.0               # packet loss rate: bounds each TCP connection's throughput
+                         # (Mathis: MSS * 1.22 / (RTT * sqrt(loss)), MSS 1460 B, RTT = 2 x latency)
+breaks = 0.0             # probability that a connection on this link breaks, per message
 
 [[host]]                 # a virtual hypervisor host
 name = "esx-prod"
@@ -52,6 +54,7 @@ name = "px-prod"
 site = "prod"
 task_slots = 2           # concurrent disk tasks
 transport = "network"    # "direct" (reads the datastore locally) or "network" (through the host)
+streams = 5              # TCP connections a task spreads its batches over, per peer
 
 [[proxy]]
 name = "px-dr"
@@ -206,7 +209,13 @@ fn the_contract_example_parses_as_is() {
     assert_eq!(s.manager.site, "prod");
     assert_eq!(
         s.links,
-        [Link { between: ["prod".into(), "dr".into()], latency: Duration::from_millis(40), bandwidth_bps: 100_000_000, loss: 0.0 }]
+        [Link {
+            between: ["prod".into(), "dr".into()],
+            latency: Duration::from_millis(40),
+            bandwidth_bps: 100_000_000,
+            loss: 0.0,
+            breaks: 0.0
+        }]
     );
     assert_eq!(s.hosts[0], Host { name: "esx-prod".into(), site: "prod".into(), cbt: true });
     assert!(s.hosts[1].cbt, "cbt defaults to true");
@@ -214,8 +223,11 @@ fn the_contract_example_parses_as_is() {
     assert_eq!(vm.disks, [8 << 30, 2 << 30]);
     assert_eq!((vm.zero_fraction, vm.compressibility, vm.swap_fraction), (0.3, 0.5, 0.02));
     assert_eq!(vm.workload, Some(Workload { writes_per_hour: 2000, hot_fraction: 0.1 }));
-    assert_eq!(s.proxies[0], Proxy { name: "px-prod".into(), site: "prod".into(), task_slots: 2, transport: Transport::Network });
-    assert_eq!(s.proxies[1].task_slots, 2);
+    assert_eq!(
+        s.proxies[0],
+        Proxy { name: "px-prod".into(), site: "prod".into(), task_slots: 2, transport: Transport::Network, streams: 5 }
+    );
+    assert_eq!((s.proxies[1].task_slots, s.proxies[1].streams), (2, 5), "defaults");
     assert_eq!(s.repositories[0].capacity, 1 << 40);
 
     let backup = s.job("backup-db").unwrap();
@@ -450,6 +462,13 @@ fn bad_references_name_the_item() {
             "hot_fraction",
         ),
         ("bandwidth = \"100Mbit\"", "bandwidth = \"100Mbit\"\nloss = 1.1", "loss"),
+        (
+            "bandwidth = \"100Mbit\"",
+            "bandwidth = \"100Mbit\"\nbreaks = 1.5",
+            "link between \"prod\" and \"dr\": breaks = 1.5 is outside [0, 1]",
+        ),
+        ("name = \"px-dr\"", "name = \"px-dr\"\nstreams = 0", "proxy \"px-dr\": streams = 0 is outside [1, 64]"),
+        ("name = \"px-dr\"", "name = \"px-dr\"\nstreams = 65", "streams = 65 is outside [1, 64]"),
         ("capacity = \"1TiB\"", "capacity = \"0B\"", "capacity zero"),
         ("duration = \"2h\"", "duration = \"2h\"\n[manager]\nsite = \"moon\"", "[manager] names unknown site \"moon\""),
     ];
@@ -466,6 +485,19 @@ fn bad_references_name_the_item() {
     assert_eq!(r.map.get("db01").map(String::as_str), Some("db01-copy"));
     let elsewhere = mapped.replace("name = \"db01-copy\"\nhost = \"esx-dr\"", "name = \"db01-copy\"\nhost = \"esx-prod\"");
     assert!(error(&elsewhere).contains("maps vm \"db01\" to \"db01-copy\", which is not on target host \"esx-dr\""));
+}
+
+#[test]
+fn a_link_has_packet_loss_and_breaks_apart_and_a_proxy_its_streams() {
+    let text = BASE.replacen("bandwidth = \"100Mbit\"", "bandwidth = \"100Mbit\"\nloss = 0.001\nbreaks = 0.002", 1);
+    let s = parse(&text).unwrap();
+    assert_eq!((s.links[0].loss, s.links[0].breaks), (0.001, 0.002));
+    let absent = parse(BASE).unwrap();
+    assert_eq!((absent.links[0].loss, absent.links[0].breaks), (0.0, 0.0), "both default to none");
+    let one = parse(&BASE.replacen("name = \"px-dr\"", "name = \"px-dr\"\nstreams = 1", 1)).unwrap();
+    let streams = |s: &Scenario| s.proxies.iter().map(|p| (p.name.clone(), p.streams)).collect::<Vec<_>>();
+    assert!(streams(&one).contains(&("px-dr".to_string(), 1)), "{:?}", streams(&one));
+    assert!(streams(&absent).iter().all(|(_, n)| *n == 5), "default: {:?}", streams(&absent));
 }
 
 #[test]

@@ -4,6 +4,7 @@
 
 use super::raw::{RawFault, RawFaultKind, RawJob, RawJobKind, RawScenario};
 use super::*;
+use crate::net::tcp;
 use std::collections::BTreeSet;
 
 /// Defaults the contract leaves to us.
@@ -39,7 +40,8 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
             return Err(err(format!("{what} is declared twice")));
         }
         let loss = fraction(link.loss.unwrap_or(0.0), "loss", &what, origin)?;
-        links.push(Link { between, latency: link.latency.0, bandwidth_bps: link.bandwidth.0, loss });
+        let breaks = fraction(link.breaks.unwrap_or(0.0), "breaks", &what, origin)?;
+        links.push(Link { between, latency: link.latency.0, bandwidth_bps: link.bandwidth.0, loss, breaks });
     }
 
     let mut throttles = Vec::new();
@@ -114,11 +116,16 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         if task_slots == 0 {
             return Err(err(format!("{what} needs at least one task slot")));
         }
+        let streams = proxy.streams.unwrap_or(tcp::DEFAULT_STREAMS);
+        if !(1..=tcp::MAX_STREAMS).contains(&streams) {
+            return Err(err(format!("{what}: streams = {streams} is outside [1, {}]", tcp::MAX_STREAMS)));
+        }
         proxies.push(Proxy {
             name: proxy.name.clone(),
             site: proxy.site.clone(),
             task_slots,
             transport: proxy.transport.unwrap_or_default(),
+            streams,
         });
     }
 

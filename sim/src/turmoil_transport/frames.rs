@@ -1,7 +1,7 @@
 //! Cuts the byte stream a driver writes back into its frames, so the link
 //! shaper can charge each message what the discrete-event engine charges
 //! it — its encoded length plus the bytes a synthetic block payload stands
-//! for — and draw a lossy link's breakage once per message, as the
+//! for — and draw a link's `breaks` once per message, as the
 //! discrete-event engine does.
 
 use blockferry_core::Message;

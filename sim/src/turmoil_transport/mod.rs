@@ -4,8 +4,9 @@
 //! [`TurmoilTcp`] is turmoil's TCP as is: latency per host pair, partitions
 //! that silently drop segments, crashes. [`ShapedTcp`] adds what turmoil
 //! lacks and the scenario runner needs: link bandwidth as serialization
-//! delay and per-message loss ([`shaped`]), from link state shared with the
-//! runner's fault steps ([`links`]).
+//! delay, each connection's rate under packet loss, and per-message breaks
+//! ([`shaped`]), from link state shared with the runner's fault steps
+//! ([`links`]).
 //!
 //! Use only inside turmoil hosts: every call reaches into the simulated
 //! world of the host that makes it.
@@ -19,7 +20,7 @@ mod tests;
 pub use links::{Links, SharedLinks};
 pub use shaped::{Route, ShapedStream};
 
-use crate::net::SiteId;
+use crate::net::{SiteId, tcp};
 use blockferry_core::Timestamp;
 use blockferry_realnet::{Clock, Transport};
 use std::cell::Cell;
@@ -57,28 +58,44 @@ impl Transport for TurmoilTcp {
     }
 }
 
+/// Where a host sits, and for a proxy the TCP flows its connections bundle.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Endpoint {
+    pub site: SiteId,
+    pub streams: Option<u32>,
+}
+
+impl Endpoint {
+    /// A host that is not a proxy.
+    pub fn at(site: SiteId) -> Self {
+        Endpoint { site, streams: None }
+    }
+}
+
 /// [`TurmoilTcp`] through the run's links: each stream's writes are shaped
-/// by the link from this host's site to the peer's.
+/// by the link from this host's site to the peer's, at the rate of the
+/// connection's flows.
 #[derive(Clone)]
 pub struct ShapedTcp {
     links: SharedLinks,
-    /// This host's site.
-    site: SiteId,
-    /// Every host's site, by turmoil host name.
-    sites: Rc<BTreeMap<String, SiteId>>,
+    /// This host.
+    me: Endpoint,
+    /// Every host, by turmoil host name.
+    hosts: Rc<BTreeMap<String, Endpoint>>,
 }
 
 impl ShapedTcp {
-    pub fn new(links: SharedLinks, site: SiteId, sites: Rc<BTreeMap<String, SiteId>>) -> Self {
-        ShapedTcp { links, site, sites }
+    pub fn new(links: SharedLinks, me: Endpoint, hosts: Rc<BTreeMap<String, Endpoint>>) -> Self {
+        ShapedTcp { links, me, hosts }
     }
 
     fn shape(&self, stream: TcpStream, peer: &str) -> io::Result<ShapedStream<TcpStream>> {
         let host = peer.rsplit_once(':').map_or(peer, |(host, _)| host);
-        let Some(&to) = self.sites.get(host) else {
+        let Some(&to) = self.hosts.get(host) else {
             return Err(io::Error::new(io::ErrorKind::NotFound, format!("{peer}: not a host of this run")));
         };
-        Ok(ShapedStream::new(stream, self.links.clone(), Route { from: self.site, to }))
+        let route = Route { from: self.me.site, to: to.site, streams: tcp::bundle(self.me.streams, to.streams) };
+        Ok(ShapedStream::new(stream, self.links.clone(), route))
     }
 }
 

@@ -1,6 +1,7 @@
 //! A turmoil stream with a link model in front of its writes: turmoil
 //! delivers every segment after the link's latency whatever its size, so
-//! bandwidth and per-message loss are added here.
+//! bandwidth, the rate packet loss leaves a TCP connection, and
+//! per-message breaks are added here.
 //!
 //! Each frame written is charged its cost (see [`super::frames`]) on its
 //! direction's pipe and split into pieces of at most [`PIECE`] cost; a
@@ -13,8 +14,8 @@
 //! long silence. A write is accepted only once everything before it has
 //! gone out: the driver's queue, not this stream, holds the backlog.
 //!
-//! On a lossy link each frame may break the connection (drawn once per
-//! message): the write fails, what was not yet delivered is lost, and the
+//! On a link with `breaks` each frame may break the connection (drawn once
+//! per message): the write fails, what was not yet delivered is lost, and the
 //! driver drops the stream, which closes it at the peer too.
 
 use super::frames::FrameSplitter;
@@ -41,11 +42,13 @@ struct Piece {
     cost: u64,
 }
 
-/// Which way a stream's writes cross which link.
-#[derive(Clone, Copy, Debug)]
+/// Which way a stream's writes cross which link, and how many TCP flows
+/// the connection stands for (see [`crate::net::tcp::bundle`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Route {
     pub from: SiteId,
     pub to: SiteId,
+    pub streams: u32,
 }
 
 pub struct ShapedStream<S> {
@@ -123,12 +126,12 @@ impl<S: AsyncWrite + Unpin> ShapedStream<S> {
                 continue;
             }
             let Some(piece) = self.queue.pop_front() else { return Poll::Ready(Ok(())) };
-            let done = self.links.borrow_mut().reserve(now(), self.last_done, self.route.from, self.route.to, piece.cost);
+            let done = self.links.borrow_mut().reserve(now(), self.last_done, self.route, piece.cost);
             self.sending = Some((done, piece.bytes));
         }
     }
 
-    /// Accepts `buf`: cuts it into frames, draws each frame's loss, and
+    /// Accepts `buf`: cuts it into frames, draws each frame's break, and
     /// queues their pieces.
     fn accept(&mut self, buf: &[u8]) -> io::Result<()> {
         self.frames.push(buf);

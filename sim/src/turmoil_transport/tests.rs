@@ -1,6 +1,6 @@
 //! The shaped transport inside a turmoil simulation: a frame arrives after
 //! its serialization delay plus the latency, a small frame of another
-//! connection is not held behind a large one, and a link with loss 1
+//! connection is not held behind a large one, and a link with breaks 1
 //! breaks the connection on the first message.
 
 use super::*;
@@ -17,14 +17,16 @@ const PORT: u16 = 7000;
 type Received = Rc<RefCell<Vec<(usize, Duration)>>>;
 
 /// A turmoil world with "server" in site 0 and "client" in site 1, joined
-/// by an 8 Mbit link (a byte per µs) with 10 ms latency and `loss`. The
+/// by an 8 Mbit link (a byte per µs) with 10 ms latency and `breaks`. The
 /// server reads every connection to its end.
-fn world(loss: f64) -> (turmoil::Sim<'static>, ShapedTcp, Received) {
+fn world(breaks: f64) -> (turmoil::Sim<'static>, ShapedTcp, Received) {
     let mut net = Network::default();
-    net.set_link(SiteId(0), SiteId(1), LinkSpec { latency: Duration::from_millis(10), bandwidth_bps: Some(8_000_000), loss });
-    let rng = (loss > 0.0).then(|| crate::seed::rng(1, crate::seed::Stream::Network));
+    let spec = LinkSpec { latency: Duration::from_millis(10), bandwidth_bps: Some(8_000_000), breaks, ..LinkSpec::default() };
+    net.set_link(SiteId(0), SiteId(1), spec);
+    let rng = (breaks > 0.0).then(|| crate::seed::rng(1, crate::seed::Stream::Network));
     let links = Links::new(net, rng, Duration::from_millis(1));
-    let sites = Rc::new(BTreeMap::from([("server".to_string(), SiteId(0)), ("client".to_string(), SiteId(1))]));
+    let (server, client) = (Endpoint::at(SiteId(0)), Endpoint::at(SiteId(1)));
+    let sites = Rc::new(BTreeMap::from([("server".to_string(), server), ("client".to_string(), client)]));
     let mut sim = turmoil::Builder::new()
         .rng_seed(1)
         .tick_duration(Duration::from_millis(1))
@@ -33,7 +35,7 @@ fn world(loss: f64) -> (turmoil::Sim<'static>, ShapedTcp, Received) {
         .simulation_duration(Duration::from_secs(10))
         .build();
     let received = Received::default();
-    let (server, got) = (ShapedTcp::new(links.clone(), SiteId(0), sites.clone()), received.clone());
+    let (server, got) = (ShapedTcp::new(links.clone(), server, sites.clone()), received.clone());
     sim.host("server", move || {
         let (server, got) = (server.clone(), got.clone());
         async move {
@@ -55,7 +57,7 @@ fn world(loss: f64) -> (turmoil::Sim<'static>, ShapedTcp, Received) {
             }
         }
     });
-    (sim, ShapedTcp::new(links, SiteId(1), sites), received)
+    (sim, ShapedTcp::new(links, client, sites), received)
 }
 
 fn frame<T: serde::Serialize>(msg: &T) -> Vec<u8> {
@@ -105,7 +107,7 @@ fn frames_take_their_serialization_delay_and_small_ones_are_not_stuck_behind_lar
 }
 
 #[test]
-fn a_link_with_loss_one_breaks_the_connection_on_the_first_message() {
+fn a_link_with_breaks_one_breaks_the_connection_on_the_first_message() {
     let (mut sim, client, received) = world(1.0);
     sim.client("client", async move {
         let mut stream = client.connect(&format!("server:{PORT}")).await?;
