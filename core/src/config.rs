@@ -30,6 +30,13 @@ pub struct ThrottleRule {
     pub sides: [BTreeSet<NodeId>; 2],
 }
 
+impl Deployment {
+    /// The job with id `job`.
+    pub fn job(&self, job: JobId) -> Option<&JobSpec> {
+        self.jobs.iter().find(|j| j.id == job)
+    }
+}
+
 impl ThrottleRule {
     /// Whether traffic between `a` and `b` crosses the rule.
     pub fn covers(&self, a: NodeId, b: NodeId) -> bool {

@@ -70,7 +70,7 @@ impl Health {
         if let Some(blocks) = self.injected.get_mut(repository) {
             blocks.values_mut().for_each(|since| *since = at);
         }
-        self.found.retain(|(job, _), _| job_spec(topo, *job).and_then(backup_repository).is_none_or(|r| topo.name(r) != repository));
+        self.found.retain(|(job, _), _| topo.deployment.job(*job).and_then(backup_repository).is_none_or(|r| topo.name(r) != repository));
     }
 
     /// The manager crashed: the repairs it planned are gone.
@@ -118,7 +118,7 @@ impl Health {
     /// A health check of `job` reported `reported` at `at`: remember what
     /// it found, and fail if it missed damage every candidate point holds.
     fn check_findings(&mut self, at: Timestamp, topo: &Topology, world: &World, job: JobId, reported: &[RestorePointId]) -> Option<String> {
-        let spec = job_spec(topo, job)?;
+        let spec = topo.deployment.job(job)?;
         let JobKind::Backup(b) = &spec.kind else { return None };
         let every = b.health_check?;
         let repository = topo.name(b.repository);
@@ -203,7 +203,7 @@ impl Health {
         if unrepaired.is_empty() {
             return None;
         }
-        let job_name = job_spec(topo, job).map_or("?", |s| s.name.as_str());
+        let job_name = topo.deployment.job(job).map_or("?", |s| s.name.as_str());
         Some(format!(
             "{point} of job {job_name} (session {session}, started after the health check found them) still references {} blocks damaged \
              at {name} that it did not repair (first: {})",
@@ -252,10 +252,6 @@ pub(super) fn snapshot_instant(
 
 fn show(digests: &BTreeSet<Digest>) -> String {
     digests.iter().take(SHOW).map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-pub(super) fn job_spec(topo: &Topology, job: JobId) -> Option<&JobSpec> {
-    topo.deployment.jobs.iter().find(|j| j.id == job)
 }
 
 fn backup_repository(spec: &JobSpec) -> Option<blockferry_core::NodeId> {

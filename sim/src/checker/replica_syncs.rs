@@ -7,7 +7,6 @@
 //! that made none would pass it untouched, with the replica's content
 //! changed behind no point at all.
 
-use super::health::job_spec;
 use crate::topology::Topology;
 use blockferry_core::config::JobKind;
 use blockferry_core::{Event, SessionId, Timestamp, VmId};
@@ -29,7 +28,7 @@ impl ReplicaSyncs {
             Event::VmFinished { job, session, vm, result } => {
                 let key = (*session, *vm);
                 let (pointed, skipped) = (self.pointed.remove(&key), self.skipped.remove(&key));
-                let Some(spec) = job_spec(topo, *job) else { return };
+                let Some(spec) = topo.deployment.job(*job) else { return };
                 if matches!(spec.kind, JobKind::Replication(_)) && result.is_ok() && !pointed && !skipped {
                     violations.push(format!(
                         "at {at}: replication job {} reported vm {vm} synced in session {session} but left no replica point",

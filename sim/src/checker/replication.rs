@@ -221,7 +221,7 @@ impl ReplicationChecker {
 }
 
 fn block_size(topo: &Topology, job: JobId) -> Option<BlockSize> {
-    topo.deployment.jobs.iter().find(|j| j.id == job).and_then(|j| match &j.kind {
+    topo.deployment.job(job).and_then(|j| match &j.kind {
         JobKind::Replication(r) => Some(r.block_size),
         JobKind::Backup(_) => None,
     })
@@ -291,7 +291,7 @@ impl Check<'_> {
 
     /// The stored metadata of a replica point matches the replica.
     fn metadata(&self, topo: &Topology, world: &World, job: JobId, point: RestorePointId, snap: SnapshotId) -> Option<String> {
-        let JobKind::Replication(r) = &topo.deployment.jobs.iter().find(|j| j.id == job)?.kind else { return None };
+        let JobKind::Replication(r) = &topo.deployment.job(job)?.kind else { return None };
         let repo = topo.name(r.metadata_repository);
         let Some(manifest) = world.store(repo).and_then(|s| s.durable_replica_metadata().find(|m| m.point == point).cloned()) else {
             return Some(format!("replica point {point} is said to have metadata, but {repo} holds none durably"));

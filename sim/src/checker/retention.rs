@@ -10,7 +10,7 @@
 //! instant), and not while a restore reads one of the chain's points
 //! (retention skips a point being restored, so the chain may run long).
 
-use super::health::{job_spec, snapshot_instant};
+use super::health::snapshot_instant;
 use crate::topology::Topology;
 use crate::world::World;
 use blockferry_core::config::JobKind;
@@ -52,7 +52,7 @@ impl Retention {
                 let Some(removed) = chain.iter().find(|(_, p)| p == point).copied() else { return };
                 chain.remove(&removed);
                 if let Some(newer) = chain.first().filter(|kept| **kept < removed) {
-                    let name = job_spec(topo, *job).map_or("?", |s| s.name.as_str());
+                    let name = topo.deployment.job(*job).map_or("?", |s| s.name.as_str());
                     violations.push(format!(
                         "at {at}: retention of job {name} removed {point} of vm {vm} but kept the older {} (it must remove the oldest)",
                         newer.1
@@ -89,7 +89,7 @@ impl Retention {
     /// The chain must hold at most the job's retention, unless a restore
     /// holds one of its points.
     fn count(&self, topo: &Topology, (job, vm): (JobId, VmId)) -> Option<String> {
-        let spec = job_spec(topo, job)?;
+        let spec = topo.deployment.job(job)?;
         let JobKind::Backup(b) = &spec.kind else { return None };
         let chain = self.chains.get(&(job, vm))?;
         let keep = b.retention.max(1) as usize;

@@ -7,7 +7,6 @@
 //! lets a VM that was already committing when the window closed finish (the
 //! manager lets it), and a task's cancellation reach the checker.
 
-use super::health::job_spec;
 use crate::topology::Topology;
 use blockferry_core::config::JobKind;
 use blockferry_core::{Event, JobId, SessionId, TaskId, Timestamp};
@@ -48,7 +47,7 @@ impl Windows {
         }
         match event {
             Event::SessionStarted { job, session } => {
-                let Some(spec) = job_spec(topo, *job) else { return };
+                let Some(spec) = topo.deployment.job(*job) else { return };
                 let JobKind::Backup(b) = &spec.kind else { return };
                 let Some(window) = b.window else { return };
                 let deadline = at + window + WINDOW_SLACK;
@@ -80,7 +79,7 @@ impl Windows {
     }
 
     fn text(&self, topo: &Topology, at: Timestamp, session: SessionId, o: &Open, what: &str) -> String {
-        let name = job_spec(topo, o.job).map_or("?", |s| s.name.as_str());
+        let name = topo.deployment.job(o.job).map_or("?", |s| s.name.as_str());
         format!(
             "at {at}: window broken: session {session} of job {name} {what} after its window of {}s closed (deadline with slack: {})",
             o.window.as_secs(),

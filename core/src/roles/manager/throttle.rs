@@ -65,7 +65,7 @@ impl Throttle {
             .filter(|(_, r)| r.covers(proxy, source) || r.covers(proxy, destination))
             .map(|(i, _)| i)
             .collect();
-        let job = job.and_then(|id| cfg.jobs.iter().find(|j| j.id == id)).and_then(|j| j.throttle.map(|cap| (j.id, cap)));
+        let job = job.and_then(|id| cfg.job(id)).and_then(|j| j.throttle.map(|cap| (j.id, cap)));
         let mut peers: Vec<NodeId> = [source, destination].into_iter().filter(|p| crossing(*p)).collect();
         if job.is_some() && !peers.contains(&destination) {
             peers.push(destination);
