@@ -232,7 +232,7 @@ impl Manager {
     }
 
     fn job(&self, job: JobId) -> Option<&JobSpec> {
-        self.cfg.jobs.iter().find(|j| j.id == job)
+        self.cfg.job(job)
     }
 
     fn backup_job(&self, job: JobId) -> Option<&BackupJob> {
@@ -342,7 +342,7 @@ impl Manager {
             let Some(task) = self.tasks.get_mut(&placement.task) else { continue };
             task.proxy = Some(placement.proxy);
             let kind = task.kind;
-            self.task_placed(placement.task, placement.proxy);
+            self.task_placed(placement.task);
             match kind {
                 TaskKind::Backup { .. } => self.start_backup_task(placement.task, placement.proxy),
                 TaskKind::Restore { .. } => self.start_restore_task(placement.task, placement.proxy),
@@ -486,22 +486,17 @@ impl Manager {
     fn vm_transferred(&mut self, session: SessionId, vm: VmId) {
         let Some(job) = self.sessions.get(&session).map(|s| s.job) else { return };
         let Some(repository) = self.backup_job(job).map(|b| b.repository) else { return };
-        let parent = self.catalog.newest(job, vm).map(|p| p.point);
         let Some(run) = self.vm_run(session, vm) else { return };
         if run.failure.is_some() {
             self.out.send(repository, Message::AbortPoint { session, vm });
             return self.release_snapshot(session, vm);
         }
         run.state = VmState::Committing;
-        let Some(snapshot) = run.snap else { return };
-        let disks =
-            run.disks.iter().enumerate().map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id }).collect();
-        let snapshot_at = run.snapshot_at;
+        if run.snap.is_none() {
+            return;
+        }
         self.ids.point += 1;
-        let point = RestorePointId(self.ids.point);
-        let header = PointHeader { point, job, session, vm, snapshot_at, snapshot, parent, disks };
-        let op = self.op(repository, Op::CommitPoint { session, vm, point });
-        self.out.send(repository, Message::CommitPoint { op, header });
+        self.send_commit(repository, session, vm, RestorePointId(self.ids.point));
     }
 
     /// Asks a repository again for commits whose answer was lost with the
@@ -510,37 +505,40 @@ impl Manager {
         let (resend, keep): (Vec<_>, Vec<_>) = self.commits_waiting.drain(..).partition(|(r, ..)| *r == repository);
         self.commits_waiting = keep;
         for (_, session, vm, point) in resend {
-            let Some(job) = self.sessions.get(&session).map(|s| s.job) else { continue };
-            let parent = self.catalog.newest(job, vm).map(|p| p.point);
-            let Some(run) = self.vm_run(session, vm) else { continue };
-            let Some(snapshot) = run.snap else { continue };
-            let disks =
-                run.disks.iter().enumerate().map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id }).collect();
-            let header = PointHeader { point, job, session, vm, snapshot_at: run.snapshot_at, snapshot, parent, disks };
-            let op = self.op(repository, Op::CommitPoint { session, vm, point });
-            self.out.send(repository, Message::CommitPoint { op, header });
+            self.send_commit(repository, session, vm, point);
         }
+    }
+
+    /// Asks `repository` to commit `point`, the VM's point of `session`.
+    fn send_commit(&mut self, repository: NodeId, session: SessionId, vm: VmId, point: RestorePointId) {
+        let Some(header) = self.point_header(session, vm, point) else { return };
+        let op = self.op(repository, Op::CommitPoint { session, vm, point });
+        self.out.send(repository, Message::CommitPoint { op, header });
+    }
+
+    /// The header of `point`, the VM's point of `session`: what the
+    /// repository commits and the catalog keeps (its parent is the
+    /// catalog's newest point of the VM now). `None` before the snapshot.
+    fn point_header(&self, session: SessionId, vm: VmId, point: RestorePointId) -> Option<PointHeader> {
+        let s = self.sessions.get(&session)?;
+        let run = s.vms.get(&vm)?;
+        let disks =
+            run.disks.iter().enumerate().map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id }).collect();
+        let parent = self.catalog.newest(s.job, vm).map(|p| p.point);
+        Some(PointHeader { point, job: s.job, session, vm, snapshot_at: run.snapshot_at, snapshot: run.snap?, parent, disks })
     }
 
     fn on_point_committed(&mut self, session: SessionId, vm: VmId, point: RestorePointId, result: Result<(), String>) {
         let Some(job) = self.sessions.get(&session).map(|s| s.job) else { return };
         let Some(b) = self.backup_job(job).cloned() else { return };
         let host = self.cfg.vms.get(&vm).map(|v| v.host).unwrap_or(NodeId(u32::MAX));
+        let header = self.point_header(session, vm, point);
         let Some(run) = self.vm_run(session, vm) else { return };
-        match result {
-            Ok(()) => {
-                let disks = run
-                    .disks
-                    .iter()
-                    .enumerate()
-                    .map(|(i, d)| PointDisk { index: i as u16, bytes: d.bytes, change_id: d.change_id })
-                    .collect();
-                let snap = run.snap.unwrap_or(SnapshotId(0));
-                let snapshot_at = run.snapshot_at;
+        match (result, header) {
+            (Ok(()), Some(header)) => {
+                let (snap, snapshot_at) = (header.snapshot, header.snapshot_at);
                 let (cbt_missed, anchored) = (run.cbt_missed, !run.trusted_cbt);
                 let repaired = std::mem::take(&mut run.repairs_taken);
-                let parent = self.catalog.newest(job, vm).map(|p| p.point);
-                let header = PointHeader { point, job, session, vm, snapshot_at, snapshot: snap, parent, disks };
                 self.out.event(Event::PointCommitted { job, session, vm, point, repository: b.repository, host, snap, snapshot_at });
                 self.flag_cbt_misses(job, vm, point, cbt_missed, anchored);
                 for (disk, blocks) in repaired {
@@ -552,7 +550,9 @@ impl Manager {
                 self.catalog.push(header);
                 self.apply_retention(job, vm);
             }
-            Err(reason) => {
+            // A commit is only asked for once the snapshot is known.
+            (Ok(()), None) => {}
+            (Err(reason), _) => {
                 run.failure = Some(format!("commit failed: {reason}"));
                 self.out.send(b.repository, Message::AbortPoint { session, vm });
             }

@@ -1,10 +1,9 @@
 //! Who runs which task. The manager's view of its tasks and the proxies'
-//! can drift apart whenever a connection breaks: the manager fails a lost
-//! proxy's tasks at once (and queues them again), while the proxy, which
-//! cannot tell a partition from a manager restart, runs them on and reports
-//! how they ended on a connection that may no longer exist. Left alone, a
-//! report dropped on the floor holds its VM open forever, and a task the
-//! proxy still runs occupies a slot the manager has given to another.
+//! can drift apart whenever a connection breaks: the manager cannot tell a
+//! partition from a proxy crash, nor the proxy a partition from a manager
+//! restart, and a task's start or its end may be lost with the connection.
+//! Left alone, an end dropped on the floor holds its VM open forever, and a
+//! task the proxy still runs occupies a slot the manager gave to another.
 //!
 //! So both sides converge:
 //! * A proxy whose connection breaks keeps its tasks for
@@ -51,8 +50,9 @@ const WATCH_EVERY: Duration = Duration::from_secs(60);
 /// The watchdog's timer.
 pub(super) const WATCHDOG: TimerId = TimerId(u64::MAX - 2);
 
-/// The manager's record of its placed tasks: where, since which request,
-/// and when each was last heard of.
+/// The manager's record of its placed tasks: since which request, and when
+/// each was last heard of. Where a task runs is the task's own `proxy`; a
+/// record whose task is no longer placed is stale and dropped.
 #[derive(Debug, Default)]
 pub(super) struct Placements {
     placed: BTreeMap<TaskId, Placed>,
@@ -62,7 +62,6 @@ pub(super) struct Placements {
 
 #[derive(Debug, Clone, Copy)]
 struct Placed {
-    proxy: NodeId,
     /// The manager's operation counter when the task was sent: a
     /// `ListTasks` with a larger op was sent after it, on the same
     /// connection or a later one.
@@ -74,9 +73,9 @@ struct Placed {
 }
 
 impl Manager {
-    /// A task was sent to `proxy`.
-    pub(super) fn task_placed(&mut self, task: TaskId, proxy: NodeId) {
-        self.placements.placed.insert(task, Placed { proxy, since_op: self.ids.op, heard: self.now, lost_at: None });
+    /// A task was sent to its proxy.
+    pub(super) fn task_placed(&mut self, task: TaskId) {
+        self.placements.placed.insert(task, Placed { since_op: self.ids.op, heard: self.now, lost_at: None });
         if !self.placements.watching {
             self.placements.watching = true;
             self.out.set_timer(WATCHDOG, self.now + WATCH_EVERY);
@@ -115,7 +114,7 @@ impl Manager {
     pub(super) fn on_tasks_running(&mut self, from: NodeId, op: Option<OpId>, running: Vec<TaskId>) {
         for id in &running {
             match self.placements.placed.get_mut(id) {
-                Some(p) if p.proxy == from && self.tasks.get(id).is_some_and(|t| t.proxy == Some(from)) => {
+                Some(p) if self.tasks.get(id).is_some_and(|t| t.proxy == Some(from)) => {
                     p.heard = self.now;
                     p.lost_at = None;
                 }
@@ -124,26 +123,27 @@ impl Manager {
             }
         }
         let Some(op) = op else { return };
-        let gone: Vec<TaskId> = self
-            .placements
-            .placed
-            .iter()
-            .filter(|(id, p)| p.proxy == from && p.since_op < op && !running.contains(id))
-            .map(|(id, _)| *id)
-            .collect();
+        let gone: Vec<TaskId> = self.placed_on(from).filter(|(id, p)| p.since_op < op && !running.contains(id)).map(|(id, _)| id).collect();
         for id in gone {
-            if self.tasks.get(&id).is_some_and(|t| t.proxy == Some(from)) {
-                self.on_task_done(id, Err(format!("proxy {from} no longer runs the task")));
-            }
+            self.on_task_done(id, Err(format!("proxy {from} no longer runs the task")));
         }
     }
 
     /// The connection to a proxy broke: its tasks wait for it to come back
     /// (see [`RECONNECT_GRACE`]).
     pub(super) fn proxy_lost(&mut self, proxy: NodeId) {
-        for p in self.placements.placed.values_mut().filter(|p| p.proxy == proxy) {
-            p.lost_at = Some(self.now);
+        let lost: Vec<TaskId> = self.placed_on(proxy).map(|(id, _)| id).collect();
+        for id in lost {
+            if let Some(p) = self.placements.placed.get_mut(&id) {
+                p.lost_at = Some(self.now);
+            }
         }
+    }
+
+    /// The records of the tasks placed on `proxy` now.
+    fn placed_on(&self, proxy: NodeId) -> impl Iterator<Item = (TaskId, Placed)> + '_ {
+        let tasks = &self.tasks;
+        self.placements.placed.iter().filter(move |(id, _)| tasks.get(id).is_some_and(|t| t.proxy == Some(proxy))).map(|(id, p)| (*id, *p))
     }
 
     /// A task ended (or was dropped): stop watching it.
@@ -156,7 +156,7 @@ impl Manager {
         let now = self.now;
         let tasks = &self.tasks;
         // Forget what ended by a path that did not say so.
-        self.placements.placed.retain(|id, p| tasks.get(id).is_some_and(|t| t.proxy == Some(p.proxy)));
+        self.placements.placed.retain(|id, _| tasks.get(id).is_some_and(|t| t.proxy.is_some()));
         let silent: Vec<(TaskId, NodeId, bool)> = self
             .placements
             .placed
@@ -164,7 +164,7 @@ impl Manager {
             .filter(|(_, p)| {
                 p.lost_at.is_some_and(|at| now.saturating_since(at) >= RECONNECT_GRACE) || now.saturating_since(p.heard) >= TASK_SILENCE
             })
-            .map(|(id, p)| (*id, p.proxy, p.lost_at.is_some()))
+            .filter_map(|(id, p)| Some((*id, tasks.get(id)?.proxy?, p.lost_at.is_some())))
             .collect();
         for (id, proxy, lost) in silent {
             self.out.send(proxy, Message::CancelTask { task: id });

@@ -177,12 +177,12 @@ impl BackupRun {
         self.pump(out)
     }
 
-    /// Whether the task talks to `peer` (and so cannot go on without it).
     /// The manager that started this task (and hears how it ends).
     pub fn manager(&self) -> NodeId {
         self.manager
     }
 
+    /// Whether the task talks to `peer` (and so cannot go on without it).
     pub fn depends_on(&self, peer: NodeId) -> bool {
         peer == self.spec.host || peer == self.spec.repository
     }
