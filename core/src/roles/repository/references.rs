@@ -185,7 +185,7 @@ impl References {
         // Touched since it became a candidate: checked again once the
         // cutoff passes that touch.
         for (touched, slot) in spared {
-            self.add_candidates(touched, vec![slot]);
+            self.candidates.entry(touched).or_default().push(slot);
         }
         taken.sort_unstable();
         taken
@@ -201,15 +201,15 @@ impl References {
         }
     }
 
+    /// Adds candidates of `epoch` (a full backup's are millions: a first
+    /// list is moved in, not copied).
     fn add_candidates(&mut self, epoch: Epoch, slots: Vec<Slot>) {
         if slots.is_empty() {
             return;
         }
-        match self.candidates.entry(epoch) {
-            std::collections::btree_map::Entry::Vacant(e) => {
-                e.insert(slots);
-            }
-            std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().extend(slots),
+        match self.candidates.get_mut(&epoch) {
+            Some(list) => list.extend(slots),
+            None => _ = self.candidates.insert(epoch, slots),
         }
     }
 
