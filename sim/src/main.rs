@@ -113,9 +113,9 @@ fn swarm(seeds: u64, first_seed: u64, engine: EngineChoice, save_failures: Optio
     let (mut failed, mut liveness_checked, mut phases) = (0u64, 0u64, 0u64);
     for seed in first_seed..first_seed.saturating_add(seeds) {
         let run = swarm::run_seed(seed, engine);
-        if let Ok(Some(l)) = run.result.as_ref().map(|s| s.liveness.as_ref()) {
+        if let Ok(s) = &run.result {
             liveness_checked += 1;
-            phases += u64::from(l.phase_secs > 0);
+            phases += u64::from(s.liveness.phase_secs > 0);
         }
         if show {
             println!("# seed {seed}: {}\n{}", run.draw.options(), run.draw.toml);

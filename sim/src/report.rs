@@ -29,8 +29,7 @@ pub struct Summary {
     pub restores: Restores,
     /// How soon after the faults stopped every job completed a successful
     /// session (checked on every run, faults or not).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub liveness: Option<Liveness>,
+    pub liveness: Liveness,
     /// Present when the scenario has throttling rules.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub throttles: Vec<ThrottleFigures>,
@@ -211,7 +210,7 @@ impl JobTally {
                     Some((proxy, repo, _)) if topo.site_of(proxy) != topo.site_of(repo) => stats.bytes_sent,
                     _ => 0,
                 };
-                let throttled = topo.deployment.jobs.iter().any(|j| j.id == job && j.throttle.is_some());
+                let throttled = topo.deployment.job(job).is_some_and(|j| j.throttle.is_some());
                 if let Some((_, _, assigned)) = placement.filter(|_| throttled && stats.bytes_sent >= MEASURED_TASK_BYTES) {
                     let millis = (at - assigned).as_millis().max(1) as u64;
                     let speed = TaskSpeed { bytes_sent: stats.bytes_sent, millis, bps: stats.bytes_sent * 8 * 1000 / millis };

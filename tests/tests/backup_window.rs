@@ -5,9 +5,10 @@
 
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::Scenario;
+use blockferry_tests::scenarios;
 
 fn scenario(text_edit: impl Fn(String) -> String) -> Scenario {
-    let text = std::fs::read_to_string("../scenarios/faults-backup-window.toml").expect("scenario file");
+    let text = scenarios::text("faults-backup-window");
     Scenario::from_str(&text_edit(text), "faults-backup-window.toml").expect("scenario parses")
 }
 
@@ -25,7 +26,7 @@ fn a_session_past_its_window_fails_cleanly_and_the_next_catches_up() {
         assert!(f.starts_with("at 960") && f.ends_with("the session exceeded its backup window of 2400s"), "{f}");
     }
     // The 3h session caught up soon after the link recovered at 3h10m.
-    let recovered = s.liveness.as_ref().and_then(|l| l.recovered_after_secs["backup"]).expect("recovered");
+    let recovered = s.liveness.recovered_after_secs["backup"].expect("recovered");
     assert!(recovered < 1200, "recovered {recovered}s after the fault");
     assert_eq!(job.restore_points, 4);
 }

@@ -6,16 +6,8 @@
 use blockferry_sim::report::Summary;
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::{RestoreCheck, Scenario};
-use std::path::{Path, PathBuf};
-
-fn scenarios_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios")
-}
-
-fn load(name: &str) -> Scenario {
-    let path = scenarios_dir().join(format!("{name}.toml"));
-    Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"))
-}
+use blockferry_tests::scenarios::{self, load};
+use std::path::Path;
 
 fn run(name: &str, seed: Option<u64>) -> Summary {
     let scenario = load(name);
@@ -38,7 +30,7 @@ fn scenario_names(dir: &Path) -> Vec<String> {
 
 #[test]
 fn every_scenario_file_passes_and_matches_its_snapshot() {
-    let names = scenario_names(&scenarios_dir());
+    let names = scenario_names(&scenarios::dir());
     assert!(names.len() >= 4, "scenario files found: {names:?}");
     for name in names {
         let summary = run(&name, None);
@@ -50,7 +42,7 @@ fn every_scenario_file_passes_and_matches_its_snapshot() {
 /// pass from now on.
 #[test]
 fn every_regression_scenario_passes() {
-    let dir = scenarios_dir().join("regressions");
+    let dir = scenarios::dir().join("regressions");
     let names = scenario_names(&dir);
     assert!(!names.is_empty(), "no regression scenarios in {}", dir.display());
     for name in names {
@@ -162,7 +154,7 @@ fn fault_scenarios_pass_under_turmoil() {
     assert!(s.ok, "{name} failed under turmoil:\n{}", s.violations.join("\n"));
     let job = &s.jobs["backup-web"];
     assert!(job.task_retries > 0, "no task was hit by a fault: {job:?}");
-    let liveness = s.liveness.as_ref().unwrap_or_else(|| panic!("{name}: no liveness report"));
+    let liveness = &s.liveness;
     let after = liveness.recovered_after_secs["backup-web"].unwrap_or_else(|| panic!("{name}: never recovered"));
     assert!(after <= liveness.bound_secs, "{name}: recovered after {after}s, bound {}s", liveness.bound_secs);
 }
@@ -204,7 +196,7 @@ fn health_check_finds_damage_and_the_next_pass_repairs_it() {
 fn fault_scenarios_recover_within_the_liveness_bound() {
     for name in ["faults-partition", "faults-crash", "faults-disk-full", "faults-slow-link"] {
         let s = run(name, None);
-        let liveness = s.liveness.as_ref().unwrap_or_else(|| panic!("{name}: no liveness report"));
+        let liveness = &s.liveness;
         for (job, after) in &liveness.recovered_after_secs {
             let after = after.unwrap_or_else(|| panic!("{name}: job {job} never recovered"));
             assert!(after <= liveness.bound_secs, "{name}: job {job} recovered after {after}s, bound {}s", liveness.bound_secs);

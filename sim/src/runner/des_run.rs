@@ -5,7 +5,7 @@ use super::RunOptions;
 use super::actions::{self, Timed};
 use super::faults::{self, FaultEngine};
 use super::liveness;
-use super::state::{LivenessPhase, NodeMaker, RunState};
+use super::state::{NodeMaker, RunState};
 use crate::des::Des;
 use crate::net::SiteId;
 use crate::report::Summary;
@@ -38,7 +38,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         des.set_breaks_rng(rng);
     }
     let (steps, faults_end) = faults::timeline(scenario, &state.topo)?;
-    let lifted = liveness::lifting(&steps, end);
+    let liveness = liveness::Plan::new(scenario, &steps, faults_end);
     let timeline = actions::merge(steps, actions::requests(scenario, &state.topo)?);
     for (at, item) in timeline.into_iter().filter(|(at, _)| *at <= end) {
         run_until(&mut des, &mut state, at);
@@ -52,16 +52,14 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let (jobs, bytes) = state.figures(lan, wan);
 
     // The liveness phase: faults off until every job has recovered.
-    for step in &lifted {
+    for step in &liveness.lifting {
         faults::apply(&mut des, &mut state, end, step)?;
     }
-    let quiet_from = if scenario.faults.is_empty() { Timestamp::ZERO } else { liveness::quiet_from(scenario, faults_end) };
-    let phase_deadline = quiet_from + liveness::bound(scenario);
-    while !state.all_recovered(quiet_from) && des.next_at().is_some_and(|t| t <= phase_deadline) {
+    while !state.all_recovered(liveness.quiet_from) && des.next_at().is_some_and(|t| t <= liveness.deadline) {
         step(&mut des, &mut state);
     }
     let phase_end = des.now().max(end);
-    let phase = LivenessPhase { quiet_from, phase: phase_end - end };
+    let phase = liveness.outcome(phase_end);
 
     // Prove every retained point restorable.
     for msg in state.restore_requests(scenario.restore_check) {

@@ -28,16 +28,48 @@ pub fn bound(scenario: &Scenario) -> Duration {
     scenario.jobs.iter().map(|j| j.schedule * 2).max().unwrap_or_default() + LIVENESS_SLACK
 }
 
-/// When a run's faults stop: when the last one ends, or at the scenario's
-/// end if one is still in force then (the phase lifts it).
-pub fn quiet_from(scenario: &Scenario, faults_end: Timestamp) -> Timestamp {
-    faults_end.min(Timestamp::ZERO + scenario.duration)
+/// A run's liveness phase, planned from its fault timeline before the run:
+/// what to lift at the scenario's end, and how long to go on at most.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// The scenario's end, where the phase begins.
+    pub end: Timestamp,
+    /// When the faults stop: when the last one ends (the run's start if
+    /// there are none), or at `end` if one is still in force then.
+    pub quiet_from: Timestamp,
+    /// Every job must have recovered by then.
+    pub deadline: Timestamp,
+    /// The steps that end what is still in force at `end`.
+    pub lifting: Vec<FaultStep>,
+}
+
+impl Plan {
+    /// The plan for `scenario`, whose fault `steps` end at `faults_end`.
+    pub fn new(scenario: &Scenario, steps: &[(Timestamp, FaultStep)], faults_end: Timestamp) -> Plan {
+        let end = Timestamp::ZERO + scenario.duration;
+        let quiet_from = faults_end.min(end);
+        Plan { end, quiet_from, deadline: quiet_from + bound(scenario), lifting: lifting(steps, end) }
+    }
+
+    /// How the phase went, had it run until `stopped`.
+    pub fn outcome(&self, stopped: Timestamp) -> Phase {
+        Phase { quiet_from: self.quiet_from, phase: stopped.max(self.end) - self.end }
+    }
+}
+
+/// How a run's liveness phase went.
+#[derive(Debug, Clone, Copy)]
+pub struct Phase {
+    /// When the faults stopped.
+    pub quiet_from: Timestamp,
+    /// How long the run went on past the scenario's duration.
+    pub phase: Duration,
 }
 
 /// The steps that lift what is still in force at `end`: of the steps
 /// scheduled after it, those that end a fault. A fault that would only
 /// start later never starts.
-pub fn lifting(steps: &[(Timestamp, FaultStep)], end: Timestamp) -> Vec<FaultStep> {
+fn lifting(steps: &[(Timestamp, FaultStep)], end: Timestamp) -> Vec<FaultStep> {
     steps
         .iter()
         .filter(|(at, _)| *at > end)

@@ -2,6 +2,7 @@
 //! tally, and the end-of-run restores. Both engines feed it the same events.
 
 use super::faults::FaultStep;
+use super::liveness::Phase;
 use super::{RunOptions, Sabotage};
 use crate::checker::{Checker, Retained};
 use crate::report::{Bytes, JobTally, Liveness, Restores, Summary};
@@ -110,12 +111,8 @@ impl RunState {
             eprintln!("{at} {event:?}");
         }
         // Completions the store made durable by `at` must be visible.
-        let findings = {
-            let mut world = self.world.borrow_mut();
-            world.advance_to(at);
-            world.take_audit_findings()
-        };
-        findings.into_iter().for_each(|f| self.checker.violation(f));
+        self.world.borrow_mut().advance_to(at);
+        self.collect_audit_findings();
         let world = self.world.borrow();
         self.checker.observe(at, &self.topo, &world, event);
         self.tally.observe(&self.topo, at, event);
@@ -216,12 +213,11 @@ impl RunState {
         trace_hash: String,
         jobs: BTreeMap<String, crate::report::JobSummary>,
         bytes: Bytes,
-        phase: LivenessPhase,
+        phase: Phase,
     ) -> Summary {
-        let liveness = Some(self.check_liveness(scenario, phase));
+        let liveness = self.check_liveness(scenario, phase);
         super::throttles::check_jobs(scenario, &jobs, &mut self.checker);
-        let findings = self.world.borrow_mut().take_audit_findings();
-        findings.into_iter().for_each(|f| self.checker.violation(f));
+        self.collect_audit_findings();
         self.checker.finish(&self.topo, &self.world.borrow());
         for (point, done) in &self.restores {
             if !done {
@@ -269,6 +265,12 @@ impl RunState {
         }
     }
 
+    /// What the stores' manifest audits found (see `checker::durable`).
+    fn collect_audit_findings(&mut self) {
+        let findings = self.world.borrow_mut().take_audit_findings();
+        findings.into_iter().for_each(|f| self.checker.violation(f));
+    }
+
     /// Whether every job has completed a successful session since
     /// `quiet_from` (the liveness phase ends as soon as they have).
     pub fn all_recovered(&self, quiet_from: Timestamp) -> bool {
@@ -278,7 +280,7 @@ impl RunState {
     /// Invariant 6 (see [`super::liveness`]): once the faults stop, every
     /// job completes a successful session within the bound. Checked on
     /// every run: the liveness phase ran for as long as the bound needed.
-    fn check_liveness(&mut self, scenario: &Scenario, phase: LivenessPhase) -> Liveness {
+    fn check_liveness(&mut self, scenario: &Scenario, phase: Phase) -> Liveness {
         let bound = super::liveness::bound(scenario);
         let mut recovered = BTreeMap::new();
         for spec in &self.topo.deployment.jobs {
@@ -304,13 +306,4 @@ impl RunState {
             recovered_after_secs: recovered,
         }
     }
-}
-
-/// How a run's liveness phase went (see [`super::liveness`]).
-#[derive(Debug, Clone, Copy)]
-pub struct LivenessPhase {
-    /// When the faults stopped.
-    pub quiet_from: Timestamp,
-    /// How long the run went on past the scenario's duration.
-    pub phase: std::time::Duration,
 }

@@ -14,7 +14,7 @@ use super::actions::{self, Timed};
 use super::faults;
 use super::liveness;
 use super::operator::{Mailbox, Operator};
-use super::state::{LivenessPhase, RunState};
+use super::state::RunState;
 use super::turmoil_faults::{HostInfo, TurmoilFaults};
 use crate::des::Services as _;
 use crate::report::Summary;
@@ -153,7 +153,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
 
     // Faults and operator actions, at their times.
     let (steps, faults_end) = faults::timeline(scenario, &topo)?;
-    let lifted = liveness::lifting(&steps, Timestamp::from_duration(end));
+    let liveness = liveness::Plan::new(scenario, &steps, faults_end);
     let timeline = actions::merge(steps, actions::requests(scenario, &topo)?);
     for (at, item) in timeline.into_iter().filter(|(at, _)| at.as_duration() <= end) {
         step_until(&mut sim, at.as_duration())?;
@@ -171,18 +171,16 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let (jobs, bytes) = state.borrow().figures(lan, wan);
 
     // The liveness phase: faults off until every job has recovered.
-    for step in &lifted {
+    for step in &liveness.lifting {
         let now = Timestamp::from_duration(sim.elapsed());
         let mut engine = TurmoilFaults { sim: &mut sim, hosts: &hosts, links: &links };
         faults::apply(&mut engine, &mut state.borrow_mut(), now, step)?;
     }
-    let quiet_from = if scenario.faults.is_empty() { Timestamp::ZERO } else { liveness::quiet_from(scenario, faults_end) };
-    let phase_deadline = (quiet_from + liveness::bound(scenario)).as_duration();
-    while !state.borrow().all_recovered(quiet_from) && sim.elapsed() < phase_deadline {
+    while !state.borrow().all_recovered(liveness.quiet_from) && sim.elapsed() < liveness.deadline.as_duration() {
         sim.step().map_err(|e| format!("turmoil failed at {:?}: {e}", sim.elapsed()))?;
     }
     let phase_end = sim.elapsed().max(end);
-    let phase = LivenessPhase { quiet_from, phase: phase_end - end };
+    let phase = liveness.outcome(Timestamp::from_duration(phase_end));
 
     let requests = state.borrow_mut().restore_requests(scenario.restore_check);
     mailbox.borrow_mut().extend(requests);
