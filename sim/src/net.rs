@@ -15,6 +15,7 @@
 pub mod tcp;
 
 use blockferry_core::{NodeId, Timestamp};
+use rand::Rng;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -37,6 +38,13 @@ pub struct LinkSpec {
 impl LinkSpec {
     /// A site's own LAN: 10 Gbit, 200 µs.
     pub const LAN: LinkSpec = LinkSpec { latency: Duration::from_micros(200), bandwidth_bps: Some(10_000_000_000), loss: 0.0, breaks: 0.0 };
+
+    /// Whether the next message on this link breaks its connection, drawn
+    /// from `rng` (no draw at all on a link that never breaks, so adding
+    /// one never shifts the draws of the others).
+    pub fn draw_break(&self, rng: Option<&mut impl Rng>) -> bool {
+        self.breaks > 0.0 && rng.is_some_and(|rng| rng.random_bool(self.breaks.min(1.0)))
+    }
 
     /// Bytes per second a connection bundling `streams` TCP flows sustains
     /// on this link, if packet loss bounds it.

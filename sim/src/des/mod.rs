@@ -19,7 +19,6 @@
 mod conns;
 
 use conns::Conns;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -442,8 +441,7 @@ impl Des {
     fn transmit(&mut self, from: NodeId, to: NodeId, msg: Message) {
         let (sender, receiver) = (&self.slots[from.0 as usize], &self.slots[to.0 as usize]);
         let flow = Flow { from: sender.site, to: receiver.site, ends: (from, to), streams: tcp::bundle(sender.streams, receiver.streams) };
-        let breaks = self.net.link(flow.from, flow.to).map_or(0.0, |l| l.breaks);
-        if breaks > 0.0 && self.rng.as_mut().is_some_and(|rng| rng.random_bool(breaks.min(1.0))) {
+        if self.net.link(flow.from, flow.to).is_some_and(|l| l.draw_break(self.rng.as_mut())) {
             self.stats.messages_lost += 1;
             self.break_pair(from, to);
             self.conns.get(from, to).reconnecting = true;

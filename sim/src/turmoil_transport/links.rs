@@ -8,7 +8,6 @@
 
 use crate::net::{Network, SiteId, tcp};
 use blockferry_core::Timestamp;
-use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -60,8 +59,7 @@ impl Links {
 
     /// Whether the next message from `from` to `to` breaks its connection.
     pub fn breaks(&mut self, from: SiteId, to: SiteId) -> bool {
-        let breaks = self.net.link(from, to).map_or(0.0, |l| l.breaks);
-        breaks > 0.0 && self.breaks.as_mut().is_some_and(|rng| rng.random_bool(breaks.min(1.0)))
+        self.net.link(from, to).is_some_and(|l| l.draw_break(self.breaks.as_mut()))
     }
 
     /// Changes a link's bandwidth (slow_link faults; `None`: unlimited).
