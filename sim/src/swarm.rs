@@ -160,20 +160,18 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
         ManagerSite::Own => "hq".to_string(),
     };
     let _ = writeln!(t, "[manager]\nsite = \"{manager_site}\"");
-    if manager == ManagerSite::Own {
-        let _ = writeln!(t, "[[site]]\nname = \"hq\"");
+    let hq = (manager == ManagerSite::Own).then(|| "hq".to_string());
+    if let Some(hq) = &hq {
+        let _ = writeln!(t, "[[site]]\nname = \"{hq}\"");
         for s in &site_names {
             let latency = rng.random_range(2..=60u32);
             let mbit = [10u32, 100, 1000][rng.random_range(0..3)];
-            let _ = writeln!(t, "[[link]]\nbetween = [\"hq\", \"{s}\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"");
+            let _ = writeln!(t, "[[link]]\nbetween = [\"{hq}\", \"{s}\"]\nlatency = \"{latency}ms\"\nbandwidth = \"{mbit}Mbit\"");
         }
     }
-    let mut all_sites = site_names.clone();
-    if manager == ManagerSite::Own {
-        all_sites.push("hq".to_string());
-    }
-    let site_pairs: Vec<(String, String)> =
-        all_sites.iter().enumerate().flat_map(|(i, a)| all_sites[i + 1..].iter().map(move |b| (a.clone(), b.clone()))).collect();
+    let all_sites: Vec<&String> = site_names.iter().chain(&hq).collect();
+    let site_pairs: Vec<(&String, &String)> =
+        all_sites.iter().enumerate().flat_map(|(i, a)| all_sites[i + 1..].iter().map(move |b| (*a, *b))).collect();
     if sites == 2 {
         let latency = rng.random_range(5..=80u32);
         let mbit = [50u32, 100, 1000][rng.random_range(0..3)];
@@ -239,26 +237,26 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
         for _ in 0..rng.random_range(1..=3) {
             let at = rng.random_range(10..window_mins);
             let dur = rng.random_range(1..=30u64);
-            let body = match *kind {
+            let minutes = format!("{at}m");
+            let (at, body) = match *kind {
                 // Between any two sites, for minutes or for seconds (a
                 // short one lands inside a running task, at any second).
-                "partition" if !site_pairs.is_empty() => {
-                    let (a, b) = site_pairs.choose(rng).cloned().unwrap_or_default();
+                "partition" => {
+                    let Some((a, b)) = site_pairs.choose(rng) else { continue };
                     let at_secs = rng.random_range(600..window_mins * 60);
-                    let short = rng.random_bool(0.5);
-                    let span = if short { format!("{}s", rng.random_range(1..=30u32)) } else { format!("{dur}m") };
-                    let _ =
-                        writeln!(t, "[[fault]]\nat = \"{at_secs}s\"\nkind = \"partition\"\nbetween = [\"{a}\", \"{b}\"]\nfor = \"{span}\"");
-                    continue;
+                    let span = if rng.random_bool(0.5) { format!("{}s", rng.random_range(1..=30u32)) } else { format!("{dur}m") };
+                    (format!("{at_secs}s"), format!("between = [\"{a}\", \"{b}\"]\nfor = \"{span}\""))
                 }
-                "slow_link" if sites == 2 => format!("between = [\"site0\", \"site1\"]\nbandwidth = \"5Mbit\"\nfor = \"{dur}m\""),
-                "crash" => format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(rng).cloned().unwrap_or_default()),
-                "cbt_reset" => format!("vm = \"vm{}\"", rng.random_range(0..vms)),
-                "disk_full" => format!("node = \"repo\"\nfor = \"{dur}m\""),
-                "corrupt_block" => format!("node = \"repo\"\nblocks = {}", rng.random_range(1..=5)),
+                "slow_link" if sites == 2 => {
+                    (minutes, format!("between = [\"site0\", \"site1\"]\nbandwidth = \"5Mbit\"\nfor = \"{dur}m\""))
+                }
+                "crash" => (minutes, format!("node = \"{}\"\nfor = \"{dur}m\"", nodes.choose(rng).cloned().unwrap_or_default())),
+                "cbt_reset" => (minutes, format!("vm = \"vm{}\"", rng.random_range(0..vms))),
+                "disk_full" => (minutes, format!("node = \"repo\"\nfor = \"{dur}m\"")),
+                "corrupt_block" => (minutes, format!("node = \"repo\"\nblocks = {}", rng.random_range(1..=5))),
                 _ => continue,
             };
-            let _ = writeln!(t, "[[fault]]\nat = \"{at}m\"\nkind = \"{kind}\"\n{body}");
+            let _ = writeln!(t, "[[fault]]\nat = \"{at}\"\nkind = \"{kind}\"\n{body}");
         }
     }
     t
