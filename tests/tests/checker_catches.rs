@@ -5,6 +5,7 @@
 
 use blockferry_sim::runner::{self, EngineChoice, RunOptions, Sabotage};
 use blockferry_sim::scenario::Scenario;
+use blockferry_tests::scenarios;
 
 const LYING_CBT: &str = r#"
 name = "lying-cbt"
@@ -56,25 +57,10 @@ fn the_same_world_without_the_lie_passes() {
     assert!(summary.ok, "{:?}", summary.violations);
 }
 
-/// A repository that commits a manifest before its blocks are durable: the
-/// checker must notice at once (the manifest references blocks a crash
-/// would lose), even before any crash happens.
-#[test]
-fn a_commit_without_sync_fails_the_run() {
-    let honest = LYING_CBT.split("[[fault]]").next().unwrap();
-    let scenario = Scenario::from_str(honest, "skip-sync.toml").unwrap();
-    let options = RunOptions { sabotage: Some(Sabotage::SkipSyncBeforeManifest), ..RunOptions::default() };
-    let summary = runner::run_with(&scenario, &options).unwrap();
-    assert!(!summary.ok, "the checker missed manifests committed before their blocks were durable");
-    assert!(summary.violations.iter().any(|v| v.contains("not durable")), "{:?}", summary.violations);
-}
-
 /// Runs a scenario file of `scenarios/` under the discrete-event engine,
 /// with `sabotage` planted (or none).
 fn run_file(name: &str, sabotage: Option<Sabotage>) -> blockferry_sim::report::Summary {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));
-    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
-    run_text(&scenario, sabotage)
+    run_text(&scenarios::load(name), sabotage)
 }
 
 fn run_text(scenario: &Scenario, sabotage: Option<Sabotage>) -> blockferry_sim::report::Summary {
@@ -90,25 +76,20 @@ fn caught(sabotaged: &blockferry_sim::report::Summary, honest: &blockferry_sim::
     assert!(honest.ok, "the honest run fails: {:?}", honest.violations);
 }
 
-/// A repository that writes the manifest and syncs the blocks after it has
-/// everything durable by the time it acknowledges, so a check at commit time
-/// passes; the store's audit catches the instant the manifest alone was
-/// durable.
+/// Both ways of making a manifest durable before its blocks (committing
+/// without a sync, or syncing after the manifest) are caught by the store's
+/// audit at the instant the manifest alone was durable, before any crash
+/// loses the blocks ("... durable while disk D block B ... is not durable").
+/// Syncing after the manifest has everything durable by the time the
+/// repository acknowledges, so a check at commit time would pass it.
 #[test]
 fn a_manifest_durable_before_its_blocks_fails_the_run() {
     let honest = LYING_CBT.split("[[fault]]").next().unwrap();
-    let scenario = Scenario::from_str(honest, "sync-after-manifest.toml").unwrap();
-    let sabotaged = run_text(&scenario, Some(Sabotage::SyncAfterManifest));
-    caught(&sabotaged, &run_text(&scenario, None), "durable while disk");
-}
-
-/// The skip-sync bug is caught by the same audit, at the manifest's instant.
-#[test]
-fn a_commit_without_sync_is_caught_when_the_manifest_becomes_durable() {
-    let honest = LYING_CBT.split("[[fault]]").next().unwrap();
-    let scenario = Scenario::from_str(honest, "skip-sync.toml").unwrap();
-    let sabotaged = run_text(&scenario, Some(Sabotage::SkipSyncBeforeManifest));
-    caught(&sabotaged, &run_text(&scenario, None), "durable while disk");
+    let scenario = Scenario::from_str(honest, "sync-order.toml").unwrap();
+    let honest_run = run_text(&scenario, None);
+    for sabotage in [Sabotage::SyncAfterManifest, Sabotage::SkipSyncBeforeManifest] {
+        caught(&run_text(&scenario, Some(sabotage)), &honest_run, "durable while disk");
+    }
 }
 
 /// Blocks damaged at 2h10m; health checks at 2h30m and 5h fall between

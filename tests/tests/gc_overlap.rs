@@ -6,8 +6,7 @@
 //! the stored bytes stay bounded by retention.
 
 use blockferry_sim::runner::{self, EngineChoice};
-use blockferry_sim::scenario::Scenario;
-use std::path::Path;
+use blockferry_tests::scenarios;
 
 /// backup-db's disk, and how many points it keeps.
 const DB_DISK: u64 = 8 << 30;
@@ -15,8 +14,7 @@ const DB_RETENTION: u64 = 2;
 
 #[test]
 fn stored_bytes_stay_bounded_by_retention_while_jobs_always_overlap() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios/gc-overlapping-jobs.toml");
-    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let scenario = scenarios::load("gc-overlapping-jobs");
     let s = runner::run(&scenario, None, Some(EngineChoice::Des)).expect("runs");
     assert!(s.ok, "{:?}", s.violations);
     let (db, file) = (&s.jobs["backup-db"], &s.jobs["backup-file"]);

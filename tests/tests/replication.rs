@@ -7,11 +7,10 @@
 use blockferry_sim::report::{FirstSync, JobSummary, ReplicationFigures, Summary};
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::Scenario;
-use std::path::Path;
+use blockferry_tests::scenarios;
 
 fn run_file(name: &str) -> Summary {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios").join(format!("{name}.toml"));
-    let scenario = Scenario::from_file(&path).unwrap_or_else(|e| panic!("{e}"));
+    let scenario = scenarios::load(name);
     let summary = runner::run(&scenario, None, Some(EngineChoice::Des)).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert!(summary.ok, "{name} failed:\n{}", summary.violations.join("\n"));
     summary

@@ -6,12 +6,13 @@
 use blockferry_sim::report::Summary;
 use blockferry_sim::runner::{self, EngineChoice, RunOptions, Sabotage};
 use blockferry_sim::scenario::Scenario;
+use blockferry_tests::scenarios;
 
 const RULE_BPS: u64 = 100_000_000;
 const JOB_CAP_BPS: u64 = 20_000_000;
 
 fn run(sabotage: Option<Sabotage>) -> Summary {
-    let scenario = Scenario::from_file("../scenarios/throttle-wan.toml").expect("scenario parses");
+    let scenario = scenarios::load("throttle-wan");
     let options = RunOptions { engine: Some(EngineChoice::Des), sabotage, ..RunOptions::default() };
     runner::run_with(&scenario, &options).expect("scenario runs")
 }
@@ -21,7 +22,7 @@ fn run(sabotage: Option<Sabotage>) -> Summary {
 /// The first 40 minutes only (turmoil is slower): the first fulls.
 #[test]
 fn the_real_driver_holds_the_caps_too() {
-    let text = std::fs::read_to_string("../scenarios/throttle-wan.toml").expect("scenario file");
+    let text = scenarios::text("throttle-wan");
     let first_fulls = text.replace("duration = \"4h\"", "duration = \"40m\"");
     let first_fulls = first_fulls.split("[[expect]]").next().unwrap_or_default();
     let scenario = Scenario::from_str(first_fulls, "throttle-wan-40m.toml").expect("scenario parses");

@@ -8,10 +8,7 @@
 use blockferry_sim::report::Summary;
 use blockferry_sim::runner::{self, EngineChoice};
 use blockferry_sim::scenario::Scenario;
-
-fn scenario_text(name: &str) -> String {
-    std::fs::read_to_string(format!("../scenarios/{name}.toml")).expect("scenario file")
-}
+use blockferry_tests::scenarios;
 
 /// Runs `text` (a scenario file, perhaps edited) and checks it passed.
 fn run(text: &str, origin: &str, engine: EngineChoice) -> Summary {
@@ -35,7 +32,7 @@ fn first_session_secs(s: &Summary, job: &str) -> u64 {
 
 #[test]
 fn five_streams_finish_the_first_full_at_least_three_times_faster_than_one() {
-    let text = scenario_text("wan-multistream");
+    let text = scenarios::text("wan-multistream");
     let five = run(&text, "wan-multistream.toml", EngineChoice::Des);
     let one = run(&edit(&text, "streams = 5", "streams = 1"), "wan-multistream-1.toml", EngineChoice::Des);
     let (five, one) = (first_session_secs(&five, "backup-web"), first_session_secs(&one, "backup-web"));
@@ -49,7 +46,7 @@ fn five_streams_finish_the_first_full_at_least_three_times_faster_than_one() {
 
 #[test]
 fn packet_loss_slows_a_first_sync_down_without_breaking_it() {
-    let text = scenario_text("wan-lossy-replication");
+    let text = scenarios::text("wan-lossy-replication");
     let lossy = run(&text, "wan-lossy-replication.toml", EngineChoice::Des);
     let job = &lossy.jobs["replicate-app"];
     assert_eq!((job.task_retries, job.sessions_failed), (0, 0), "packet loss broke something: {job:?}");
@@ -64,7 +61,7 @@ fn packet_loss_slows_a_first_sync_down_without_breaking_it() {
 /// about as long as under the discrete-event engine.
 #[test]
 fn the_turmoil_shaper_applies_the_same_cap() {
-    let text = edit(&scenario_text("wan-multistream"), "disks = [\"2GiB\"]", "disks = [\"256MiB\"]");
+    let text = edit(&scenarios::text("wan-multistream"), "disks = [\"2GiB\"]", "disks = [\"256MiB\"]");
     let text = edit(&text, "duration = \"8h\"", "duration = \"1h\"");
     let text = text.split("[[expect]]").next().unwrap_or_default().to_string();
     let des = first_session_secs(&run(&text, "wan-multistream-small.toml", EngineChoice::Des), "backup-web");
