@@ -276,6 +276,19 @@ pub enum Message {
         task: TaskId,
         result: Result<(), String>,
     },
+    /// The sender is back after a broken connection: "which blocks have
+    /// you written?" Answered `ReplicaProgress`; the sync goes on from
+    /// there instead of starting over.
+    ResumeReplica {
+        task: TaskId,
+    },
+    /// The blocks of the disk the receiver's host acknowledged writing in
+    /// this sync (set bits), or why the sync cannot resume (the receiver
+    /// restarted, or gave up waiting).
+    ReplicaProgress {
+        task: TaskId,
+        written: Result<BitVec, String>,
+    },
 
     // replication: receiving proxy / sender ↔ metadata repository
     /// One chunk of a replica point's disk metadata: its digest vector is
@@ -689,6 +702,8 @@ impl Message {
             Message::ReplicaAck { .. } => "replica_ack",
             Message::FinishReplica { .. } => "finish_replica",
             Message::ReplicaFinished { .. } => "replica_finished",
+            Message::ResumeReplica { .. } => "resume_replica",
+            Message::ReplicaProgress { .. } => "replica_progress",
             Message::PutReplicaDisk { .. } => "put_replica_disk",
             Message::GetReplicaDigests { .. } => "get_replica_digests",
             Message::CommitReplicaPoint { .. } => "commit_replica_point",

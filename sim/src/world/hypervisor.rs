@@ -399,8 +399,10 @@ impl Hypervisors {
     fn commit_snapshot(&mut self, now: Timestamp, access: Access<'_>, snap: SnapshotId) -> OpResult {
         let s = self.snapshots.get(&snap).ok_or_else(|| format!("no snapshot {snap}"))?;
         self.vm_for(access, s.info.vm)?;
+        // Idempotent: the answer to an earlier removal may have been lost
+        // with a connection, and the asker asks again.
         if s.info.committed_at.is_some() {
-            return Err(format!("snapshot {snap} was already committed"));
+            return Ok((now, HypervisorReply::SnapshotCommitted));
         }
         if let Some(s) = self.snapshots.get_mut(&snap) {
             s.info.committed_at = Some(now);

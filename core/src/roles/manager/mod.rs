@@ -694,6 +694,9 @@ impl Manager {
         for (id, op) in owed {
             let reason = format!("lost connection to {peer}");
             match op {
+                Op::Replica(replica) if self.replica_op_lost(peer, replica) => {
+                    self.ops.remove(&id);
+                }
                 Op::Snapshot { .. } | Op::Replica(_) => self.on_host_answer(id, Err(reason)),
                 Op::CreateVm { restore } => {
                     // Asked again when the host is back (creating is
@@ -762,6 +765,7 @@ impl Manager {
             self.ids.op += 1;
             self.out.send(peer, Message::CommitSnapshot { op: self.ids.op, snap });
         }
+        self.ask_replica_ops_again(peer);
         if self.cfg.repositories.contains_key(&peer) {
             self.ids.op += 1;
             self.out.send(peer, Message::ListPoints { op: self.ids.op });

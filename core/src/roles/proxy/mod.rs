@@ -68,19 +68,41 @@ impl Run {
         }
     }
 
+    /// `peer`, which the task depends on, went away: whether the task
+    /// waits for it (suspended, going on from where it was once it is
+    /// back) rather than failing now.
+    fn suspend_for(&mut self, peer: NodeId) -> bool {
+        match self {
+            Run::Backup(r) => {
+                r.suspend();
+                true
+            }
+            Run::Restore(r) => {
+                r.suspend();
+                true
+            }
+            Run::ReplicaSource(r) => r.suspend(),
+            Run::ReplicaTarget(r) => r.suspend_for(peer),
+        }
+    }
+
     fn is_suspended(&self) -> bool {
         match self {
             Run::Backup(r) => r.is_suspended(),
             Run::Restore(r) => r.is_suspended(),
-            _ => false,
+            Run::ReplicaSource(r) => r.is_suspended(),
+            Run::ReplicaTarget(r) => r.is_suspended(),
         }
     }
 
+    /// Every peer of a suspended task is back. A replica receiver stays
+    /// suspended: it goes on when its sender asks (`ResumeReplica`).
     fn resume(&mut self, out: &mut Outbox) -> Progress {
         match self {
             Run::Backup(r) => r.resume(out),
             Run::Restore(r) => r.resume(out),
-            _ => Progress::Running,
+            Run::ReplicaSource(r) => r.resume(out),
+            Run::ReplicaTarget(_) => Progress::Running,
         }
     }
 
@@ -185,9 +207,11 @@ impl Proxy {
             Message::OpenReplica(sink) => {
                 let task = sink.task;
                 let run = ReplicaTarget::open(from, *sink, self.batch_range());
+                self.out.cancel_timer(TimerId(task.0));
                 self.tasks.insert(task, Run::ReplicaTarget(run));
                 return;
             }
+            Message::ResumeReplica { task } => return self.resume_replica(from, task),
             Message::SetTaskRate { task, bytes_per_sec } => return self.set_rate(now, task, bytes_per_sec),
             Message::CancelTask { task } => return self.drop_task(task),
             Message::ListTasks { op } => return self.report_tasks(from, Some(op)),
@@ -212,7 +236,8 @@ impl Proxy {
             | Message::ReplicaBlocks { task, .. }
             | Message::ReplicaAck { task, .. }
             | Message::FinishReplica { task }
-            | Message::ReplicaFinished { task, .. } => task,
+            | Message::ReplicaFinished { task, .. }
+            | Message::ReplicaProgress { task, .. } => task,
             _ => return,
         };
         if let Some(flow) = self.paced.get_mut(&task) {
@@ -334,9 +359,24 @@ impl Proxy {
         }
     }
 
-    /// A peer a task depends on went away. Backups and restores wait for it
-    /// to come back (up to [`RESUME_WAIT`]) and go on from where they were;
-    /// other tasks fail now and the manager retries them.
+    /// A replica sender is back and asks its receiver to go on (see
+    /// [`replica_source`]); a receiver this proxy no longer has (it
+    /// restarted, or gave up waiting) says so, and the sync starts over.
+    fn resume_replica(&mut self, from: NodeId, task: TaskId) {
+        if let Some(Run::ReplicaTarget(run)) = self.tasks.get_mut(&task)
+            && run.resume(from, &mut self.out)
+        {
+            self.out.cancel_timer(TimerId(task.0));
+            return;
+        }
+        let written = Err(format!("no replica sync of task {} from {from} is open here", task.0));
+        self.out.send(from, Message::ReplicaProgress { task, written });
+    }
+
+    /// A peer a task depends on went away. Most tasks wait for it to come
+    /// back (up to [`RESUME_WAIT`]) and go on from where they were (see
+    /// [`Run::suspend_for`]); the others fail now and the manager retries
+    /// them.
     fn on_peer_down(&mut self, now: Timestamp, peer: NodeId) {
         self.down.insert(peer);
         if self.tasks.values().any(|run| run.manager() == Some(peer)) && !self.managers_lost.contains_key(&peer) {
@@ -349,25 +389,23 @@ impl Proxy {
         }
         let lost: Vec<TaskId> = self.tasks.iter().filter(|(_, run)| run.depends_on(peer)).map(|(id, _)| *id).collect();
         for task in lost {
-            match self.tasks.get_mut(&task) {
-                Some(Run::Restore(run)) => {
-                    run.suspend();
+            let Some(run) = self.tasks.get_mut(&task) else { continue };
+            let was_suspended = run.is_suspended();
+            if run.suspend_for(peer) {
+                // The wait runs from the first peer lost.
+                if !was_suspended {
                     self.out.set_timer(TimerId(task.0), now + RESUME_WAIT);
                 }
-                Some(Run::Backup(run)) => {
-                    run.suspend();
-                    self.out.set_timer(TimerId(task.0), now + RESUME_WAIT);
-                }
-                Some(_) => self.drive(now, task, |run, out| {
+            } else {
+                self.drive(now, task, |run, out| {
                     run.fail(format!("lost connection to {peer}"), out);
                     Progress::Finished
-                }),
-                None => {}
+                });
             }
         }
     }
 
-    /// Suspended restores go on once every peer they need is back.
+    /// Suspended tasks go on once every peer they need is back.
     fn on_peer_up(&mut self, now: Timestamp, peer: NodeId) {
         self.down.remove(&peer);
         self.managers_lost.remove(&peer);
@@ -378,8 +416,10 @@ impl Proxy {
             .map(|(id, _)| *id)
             .collect();
         for task in ready {
-            self.out.cancel_timer(TimerId(task.0));
             self.drive(now, task, Run::resume);
+            if !self.tasks.get(&task).is_some_and(Run::is_suspended) {
+                self.out.cancel_timer(TimerId(task.0));
+            }
         }
     }
 

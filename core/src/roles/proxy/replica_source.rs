@@ -22,6 +22,16 @@
 //!    when comparing), encode, `ReplicaBlocks`, wait for `ReplicaAck`.
 //! 4. When every batch is acknowledged: `FinishReplica`; once the receiver
 //!    has reported the metadata (`ReplicaFinished`), `TaskDone`.
+//!
+//! A broken connection to a peer once streaming has begun does not fail
+//! the sync (over a WAN that breaks now and then, a large first sync would
+//! never finish if every break started it over): the batches in flight are
+//! forgotten, and when every peer is back the sender asks the receiver
+//! which blocks its host has written (`ResumeReplica`, `ReplicaProgress`)
+//! and sends only what is neither written there nor settled here. A
+//! receiver that restarted or gave up waiting answers that it cannot
+//! resume, and the task fails (the manager runs it again). A break while
+//! planning fails the task: nothing was sent yet.
 
 use super::backup_task::{Progress, WINDOW};
 use super::walk::{BatchWalk, take_ready};
@@ -47,6 +57,9 @@ enum Stage {
     Streaming,
     /// `FinishReplica` sent.
     Finishing,
+    /// Back from a broken connection: `ResumeReplica` sent, waiting for
+    /// what the receiver has written.
+    Resyncing,
 }
 
 #[derive(Debug, Default)]
@@ -54,6 +67,9 @@ struct Batch {
     blocks: Vec<u64>,
     read: Option<Vec<(u64, BlockData)>>,
     base: Option<Vec<Digest>>,
+    /// What the batch did; it counts once the batch is settled, so a batch
+    /// lost with a connection and sent again counts once.
+    stats: TaskStats,
 }
 
 #[derive(Debug)]
@@ -63,7 +79,13 @@ pub struct ReplicaSource {
     stage: Stage,
     compare: bool,
     walk: BatchWalk,
+    /// Every block the plan reads, and those of them done with: written by
+    /// the receiver, or found not to need sending.
+    planned: BitVec,
+    settled: BitVec,
     batches: BTreeMap<u64, Batch>,
+    /// A peer is away: nothing moves until [`ReplicaSource::resume`].
+    suspended: bool,
     stats: TaskStats,
 }
 
@@ -94,7 +116,18 @@ impl ReplicaSource {
         };
         let stats = TaskStats { blocks_total: spec.sink.block_size.blocks_for(spec.sink.disk_bytes), ..TaskStats::default() };
         let walk = BatchWalk::new(BitVec::new(), spec.sink.block_size, first_batch);
-        ReplicaSource { compare: spec.mode == ReadMode::DigestCompare, spec, manager, stage, walk, batches: BTreeMap::new(), stats }
+        ReplicaSource {
+            compare: spec.mode == ReadMode::DigestCompare,
+            spec,
+            manager,
+            stage,
+            walk,
+            planned: BitVec::new(),
+            settled: BitVec::new(),
+            batches: BTreeMap::new(),
+            suspended: false,
+            stats,
+        }
     }
 
     /// The manager that started this task (and hears how it ends).
@@ -113,6 +146,49 @@ impl ReplicaSource {
             || self.spec.target_changes.is_some_and(|t| t.host == peer)
     }
 
+    /// A peer went away. Once streaming, the sync waits for it (see the
+    /// module doc) and forgets what is in flight; while planning it cannot
+    /// (`false`: fail it).
+    pub fn suspend(&mut self) -> bool {
+        if matches!(self.stage, Stage::TargetPlanning | Stage::Planning { .. }) {
+            return false;
+        }
+        self.suspended = true;
+        self.batches.clear();
+        true
+    }
+
+    pub fn is_suspended(&self) -> bool {
+        self.suspended
+    }
+
+    /// Every peer is back: ask the receiver what it holds.
+    pub fn resume(&mut self, out: &mut Outbox) -> Progress {
+        self.suspended = false;
+        self.stage = Stage::Resyncing;
+        out.send(self.spec.sink.proxy, Message::ResumeReplica { task: self.spec.task });
+        Progress::Running
+    }
+
+    /// The receiver's answer to `ResumeReplica`: read again every planned
+    /// block neither settled here nor written there.
+    fn resync(&mut self, written: BitVec, out: &mut Outbox) -> Result<Progress, String> {
+        let mut to_read = self.planned.clone();
+        to_read &= !self.settled.clone();
+        let len = to_read.len();
+        for index in written.iter_ones().filter(|&i| i < len) {
+            if to_read.replace(index, false) {
+                // Written, its acknowledgement lost with the connection.
+                self.stats.blocks_resumed += 1;
+                self.stats.blocks_changed += 1;
+                self.settled.set(index, true);
+            }
+        }
+        self.walk.restart(to_read);
+        self.stage = Stage::Streaming;
+        self.pump(out)
+    }
+
     pub fn fail(&mut self, reason: String, out: &mut Outbox) {
         let reason = format!("replica sync of {}/disk{}: {reason}", self.spec.vm, self.spec.sink.disk);
         out.send(self.manager, Message::TaskDone { task: self.spec.task, result: Err(reason) });
@@ -121,6 +197,12 @@ impl ReplicaSource {
     /// Handles one reply; an `Err` fails the task (the proxy reports it).
     pub fn step(&mut self, msg: Message, out: &mut Outbox) -> Result<Progress, String> {
         match msg {
+            Message::BlocksRead { batch, .. } | Message::Digests { batch, .. } | Message::ReplicaAck { batch, .. }
+                if !self.batches.contains_key(&batch) =>
+            {
+                // A reply for a batch forgotten with a broken connection.
+                Ok(Progress::Running)
+            }
             Message::ChangedBlocksReply { reply, .. } => match std::mem::replace(&mut self.stage, Stage::Streaming) {
                 Stage::TargetPlanning => {
                     let target = reply.map_err(|e| format!("receiving host's changed blocks: {e}"))?;
@@ -144,8 +226,11 @@ impl ReplicaSource {
             }
             Message::ReplicaAck { batch, result, .. } => {
                 result.map_err(|e| format!("the receiving side could not write: {e}"))?;
-                self.batches.remove(&batch);
+                self.settle(batch);
                 self.pump(out)
+            }
+            Message::ReplicaProgress { written, .. } if matches!(self.stage, Stage::Resyncing) => {
+                self.resync(written.map_err(|e| format!("the receiving side cannot resume: {e}"))?, out)
             }
             Message::ReplicaFinished { result, .. } => {
                 result.map_err(|e| format!("the receiving side could not finish: {e}"))?;
@@ -158,6 +243,18 @@ impl ReplicaSource {
 
     fn batch(&mut self, id: u64) -> Result<&mut Batch, String> {
         self.batches.get_mut(&id).ok_or_else(|| format!("reply for unknown batch {id}"))
+    }
+
+    /// A batch is done with: its blocks need no sending again, and its
+    /// figures count.
+    fn settle(&mut self, id: u64) {
+        let Some(batch) = self.batches.remove(&id) else { return };
+        self.stats.add(&batch.stats);
+        for index in batch.blocks {
+            if let Some(mut bit) = self.settled.get_mut(index as usize) {
+                *bit = true;
+            }
+        }
     }
 
     /// Decides which blocks to read from both changed-block answers.
@@ -194,6 +291,8 @@ impl ReplicaSource {
         swap.resize(total, false);
         self.stats.blocks_swap = (to_read.clone() & &swap).count_ones() as u64;
         to_read &= !swap;
+        self.planned = to_read.clone();
+        self.settled = BitVec::repeat(false, total);
         self.walk = BatchWalk::new(to_read, self.spec.sink.block_size, self.walk.next_id());
         self.stage = Stage::Streaming;
         self.pump(out)
@@ -201,6 +300,9 @@ impl ReplicaSource {
 
     /// Starts batches while the window has room; finishes when all are done.
     fn pump(&mut self, out: &mut Outbox) -> Result<Progress, String> {
+        if self.suspended {
+            return Ok(Progress::Running);
+        }
         while self.batches.len() < WINDOW {
             let Some((id, blocks)) = self.walk.next_batch() else { break };
             let (spec, sink) = (&self.spec, &self.spec.sink);
@@ -242,25 +344,26 @@ impl ReplicaSource {
             return Ok(Progress::Running);
         };
         let mut blocks = Vec::new();
+        let stats = &mut batch.stats;
         for (n, (index, data)) in read.into_iter().enumerate() {
-            self.stats.blocks_read += 1;
-            self.stats.bytes_read += data.raw_len();
+            stats.blocks_read += 1;
+            stats.bytes_read += data.raw_len();
             let payload = encode(&data, compression);
             let digest = payload.digest();
             let zero = digest.is_zero_block();
-            self.stats.blocks_zero += u64::from(zero);
+            stats.blocks_zero += u64::from(zero);
             if base.as_ref().is_some_and(|b| b[n] == digest) || (zero && skip_zero) {
                 continue;
             }
-            self.stats.blocks_changed += 1;
+            stats.blocks_changed += 1;
             if !zero {
-                self.stats.blocks_sent += 1;
-                self.stats.bytes_sent += payload.stored_len();
+                stats.blocks_sent += 1;
+                stats.bytes_sent += payload.stored_len();
             }
             blocks.push(BlockRef { index, digest, payload: Some(payload) });
         }
         if blocks.is_empty() {
-            self.batches.remove(&id);
+            self.settle(id);
             return self.pump(out);
         }
         out.send(self.spec.sink.proxy, Message::ReplicaBlocks { task: self.spec.task, batch: id, blocks });

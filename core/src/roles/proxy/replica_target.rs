@@ -9,6 +9,11 @@
 //!
 //! The digests hashed and written are kept until the end (40 bytes per
 //! block, the size of the metadata itself) and reported in chunks.
+//!
+//! When the connection to the sender breaks, the receiver keeps what it
+//! has (writes in flight go on) and waits for the sender to come back and
+//! ask which blocks are written (`ResumeReplica`): see
+//! [`super::replica_source`]. The proxy drops it if the sender stays away.
 
 use super::backup_task::Progress;
 use crate::block::Digest;
@@ -17,6 +22,7 @@ use crate::node::Outbox;
 use crate::payload::decode;
 use crate::wire::Message;
 use crate::wire::message::{BlockRef, ReplicaSink};
+use bitvec::vec::BitVec;
 use std::collections::BTreeMap;
 
 /// Digests per `PutReplicaDisk` (about 2.6 MB a message).
@@ -39,6 +45,10 @@ pub struct ReplicaTarget {
     writing: BTreeMap<u64, (u64, Vec<(u64, Digest)>)>,
     /// `DiskFinished` answers still awaited from the metadata repository.
     reports: u32,
+    /// `FinishReplica` came (a sender that resumed may send it again).
+    finishing: bool,
+    /// The connection to the sender broke and it has not asked to resume.
+    waiting: bool,
 }
 
 impl ReplicaTarget {
@@ -57,7 +67,36 @@ impl ReplicaTarget {
             hashing: BTreeMap::new(),
             writing: BTreeMap::new(),
             reports: 0,
+            finishing: false,
+            waiting: false,
         }
+    }
+
+    /// A peer went away: the sender is waited for (`true`); without its
+    /// host or metadata repository the sync cannot go on (`false`: fail it).
+    pub fn suspend_for(&mut self, peer: NodeId) -> bool {
+        self.waiting = peer == self.sender;
+        self.waiting
+    }
+
+    /// Waiting for the sender to come back and resume.
+    pub fn is_suspended(&self) -> bool {
+        self.waiting
+    }
+
+    /// `from` asks to resume: if it is this sync's sender, it hears which
+    /// blocks the host has written; `false` if it is not.
+    pub fn resume(&mut self, from: NodeId, out: &mut Outbox) -> bool {
+        if from != self.sender {
+            return false;
+        }
+        self.waiting = false;
+        let mut written = BitVec::repeat(false, self.blocks_total as usize);
+        for &(index, _) in &self.written {
+            written.set(index as usize, true);
+        }
+        out.send(self.sender, Message::ReplicaProgress { task: self.sink.task, written: Ok(written) });
+        true
     }
 
     pub fn depends_on(&self, peer: NodeId) -> bool {
@@ -100,7 +139,10 @@ impl ReplicaTarget {
                 }
                 out.send(self.sender, Message::ReplicaAck { task: sink.task, batch, result });
             }
-            Message::FinishReplica { .. } => self.report(out),
+            Message::FinishReplica { .. } if !self.finishing => {
+                self.finishing = true;
+                self.report(out);
+            }
             Message::DiskFinished { result, .. } => {
                 result.map_err(|e| format!("the metadata repository refused the digests: {e}"))?;
                 self.reports = self.reports.saturating_sub(1);

@@ -273,7 +273,7 @@ impl Manager {
     }
 
     /// Sends the next step, or concludes.
-    fn run_steps(&mut self, id: u64) {
+    pub(super) fn run_steps(&mut self, id: u64) {
         let Some(a) = self.replication.actions.get_mut(&id) else { return };
         let Some(step) = a.steps.front().cloned() else { return self.conclude(id) };
         let resolve = |snap: Snap| match snap {
@@ -295,6 +295,14 @@ impl Manager {
         };
         let op = self.op(to, Op::Replica(ReplicaOp::Action { action: id, step: ActStep::Step }));
         self.out.send(to, msg(op));
+    }
+
+    /// Whether the action's current step may be sent again after its
+    /// answer was lost: powering, reverting and removing a snapshot end in
+    /// the same state however often they run; taking a snapshot does not.
+    pub(super) fn action_step_repeatable(&self, id: u64) -> bool {
+        let step = self.replication.actions.get(&id).and_then(|a| a.steps.front());
+        matches!(step, Some(Step::Power { .. } | Step::Revert { .. } | Step::Forget { .. }))
     }
 
     pub(super) fn on_action_answer(&mut self, id: u64, _step: ActStep, answer: HostAnswer) {

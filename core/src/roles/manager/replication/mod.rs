@@ -51,12 +51,13 @@ pub(super) enum ReplicaOp {
         action: u64,
         step: ActStep,
     },
-    /// Retention: a replica point's snapshot or metadata going away.
+    /// Retention: a replica point's snapshot (`snap`) or, with `None`,
+    /// its metadata going away.
     Retire {
         job: JobId,
         vm: VmId,
         point: RestorePointId,
-        snapshot: bool,
+        snap: Option<SnapshotId>,
     },
 }
 
@@ -78,6 +79,9 @@ pub(super) struct Replication {
     next_action: u64,
     /// Metadata repositories whose replica points are not listed yet.
     listing: std::collections::BTreeSet<NodeId>,
+    /// Operations whose peer went away before it answered, asked again
+    /// when it is back (see [`Manager::replica_op_lost`]).
+    asked_again: Vec<(NodeId, ReplicaOp)>,
 }
 
 /// One replicated VM of a job.
@@ -167,10 +171,10 @@ impl Manager {
         match op {
             ReplicaOp::Sync { session, vm, step } => self.on_sync_answer(session, vm, step, answer),
             ReplicaOp::Action { action, step } => self.on_action_answer(action, step, answer),
-            ReplicaOp::Retire { job, vm, point, snapshot } => {
+            ReplicaOp::Retire { job, vm, point, snap } => {
                 // The snapshot removal decides; the metadata is only
                 // bookkeeping (an orphan vector is harmless).
-                if snapshot {
+                if snap.is_some() {
                     let result = answer.map(|_| ());
                     self.out.event(crate::event::Event::ReplicaPointRemoved { job, vm, point, result });
                 }
@@ -211,11 +215,49 @@ impl Manager {
     fn drop_replica_point(&mut self, job: JobId, vm: VmId, old: &ReplicaPoint) {
         let Some(r) = self.replication_job(job).cloned() else { return };
         let point = old.point;
-        let op = self.op(r.target_host, super::Op::Replica(ReplicaOp::Retire { job, vm, point, snapshot: true }));
-        self.out.send(r.target_host, Message::CommitSnapshot { op, snap: old.snap });
+        self.remove_replica_snapshot(r.target_host, ReplicaOp::Retire { job, vm, point, snap: Some(old.snap) });
         if old.metadata {
-            let op = self.op(r.metadata_repository, super::Op::Replica(ReplicaOp::Retire { job, vm, point, snapshot: false }));
+            let op = self.op(r.metadata_repository, super::Op::Replica(ReplicaOp::Retire { job, vm, point, snap: None }));
             self.out.send(r.metadata_repository, Message::DeleteReplicaPoint { op, point });
+        }
+    }
+
+    /// Asks `host` to remove a retired point's snapshot.
+    fn remove_replica_snapshot(&mut self, host: NodeId, retire: ReplicaOp) {
+        let ReplicaOp::Retire { snap: Some(snap), .. } = retire else { return };
+        let op = self.op(host, super::Op::Replica(retire));
+        self.out.send(host, Message::CommitSnapshot { op, snap });
+    }
+
+    /// `peer` went away before answering `op`: it may have been done or
+    /// not. Operations that end in the same state however often they run
+    /// wait for the peer and are asked again (`true`): a retired point's
+    /// snapshot removal (so a replica point is never left half retired),
+    /// and an action's power, revert and removal steps (so a broken
+    /// connection does not fail an operator's failover or failback).
+    /// Others fail now (`false`).
+    pub(super) fn replica_op_lost(&mut self, peer: NodeId, op: ReplicaOp) -> bool {
+        let waits = match op {
+            ReplicaOp::Retire { snap, .. } => snap.is_some(),
+            ReplicaOp::Action { action, .. } => self.action_step_repeatable(action),
+            ReplicaOp::Sync { .. } => false,
+        };
+        if waits {
+            self.replication.asked_again.push((peer, op));
+        }
+        waits
+    }
+
+    /// `peer` is back: what it may have missed is asked again.
+    pub(super) fn ask_replica_ops_again(&mut self, peer: NodeId) {
+        let (again, keep) = std::mem::take(&mut self.replication.asked_again).into_iter().partition(|(p, _)| *p == peer);
+        self.replication.asked_again = keep;
+        for (_, op) in again {
+            match op {
+                ReplicaOp::Retire { .. } => self.remove_replica_snapshot(peer, op),
+                ReplicaOp::Action { action, .. } => self.run_steps(action),
+                ReplicaOp::Sync { .. } => {}
+            }
         }
     }
 }
