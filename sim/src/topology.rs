@@ -46,6 +46,9 @@ pub struct Topology {
     /// Per repository node, how many blocks its store is expected to hold
     /// (see [`backed_up_blocks`]): a sizing hint for its index and store.
     pub expected_blocks: BTreeMap<NodeId, usize>,
+    /// Direct-mode proxies and the hosts whose datastores each reads
+    /// itself (see [`scenario::Proxy::direct_hosts`]).
+    pub direct: BTreeMap<NodeId, Vec<NodeId>>,
     /// Some link breaks connections (`breaks > 0`): the run draws them.
     breaking: bool,
 }
@@ -80,6 +83,12 @@ impl Topology {
 
         let vms: BTreeMap<String, VmId> = s.vms.iter().enumerate().map(|(i, v)| (v.name.clone(), VmId(i as u32))).collect();
         let vm = |name: &str| vms.get(name).copied().ok_or_else(|| format!("unknown vm {name:?}"));
+        let direct = s
+            .proxies
+            .iter()
+            .filter(|p| p.transport == scenario::Transport::Direct)
+            .map(|p| Ok((node(&p.name)?, p.direct_hosts(&s.hosts).map(|h| node(&h.name)).collect::<Result<_, String>>()?)))
+            .collect::<Result<_, String>>()?;
         let mut deployment = Deployment::default();
         for v in &s.vms {
             deployment.vms.insert(vm(&v.name)?, VmSpec { name: v.name.clone(), host: node(&v.host)? });
@@ -138,7 +147,7 @@ impl Topology {
         let breaking = s.links.iter().any(|l| l.breaks > 0.0);
         let expected_blocks =
             s.repositories.iter().map(|r| Ok((node(&r.name)?, backed_up_blocks(s, &r.name)))).collect::<Result<_, String>>()?;
-        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, breaking })
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, direct, breaking })
     }
 
     pub fn has_breaking_links(&self) -> bool {

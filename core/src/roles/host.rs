@@ -1,11 +1,12 @@
 //! The host role: the hypervisor agent. It turns peers' requests
 //! (snapshot, changed blocks, read) into hypervisor requests and relays the
-//! completions back to whoever asked. It keeps no state beyond the requests
+//! completions back to whoever asked (disk tasks' data requests through
+//! the mapping a direct-mode proxy shares, `super::data_requests`). It keeps no state beyond the requests
 //! in flight, so a host restart simply fails them (the asker retries).
 
 use super::RequestIds;
+use super::data_requests::DataAsk;
 use crate::hypervisor::{HypervisorCompletion, HypervisorOp, HypervisorReply, HypervisorRequest};
-use crate::ids::TaskId;
 use crate::ids::{NodeId, RequestId};
 use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
@@ -24,23 +25,14 @@ enum Asker {
         peer: NodeId,
         op: OpId,
     },
-    Changed {
+    /// A disk task's changed blocks, read or write.
+    Data {
         peer: NodeId,
-        task: TaskId,
-    },
-    Read {
-        peer: NodeId,
-        task: TaskId,
-        batch: u64,
+        ask: DataAsk,
     },
     CreateVm {
         peer: NodeId,
         op: OpId,
-    },
-    Write {
-        peer: NodeId,
-        task: TaskId,
-        batch: u64,
     },
     /// A revert or power change: answered `HostDone`.
     Done {
@@ -68,20 +60,15 @@ impl Host {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        let msg = match DataAsk::from_message(msg) {
+            Ok((ask, op)) => return self.ask(Asker::Data { peer: from, ask }, op),
+            Err(other) => other,
+        };
         match msg {
             Message::CreateSnapshot { op, vm } => self.ask(Asker::Snapshot { peer: from, op }, HypervisorOp::CreateSnapshot { vm }),
             Message::CommitSnapshot { op, snap } => self.ask(Asker::Commit { peer: from, op }, HypervisorOp::CommitSnapshot { snap }),
-            Message::GetChangedBlocks { task, snap, disk, since, block_size } => {
-                self.ask(Asker::Changed { peer: from, task }, HypervisorOp::ChangedBlocks { snap, disk, since, block_size })
-            }
-            Message::ReadBlocks { task, batch, snap, disk, block_size, blocks } => {
-                self.ask(Asker::Read { peer: from, task, batch }, HypervisorOp::ReadBlocks { snap, disk, block_size, blocks })
-            }
             Message::CreateVm { op, vm, name, disks } => {
                 self.ask(Asker::CreateVm { peer: from, op }, HypervisorOp::CreateVm { vm, name, disks })
-            }
-            Message::WriteBlocks { task, batch, vm, disk, block_size, blocks } => {
-                self.ask(Asker::Write { peer: from, task, batch }, HypervisorOp::WriteBlocks { vm, disk, block_size, blocks })
             }
             Message::RevertVm { op, snap } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::RevertToSnapshot { snap }),
             Message::SetPower { op, vm, on } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::SetPower { vm, on }),
@@ -107,30 +94,7 @@ impl Host {
                 Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op } | Asker::Done { peer, op },
                 Err(reason),
             ) => (peer, Message::HostFailed { op, reason }),
-            (Asker::Write { peer, task, batch }, result) => {
-                let result = match result {
-                    Ok(HypervisorReply::BlocksWritten) => Ok(()),
-                    Ok(other) => Err(format!("unexpected hypervisor reply {other:?}")),
-                    Err(e) => Err(e),
-                };
-                (peer, Message::BlocksWritten { task, batch, result })
-            }
-            (Asker::Changed { peer, task }, result) => {
-                let reply = match result {
-                    Ok(HypervisorReply::ChangedBlocks(c)) => Ok(c),
-                    Ok(other) => Err(format!("unexpected hypervisor reply {other:?}")),
-                    Err(e) => Err(e),
-                };
-                (peer, Message::ChangedBlocksReply { task, reply })
-            }
-            (Asker::Read { peer, task, batch }, result) => {
-                let result = match result {
-                    Ok(HypervisorReply::BlocksRead(blocks)) => Ok(blocks),
-                    Ok(other) => Err(format!("unexpected hypervisor reply {other:?}")),
-                    Err(e) => Err(e),
-                };
-                (peer, Message::BlocksRead { task, batch, result })
-            }
+            (Asker::Data { peer, ask }, result) => (peer, ask.reply(result)),
         };
         self.out.send(peer, msg);
     }

@@ -2,6 +2,7 @@
 //! [`crate::node`]): the manager plans and commits, proxies move data,
 //! repositories keep restore points, hosts front the hypervisors.
 
+mod data_requests;
 pub mod host;
 pub mod manager;
 pub mod proxy;
@@ -9,7 +10,7 @@ pub mod repository;
 
 pub use host::Host;
 pub use manager::Manager;
-pub use proxy::Proxy;
+pub use proxy::{Direct, Proxy};
 pub use repository::Repository;
 
 /// Hands out request ids for storage and hypervisor requests.

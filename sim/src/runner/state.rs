@@ -9,7 +9,7 @@ use crate::report::{Bytes, JobTally, Liveness, Restores, Summary};
 use crate::scenario::{RestoreCheck, Scenario};
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
-use blockferry_core::roles::{Host, Manager, Proxy, Repository};
+use blockferry_core::roles::{Direct, Host, Manager, Proxy, Repository};
 use blockferry_core::wire::Message;
 use blockferry_core::{Event, JobId, Node, NodeId, RestorePointId, Timestamp, VmId};
 use std::cell::RefCell;
@@ -54,8 +54,16 @@ impl NodeMaker {
                 })
             }
             Role::Host => Box::new(Host::new()),
-            Role::Proxy if self.sabotage == Some(Sabotage::IgnoreThrottling) => Box::new(Proxy::ignoring_throttles()),
-            Role::Proxy => Box::new(Proxy::new()),
+            Role::Proxy => {
+                let proxy = match self.sabotage {
+                    Some(Sabotage::IgnoreThrottling) => Proxy::ignoring_throttles(),
+                    _ => Proxy::new(),
+                };
+                match self.topo.direct.get(&id) {
+                    Some(hosts) => Box::new(Direct::new(proxy, hosts.iter().copied())),
+                    None => Box::new(proxy),
+                }
+            }
             Role::Repository => {
                 let repository = match self.sabotage {
                     Some(Sabotage::SkipSyncBeforeManifest) => Repository::skipping_sync_before_manifest(),
@@ -78,7 +86,13 @@ impl RunState {
             match node.role {
                 Role::Host => world.bind(node.id, Binding::Host(node.name.clone())),
                 Role::Repository => world.bind(node.id, Binding::Repository(node.name.clone())),
-                Role::Manager | Role::Proxy => {}
+                // A direct-mode proxy's reads go to its hosts' datastores.
+                Role::Proxy => {
+                    if let Some(hosts) = topo.direct.get(&node.id) {
+                        world.bind(node.id, Binding::Datastore(hosts.iter().map(|h| topo.name(*h).to_string()).collect()));
+                    }
+                }
+                Role::Manager => {}
             }
         }
         let nodes = NodeMaker { topo: Rc::new(topo.clone()), sabotage: options.sabotage };

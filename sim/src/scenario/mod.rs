@@ -182,6 +182,16 @@ pub struct Proxy {
     pub streams: u32,
 }
 
+impl Proxy {
+    /// The hosts whose datastores this proxy reads itself in direct mode:
+    /// those of its own site, as a SAN-attached or hot-add proxy reaches
+    /// only its own site's storage. It reads any other host's VMs through
+    /// that host (network mode, as Veeam fails over to it).
+    pub fn direct_hosts<'a>(&'a self, hosts: &'a [Host]) -> impl Iterator<Item = &'a Host> + 'a {
+        hosts.iter().filter(move |h| h.site == self.site)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Transport {

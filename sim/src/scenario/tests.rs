@@ -600,3 +600,17 @@ fn syntax_errors_have_lines_and_files_are_read() {
     assert_eq!(s.origin, path.display().to_string());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_direct_proxy_needs_a_host_in_its_site() {
+    let direct = |proxy: &str| BASE.replace(&format!("name = \"{proxy}\"\n"), &format!("name = \"{proxy}\"\ntransport = \"direct\"\n"));
+    let s = parse(&direct("px-prod")).unwrap();
+    assert_eq!(s.proxies[0].transport, Transport::Direct);
+    let without_dr_host =
+        direct("px-dr").replace("[[host]]\nname = \"esx-dr\"\nsite = \"dr\"\n", "").replace("host = \"esx-dr\"", "host = \"esx-prod\"");
+    let e = error(&without_dr_host);
+    assert_eq!(
+        e,
+        "scenarios/x.toml: proxy \"px-dr\": transport = \"direct\" reads the datastores of hosts in its own site, and site \"dr\" has no [[host]]"
+    );
+}

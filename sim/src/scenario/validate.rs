@@ -120,13 +120,17 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         if !(1..=tcp::MAX_STREAMS).contains(&streams) {
             return Err(err(format!("{what}: streams = {streams} is outside [1, {}]", tcp::MAX_STREAMS)));
         }
-        proxies.push(Proxy {
-            name: proxy.name.clone(),
-            site: proxy.site.clone(),
-            task_slots,
-            transport: proxy.transport.unwrap_or_default(),
-            streams,
-        });
+        let transport = proxy.transport.unwrap_or_default();
+        let proxy = Proxy { name: proxy.name.clone(), site: proxy.site.clone(), task_slots, transport, streams };
+        // Other sites' hosts are read through the network: with no host
+        // in its own site, the key would do nothing.
+        if transport == Transport::Direct && proxy.direct_hosts(&hosts).next().is_none() {
+            return Err(err(format!(
+                "{what}: transport = \"direct\" reads the datastores of hosts in its own site, and site {:?} has no [[host]]",
+                proxy.site
+            )));
+        }
+        proxies.push(proxy);
     }
 
     let mut repositories = Vec::new();

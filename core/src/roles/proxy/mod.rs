@@ -2,9 +2,11 @@
 //! each an independent pipeline ([`backup_task`]), and routes every reply to
 //! the task it belongs to. For replication it is either end of a replica
 //! disk sync: the sender ([`replica_source`], started by the manager) or the
-//! receiver ([`replica_target`], opened by the sender).
+//! receiver ([`replica_target`], opened by the sender). In direct mode a
+//! layer around it ([`direct`]) reads the host's datastore itself.
 
 mod backup_task;
+mod direct;
 mod paced;
 mod replica_source;
 mod replica_target;
@@ -18,6 +20,7 @@ use crate::wire::Message;
 use crate::wire::message::TaskRate;
 pub use backup_task::{BATCH_BYTES, WINDOW};
 use backup_task::{BackupRun, Progress};
+pub use direct::Direct;
 use paced::PacedFlow;
 use replica_source::ReplicaSource;
 use replica_target::ReplicaTarget;
