@@ -22,8 +22,8 @@
 //! A host that goes down: its datastore stays readable (a datastore
 //! outlives the host agent), but a task still depends on the host, whose
 //! snapshot it reads. The proxy sees the connection to the host break and
-//! its tasks react as in network mode (a backup suspends until the host is
-//! back, a replica sync fails); answers to direct reads made before the
+//! its tasks react as in network mode (a backup or a replica sync suspends
+//! until the host is back); answers to direct reads made before the
 //! break are dropped, as a network answer in flight would be lost, so a
 //! task resumes exactly as it would in network mode.
 
