@@ -124,8 +124,27 @@ impl fmt::Display for Digest {
 
 /// The storage-optimisation block size of a job: a disk is a vector of
 /// fixed blocks of this size (the last one may be shorter).
+///
+/// Only [`BlockSize::new`]'s values exist: deserialising goes through it,
+/// so a peer cannot send a block size of 0 (a division by zero in
+/// [`BlockSize::blocks_for`]) or 3; such a frame does not decode.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "u32", into = "u32")]
 pub struct BlockSize(u32);
+
+impl TryFrom<u32> for BlockSize {
+    type Error = BlockSizeError;
+
+    fn try_from(bytes: u32) -> Result<BlockSize, BlockSizeError> {
+        BlockSize::new(u64::from(bytes))
+    }
+}
+
+impl From<BlockSize> for u32 {
+    fn from(size: BlockSize) -> u32 {
+        size.0
+    }
+}
 
 impl BlockSize {
     pub const MIN: u32 = 4 * 1024;
@@ -320,6 +339,24 @@ pub enum DecodeError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A block size travels as its byte count: a peer's frame can say
+    /// anything there, and only valid sizes decode.
+    #[test]
+    fn a_block_size_off_the_wire_is_valid_or_does_not_decode() {
+        use crate::wire::frame::{decode_frame, encode_frame};
+        let decode = |bytes: u32| {
+            let mut frame = Vec::new();
+            encode_frame(&bytes, &mut frame).expect("a u32 encodes");
+            decode_frame::<BlockSize>(&frame, 1024)
+        };
+        for bad in [0, 3, 4095, 6 * 1024 * 1024, u32::MAX] {
+            assert!(decode(bad).is_err(), "block size {bad} decoded");
+        }
+        for good in [BlockSize::MIN, 1 << 20, BlockSize::MAX] {
+            assert_eq!(decode(good).map(BlockSize::bytes).ok(), Some(good));
+        }
+    }
 
     #[test]
     fn digest_order_is_byte_order() {
