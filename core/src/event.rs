@@ -158,6 +158,14 @@ pub enum Event {
         action: ReplicaAction,
         result: Result<ActionOutcome, String>,
     },
+    // Last: a trace hashes each event's variant index, and earlier
+    // variants keep theirs.
+    /// The node refused a peer's input (a message it may not send, or
+    /// values that fail validation) and closed the connection to it.
+    InputRefused {
+        peer: NodeId,
+        reason: String,
+    },
 }
 
 /// What a replica restore point must hold.

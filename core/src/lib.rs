@@ -11,6 +11,7 @@ pub mod digest_table;
 pub mod event;
 pub mod hypervisor;
 pub mod ids;
+pub mod limits;
 pub mod manifest;
 pub mod node;
 pub mod pacing;

@@ -70,6 +70,13 @@ pub enum Output {
     /// Ask the node's hypervisor backend; answered by `Input::Hypervisor`.
     Hypervisor(HypervisorRequest),
     Event(Event),
+    /// Close the connection to `peer`, which sent something this node
+    /// refuses; the driver logs `reason`. What was queued for the peer is
+    /// dropped, `PeerDown` follows, and a new connection is judged afresh.
+    Close {
+        peer: NodeId,
+        reason: String,
+    },
 }
 
 /// A role's state machine. See the module documentation for the contract.
@@ -102,6 +109,12 @@ impl Outbox {
     }
     pub fn hypervisor(&mut self, request: HypervisorRequest) {
         self.0.push_back(Output::Hypervisor(request));
+    }
+    /// Refuses a peer's input: the event log says who sent what, and the
+    /// connection to the peer is closed. The caller changes nothing else.
+    pub fn refuse(&mut self, peer: NodeId, reason: String) {
+        self.0.push_back(Output::Event(Event::InputRefused { peer, reason: reason.clone() }));
+        self.0.push_back(Output::Close { peer, reason });
     }
     pub fn push(&mut self, output: Output) {
         self.0.push_back(output);

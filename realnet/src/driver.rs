@@ -101,7 +101,7 @@ use blockferry_core::wire::{FrameDecoder, Message, encode_frame};
 use blockferry_core::{Event, Input, Node, NodeId, Output, Timestamp};
 use conn::{ConnError, ConnId, Ctx, TaskEvent};
 use queue::Outbound;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
 use std::rc::Rc;
@@ -176,10 +176,11 @@ struct Inner<N: Node, T: Transport, C: Clock> {
     peers: BTreeMap<NodeId, PeerSlot>,
     timers: Timers,
     next_conn: ConnId,
-    /// Connected peers whose queue overflowed during the current drain; their
-    /// connections are closed once the drain is complete (closing feeds
-    /// `PeerDown`, which must not happen in the middle of a drain).
-    overflowed: BTreeSet<NodeId>,
+    /// Connections to close once the current drain is complete (closing
+    /// feeds `PeerDown`, which must not happen in the middle of a drain):
+    /// a queue overflowed, or the node refused the peer's input. The first
+    /// reason for a peer is the one logged.
+    closing: BTreeMap<NodeId, ConnError>,
     tx: mpsc::Sender<TaskEvent<T::Stream>>,
     services: Box<dyn Services>,
     /// Storage and hypervisor requests in progress; aborted with the driver.
@@ -227,7 +228,7 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             peers,
             timers: Timers::default(),
             next_conn: 0,
-            overflowed: BTreeSet::new(),
+            closing: BTreeMap::new(),
             tx,
             services: Box::new(NoServices),
             requests: JoinSet::new(),
@@ -414,12 +415,12 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
         let now = self.clock.now();
         self.node.handle(now, input);
         self.drain(now);
-        self.close_overflowed();
+        self.close_pending();
     }
 
-    fn close_overflowed(&mut self) {
-        while let Some(peer) = self.overflowed.pop_first() {
-            if self.detach(peer, &ConnError::Overflow, true) {
+    fn close_pending(&mut self) {
+        while let Some((peer, reason)) = self.closing.pop_first() {
+            if self.detach(peer, &reason, true) {
                 let now = self.clock.now();
                 self.node.handle(now, Input::PeerDown(peer));
                 self.drain(now);
@@ -443,6 +444,9 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
                     self.start_request(async move { Input::Hypervisor(done.await) });
                 }
                 Output::Event(event) => (self.sink)(now, &event),
+                Output::Close { peer, reason } => {
+                    self.closing.entry(peer).or_insert(ConnError::Refused(reason));
+                }
             }
         }
     }
@@ -486,7 +490,7 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
                 "send queue full: oldest frames dropped"
             );
             if slot.conn.is_some() {
-                self.overflowed.insert(to);
+                self.closing.entry(to).or_insert(ConnError::Overflow);
             }
         }
         slot.out.ready.notify_one();

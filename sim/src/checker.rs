@@ -156,6 +156,11 @@ impl Checker {
         self.replica_syncs.observe(at, topo, event, &mut self.violations);
         self.windows.observe(at, topo, event, &mut self.violations);
         match event {
+            // Every node of a simulated deployment is honest: a refused
+            // input is a bug in its sender, or a limit set too low.
+            Event::InputRefused { peer, reason } => {
+                self.violations.push(format!("at {at}: input from {} refused: {reason}", topo.name(*peer)));
+            }
             Event::PointCommitted { job, vm, point, repository, host, snap, .. } => {
                 let block_size = self.check_point(at, topo, world, *point, *repository, *snap).unwrap_or(world.hypervisors().fine());
                 let repository_name = topo.name(*repository).to_string();

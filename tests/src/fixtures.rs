@@ -98,3 +98,37 @@ impl Node for PingPong {
         self.out.pop()
     }
 }
+
+/// Answers pings, but refuses the first one as invalid input, as a role
+/// refuses a message that fails validation: the connection to the pinger
+/// is closed, and what it sends over the next one is answered.
+pub struct RefusesFirstPing {
+    inner: PingPong,
+    refused: bool,
+    out: Outbox,
+}
+
+impl Default for RefusesFirstPing {
+    fn default() -> Self {
+        RefusesFirstPing { inner: PingPong::responder(), refused: false, out: Outbox::default() }
+    }
+}
+
+impl Node for RefusesFirstPing {
+    fn handle(&mut self, now: Timestamp, input: Input) {
+        match input {
+            Input::Message { from, msg: Message::Ping { seq } } if !self.refused => {
+                self.refused = true;
+                self.out.refuse(from, format!("ping {seq} is not welcome"));
+            }
+            other => self.inner.handle(now, other),
+        }
+        while let Some(output) = self.inner.poll_output() {
+            self.out.push(output);
+        }
+    }
+
+    fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop()
+    }
+}

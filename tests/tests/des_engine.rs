@@ -5,7 +5,7 @@ use blockferry_core::{Event, NodeId};
 use blockferry_sim::des::Des;
 use blockferry_sim::net::{LinkSpec, Network, SiteId};
 use blockferry_sim::seed::{self, Stream};
-use blockferry_tests::fixtures::PingPong;
+use blockferry_tests::fixtures::{PingPong, RefusesFirstPing};
 use std::time::Duration;
 
 const PINGS: u64 = 20;
@@ -61,4 +61,21 @@ fn another_seed_passes_with_another_trace() {
     let (a, b) = (run(7), run(8));
     assert_eq!(pongs(&b).len() as u64, PINGS);
     assert_ne!(a.trace().hash(), b.trace().hash(), "the seed must reach the run");
+}
+
+/// A node that refuses its peer's input closes the connection: both ends
+/// hear `PeerDown`, the pair connects again, and later pings are answered.
+#[test]
+fn a_refused_input_breaks_the_connection_and_it_is_made_again() {
+    let mut des = Des::new(Network::default());
+    des.keep_trace();
+    des.add_node(SiteId(0), Box::new(PingPong::pinger(NodeId(1), Duration::from_secs(1), 3)));
+    des.add_node(SiteId(0), Box::new(RefusesFirstPing::default()));
+    des.connect_all();
+    while des.step() {}
+    let seqs: Vec<u64> = pongs(&des).into_iter().map(|(seq, _)| seq).collect();
+    assert_eq!(seqs, [1, 2], "the refused ping is not answered, the later ones are");
+    let refused = des.trace().entries().iter().filter(|e| matches!(e.event, Event::InputRefused { peer: NodeId(0), .. })).count();
+    let downs = des.trace().entries().iter().filter(|e| matches!(e.event, Event::PeerDown { .. })).count();
+    assert_eq!((refused, downs), (1, 2), "one refusal; each end hears the connection go down once");
 }

@@ -8,7 +8,7 @@ use blockferry_core::wire::frame::encode_frame_version;
 use blockferry_core::wire::{FrameDecoder, Hello, Message, PROTOCOL_VERSION, encode_frame};
 use blockferry_core::{Event, NodeId, Timestamp};
 use blockferry_realnet::{Backoff, Driver, DriverConfig, EventSink, Keepalive, TokioClock, TokioTcp};
-use blockferry_tests::fixtures::PingPong;
+use blockferry_tests::fixtures::{PingPong, RefusesFirstPing};
 use std::cell::RefCell;
 use std::future::Future;
 use std::rc::Rc;
@@ -345,6 +345,36 @@ fn a_silent_peer_gets_keepalives_and_is_dropped_after_the_idle_timeout() {
         assert!(keepalives >= 3, "only {keepalives} keepalives in {closed_after:?}");
         assert!(closed_after >= keepalive.timeout, "closed after {closed_after:?}, before the idle timeout");
         assert!(closed_after < keepalive.timeout * 3, "closed only after {closed_after:?}");
+        Ok(())
+    });
+}
+
+/// A node that refuses its peer's input closes the connection (the event
+/// log names the peer and the reason); the peer sees it go down, dials
+/// again, and what it sends then is judged afresh.
+#[test]
+fn a_refused_input_closes_the_connection_and_the_peer_comes_back() {
+    local_test(async {
+        let (log0, log1) = (Log::default(), Log::default());
+        let refuser = RefusesFirstPing::default();
+        let mut d1 =
+            Driver::new(config("n1", N1, "n0", N0, "unused: n1 never dials n0"), refuser, TokioTcp, TokioClock::new(), sink(&log1))?;
+        let addr1 = d1.listen().await?;
+        let pinger = PingPong::pinger(N1, Duration::from_millis(100), 3);
+        let d0 = Driver::new(config("n0", N0, "n1", N1, &addr1), pinger, TokioTcp, TokioClock::new(), sink(&log0))?;
+
+        let (stop_tx, stop) = watch::channel(false);
+        let (h1, h0) = (start(d1, &stop), start(d0, &stop));
+        until(|| pongs(&log0).len() == 2).await;
+        stop_tx.send(true)?;
+        h0.await??;
+        h1.await??;
+
+        assert_eq!(pongs(&log0), vec![1, 2], "the refused ping is not answered, the later ones are");
+        let refused = Event::InputRefused { peer: N0, reason: "ping 0 is not welcome".into() };
+        assert_eq!(events(&log1), vec![Event::PeerUp { peer: N0 }, refused, Event::PeerDown { peer: N0 }, Event::PeerUp { peer: N0 }]);
+        let peer_events: Vec<Event> = events(&log0).into_iter().filter(|e| !matches!(e, Event::PongReceived { .. })).collect();
+        assert_eq!(peer_events, vec![Event::PeerUp { peer: N1 }, Event::PeerDown { peer: N1 }, Event::PeerUp { peer: N1 }]);
         Ok(())
     });
 }

@@ -33,6 +33,7 @@ mod references;
 mod replica_meta;
 #[cfg(test)]
 mod tests;
+mod validate;
 mod writers;
 
 use references::{Epoch, References, Slots};
@@ -223,6 +224,9 @@ impl Repository {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        if let Err(reason) = validate::check(&msg) {
+            return self.out.refuse(from, format!("{}: {reason}", msg.kind()));
+        }
         if !self.recovered {
             self.held.push((from, msg));
             return;

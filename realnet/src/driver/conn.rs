@@ -64,6 +64,8 @@ pub(crate) enum ConnError {
     Overflow,
     #[error("replaced by a newer connection from the same peer")]
     Replaced,
+    #[error("its input was refused: {0}")]
+    Refused(String),
     #[error("the driver stopped")]
     DriverGone,
 }

@@ -244,6 +244,14 @@ impl Des {
         }
     }
 
+    /// Breaks a pair's connection on a live link (a drawn break, or a node
+    /// closing it): it is made again after [`RECONNECT_DELAY`].
+    fn break_and_redial(&mut self, a: NodeId, b: NodeId) {
+        self.break_pair(a, b);
+        self.conns.get(a, b).reconnecting = true;
+        self.schedule(self.now + RECONNECT_DELAY, Scheduled::Reconnect(a, b));
+    }
+
     /// No traffic between two sites until [`Des::repair`].
     pub fn partition(&mut self, a: SiteId, b: SiteId) {
         self.partitions.insert(site_key(a, b));
@@ -430,6 +438,14 @@ impl Des {
                 self.schedule(at.max(self.now), Scheduled::Input(node, incarnation, Input::Hypervisor(done)));
             }
             Output::Event(event) => self.trace.record(self.now, node, &event),
+            // The node refused the peer's input: the connection breaks and
+            // is made again, as a real driver's dial loop does.
+            Output::Close { peer, .. } => {
+                if peer.0 as usize >= self.slots.len() || peer == node || !self.conns.get(node, peer).up {
+                    return;
+                }
+                self.break_and_redial(node, peer);
+            }
         }
     }
 }
@@ -443,9 +459,7 @@ impl Des {
         let flow = Flow { from: sender.site, to: receiver.site, ends: (from, to), streams: tcp::bundle(sender.streams, receiver.streams) };
         if self.net.link(flow.from, flow.to).is_some_and(|l| l.draw_break(self.rng.as_mut())) {
             self.stats.messages_lost += 1;
-            self.break_pair(from, to);
-            self.conns.get(from, to).reconnecting = true;
-            self.schedule(self.now + RECONNECT_DELAY, Scheduled::Reconnect(from, to));
+            self.break_and_redial(from, to);
             return;
         }
         let bytes = msg.wire_bytes();

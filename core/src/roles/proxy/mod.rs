@@ -11,6 +11,7 @@ mod paced;
 mod replica_source;
 mod replica_target;
 mod restore_task;
+mod validate;
 mod walk;
 
 use crate::ids::{NodeId, TaskId};
@@ -187,6 +188,9 @@ impl Proxy {
     }
 
     fn on_message(&mut self, now: Timestamp, from: NodeId, msg: Message) {
+        if let Err(reason) = validate::check(&msg) {
+            return self.out.refuse(from, format!("{}: {reason}", msg.kind()));
+        }
         let task = match msg {
             Message::StartBackupTask(spec) => {
                 let (task, rate) = (spec.task, spec.rate.clone());
@@ -463,3 +467,6 @@ impl Node for Proxy {
         self.out.pop()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -43,6 +43,8 @@ struct Harness {
     manifests: BTreeMap<RestorePointId, Manifest>,
     /// Messages the repository sent, oldest first.
     sent: VecDeque<Message>,
+    /// Peers whose connection it closed, and why.
+    closed: Vec<(NodeId, String)>,
 }
 
 impl Harness {
@@ -53,6 +55,7 @@ impl Harness {
             blocks: BTreeSet::new(),
             manifests: BTreeMap::new(),
             sent: VecDeque::new(),
+            closed: Vec::new(),
         };
         h.input(Input::Start);
         h
@@ -67,6 +70,7 @@ impl Harness {
             while let Some(output) = self.repo.poll_output() {
                 match output {
                     Output::Send { msg, .. } => self.sent.push_back(msg),
+                    Output::Close { peer, reason } => self.closed.push((peer, reason)),
                     Output::Storage(request) => {
                         let result = Ok(self.serve(request.op));
                         inputs.push_back(Input::Storage(StorageCompletion { id: request.id, result }));
@@ -181,6 +185,50 @@ impl Harness {
 
 fn block_size() -> BlockSize {
     BlockSize::new(4096).expect("a valid block size")
+}
+
+/// `msg` from the proxy is refused: no answer, the connection to the proxy
+/// closed with a reason containing `why`.
+fn assert_refused(h: &mut Harness, msg: Message, why: &str) {
+    let kind = msg.kind();
+    assert_eq!(h.ask(PROXY, msg), Vec::new(), "a refused {kind} is not answered");
+    match h.closed.pop() {
+        Some((PROXY, reason)) => assert!(reason.contains(kind) && reason.contains(why), "{reason}"),
+        other => panic!("{kind} was not refused: {other:?}"),
+    }
+}
+
+/// Issue 13 §1: a block index no disk can have (a progress bitmap was
+/// sized from it), a disk near `u64::MAX` bytes (its digest vector was),
+/// and replica metadata beyond its disk are refused whole, and change
+/// nothing: the disk's progress stays empty and nothing is stored.
+#[test]
+fn values_beyond_the_limits_are_refused_and_change_nothing() {
+    let mut h = Harness::new();
+    let block = |index| BlockRef { index, digest: d(1), payload: Some(payload(d(1))) };
+    let put = Message::PutBlocks { task: TaskId(1), batch: 0, target: target(1), blocks: vec![block(0), block(1 << 40)] };
+    assert_refused(&mut h, put, "block 1099511627776");
+    let finish = Message::FinishDisk { task: TaskId(1), target: target(1), bytes: u64::MAX, block_size: block_size(), base: None };
+    assert_refused(&mut h, finish, "larger than the limit");
+    let replica = Message::PutReplicaDisk {
+        task: TaskId(1),
+        point: RestorePointId(9),
+        base: None,
+        disk: 0,
+        bytes: BLOCKS * 4096,
+        block_size: block_size(),
+        changes: vec![(BLOCKS, d(2))],
+        first: true,
+        last: true,
+    };
+    assert_refused(&mut h, replica, "beyond the disk's 4 blocks");
+    match h.ask(PROXY, Message::GetProgress { task: TaskId(1), target: target(1) }).as_slice() {
+        [Message::Progress { done, .. }] => assert!(done.not_any(), "{done:?}"),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    assert!(h.blocks.is_empty() && h.closed.is_empty());
+    // Within the limits all is well again.
+    assert_eq!(h.put(1, &[(0, d(1), true)]), Ok(()));
 }
 
 #[test]

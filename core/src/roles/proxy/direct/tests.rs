@@ -1,11 +1,10 @@
 //! The direct layer on its own (a scripted proxy) and around a real one.
 
 use super::*;
-use crate::block::{BlockSize, Compression, Digest};
+use crate::block::{BlockSize, Digest};
 use crate::hypervisor::{ChangedBlocks, HypervisorOp, HypervisorReply};
-use crate::ids::{JobId, SessionId, SnapshotId, TaskId, VmId};
+use crate::ids::{SnapshotId, TaskId, VmId};
 use crate::payload::{BlockData, SyntheticBlock};
-use crate::wire::message::{BackupTask, DiskTarget, ReadMode};
 use bitvec::vec::BitVec;
 
 const HOST: NodeId = NodeId(1);
@@ -131,23 +130,7 @@ fn answers_due_when_the_host_went_down_are_dropped_as_network_ones_would_be() {
 #[test]
 fn a_backup_task_of_a_direct_proxy_reads_through_the_datastore() {
     let mut proxy = Proxy::direct([HOST]);
-    let spec = BackupTask {
-        task: TASK,
-        job: JobId(0),
-        target: DiskTarget { session: SessionId(1), vm: VmId(0), disk: 0 },
-        host: HOST,
-        snap: SnapshotId(3),
-        disk_bytes: 4 << 20,
-        repository: REPOSITORY,
-        base: None,
-        mode: ReadMode::Full,
-        block_size: BlockSize::LOCAL,
-        compression: Compression::Optimal,
-        resume: false,
-        reread: Vec::new(),
-        verify_since: None,
-        rate: None,
-    };
+    let spec = crate::roles::proxy::tests::backup_spec(HOST, REPOSITORY, 4 << 20);
     proxy.handle(Timestamp::ZERO, Input::Start);
     proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
     let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
