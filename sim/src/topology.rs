@@ -10,20 +10,16 @@ use crate::scenario::{self, Scenario};
 use blockferry_core::config::{
     BackupJob, Deployment, JobKind, JobSpec, ProxySpec, REPLICA_VM_BASE, ReplicationJob, RepositorySpec, ThrottleRule, VmSpec,
 };
+use blockferry_core::roles::Roster;
 use blockferry_core::{JobId, NodeId, VmId};
 use std::collections::BTreeMap;
+use std::rc::Rc;
 
 /// Disk tasks a repository accepts at once (the scenario format has no key
 /// for it yet).
 pub const REPOSITORY_MAX_TASKS: u32 = 8;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    Manager,
-    Host,
-    Proxy,
-    Repository,
-}
+pub use blockferry_core::roles::Role;
 
 #[derive(Debug, Clone)]
 pub struct NodeInfo {
@@ -57,6 +53,20 @@ pub struct Topology {
 pub const MANAGER: &str = "manager";
 
 impl Topology {
+    /// The operator's node id: the one after the deployment's nodes (under
+    /// turmoil a host of its own beside the manager; the discrete-event
+    /// runner injects its requests).
+    pub fn operator(&self) -> NodeId {
+        NodeId(self.nodes.len() as u32)
+    }
+
+    /// Which node plays which role, the operator included: what every
+    /// node knows of the deployment.
+    pub fn roster(&self) -> Roster {
+        let nodes = self.nodes.iter().map(|n| (n.id, n.role));
+        Rc::new(nodes.chain(std::iter::once((self.operator(), Role::Operator))).collect())
+    }
+
     /// Builds the topology. The scenario was validated, so every name it
     /// references exists; a job kind this build does not run yet is skipped
     /// with `unsupported` naming it.

@@ -2,12 +2,14 @@
 //! [`crate::node`]): the manager plans and commits, proxies move data,
 //! repositories keep restore points, hosts front the hypervisors.
 
+pub mod authorise;
 mod data_requests;
 pub mod host;
 pub mod manager;
 pub mod proxy;
 pub mod repository;
 
+pub use authorise::{Authorised, Role, Roster};
 pub use host::Host;
 pub use manager::Manager;
 pub use proxy::{Direct, Proxy};

@@ -15,9 +15,6 @@ use blockferry_core::{NodeId, Timestamp};
 
 /// The manager's node id (see `topology`).
 const MANAGER: NodeId = NodeId(0);
-/// Who asks for the end-of-run restores: not a node of the deployment, so
-/// the manager's answers to it go nowhere.
-const OPERATOR: NodeId = NodeId(u32::MAX);
 
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summary, String> {
     let mut state = RunState::new(scenario, seed, options)?;
@@ -32,6 +29,9 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         des.inject(Timestamp::ZERO, info.id, Input::Start);
     }
     des.connect_all();
+    // Who asks for operator actions and the end-of-run restores: not a node
+    // the engine runs, so the manager's answers to it go nowhere.
+    let operator = state.topo.operator();
 
     let end = Timestamp::ZERO + scenario.duration;
     if let Some(rng) = state.breaks_rng(seed) {
@@ -44,7 +44,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         run_until(&mut des, &mut state, at);
         match item {
             Timed::Fault(step) => faults::apply(&mut des, &mut state, at, &step)?,
-            Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: OPERATOR, msg: *msg }),
+            Timed::Action(msg) => des.inject(at, MANAGER, Input::Message { from: operator, msg: *msg }),
         }
     }
     run_until(&mut des, &mut state, end);
@@ -63,7 +63,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
 
     // Prove every retained point restorable.
     for msg in state.restore_requests(scenario.restore_check) {
-        des.inject(phase_end, MANAGER, Input::Message { from: OPERATOR, msg });
+        des.inject(phase_end, MANAGER, Input::Message { from: operator, msg });
     }
     let deadline = phase_end + RESTORE_WINDOW;
     while !state.restores_done() && des.next_at().is_some_and(|t| t <= deadline) {

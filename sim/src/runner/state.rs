@@ -9,7 +9,7 @@ use crate::report::{Bytes, JobTally, Liveness, Restores, Summary};
 use crate::scenario::{RestoreCheck, Scenario};
 use crate::topology::{Role, Topology};
 use crate::world::{Binding, World};
-use blockferry_core::roles::{Direct, Host, Manager, Proxy, Repository};
+use blockferry_core::roles::{Authorised, Direct, Host, Manager, Proxy, Repository, Roster};
 use blockferry_core::wire::Message;
 use blockferry_core::{Event, JobId, Node, NodeId, RestorePointId, Timestamp, VmId};
 use std::cell::RefCell;
@@ -36,14 +36,25 @@ pub struct RunState {
 #[derive(Clone)]
 pub struct NodeMaker {
     topo: Rc<Topology>,
+    roster: Roster,
     sabotage: Option<Sabotage>,
 }
 
 impl NodeMaker {
     /// A fresh state machine for node `id` (at start, or after a crash).
+    /// It sees only what its peers' roles may send it (see
+    /// [`blockferry_core::roles::authorise`]).
     pub fn make(&self, id: NodeId) -> Option<Box<dyn Node>> {
         let info = self.topo.nodes.get(id.0 as usize)?;
+        let role = self.role(id)?;
+        Some(Box::new(Authorised::new(role, info.role, self.roster.clone())))
+    }
+
+    /// The role's own state machine.
+    fn role(&self, id: NodeId) -> Option<Box<dyn Node>> {
+        let info = self.topo.nodes.get(id.0 as usize)?;
         Some(match info.role {
+            Role::Operator => return None,
             Role::Manager => {
                 let cfg = self.topo.deployment.clone();
                 Box::new(match self.sabotage {
@@ -92,10 +103,10 @@ impl RunState {
                         world.bind(node.id, Binding::Datastore(hosts.iter().map(|h| topo.name(*h).to_string()).collect()));
                     }
                 }
-                Role::Manager => {}
+                Role::Manager | Role::Operator => {}
             }
         }
-        let nodes = NodeMaker { topo: Rc::new(topo.clone()), sabotage: options.sabotage };
+        let nodes = NodeMaker { topo: Rc::new(topo.clone()), roster: topo.roster(), sabotage: options.sabotage };
         Ok(RunState {
             topo,
             nodes,

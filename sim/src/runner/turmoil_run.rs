@@ -82,7 +82,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         (st.topo.clone(), st.nodes.clone(), st.world.clone())
     };
     let links = Links::new(topo.network.clone(), state.borrow().breaks_rng(seed), TICK);
-    let operator_id = NodeId(topo.nodes.len() as u32);
+    let operator_id = topo.operator();
     let manager_site = topo.site_of(NodeId(0)).ok_or("no manager")?;
     let mut hosts: Vec<HostInfo> = topo.nodes.iter().map(|n| HostInfo { name: n.name.clone(), site: n.site }).collect();
     // The operator sits beside the manager, the only node it talks to.
