@@ -247,6 +247,10 @@ impl Proxy {
             | Message::ReplicaProgress { task, .. } => task,
             _ => return,
         };
+        // A reply is believed only from a peer the task asked something.
+        if self.tasks.get(&task).is_some_and(|run| !run.depends_on(from)) {
+            return self.out.refuse(from, format!("{} for task {}, which asked nothing of {from}", msg.kind(), task.0));
+        }
         if let Some(flow) = self.paced.get_mut(&task) {
             flow.received(now, from, &msg);
         }

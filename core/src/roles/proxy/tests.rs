@@ -52,3 +52,32 @@ fn a_task_for_an_impossible_disk_is_refused_and_starts_nothing() {
     proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
     assert_eq!(proxy.running(), 1);
 }
+
+/// Issue 13 §2: a task's replies are believed only from the peers it asked:
+/// blocks "read" by another host are refused (and change nothing), those
+/// of its own host are taken.
+#[test]
+fn a_reply_from_a_peer_the_task_asked_nothing_is_refused() {
+    use crate::hypervisor::ChangedBlocks;
+    use bitvec::vec::BitVec;
+    const OTHER_HOST: NodeId = NodeId(5);
+    let mut proxy = Proxy::new();
+    proxy.handle(Timestamp::ZERO, Input::Start);
+    let spec = backup_spec(HOST, REPOSITORY, 4 << 20);
+    proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
+    let _: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+    let changed = || {
+        let reply = Ok(ChangedBlocks::Known { changed: BitVec::repeat(true, 4), swap: BitVec::repeat(false, 4) });
+        Message::ChangedBlocksReply { task: TaskId(7), reply }
+    };
+    proxy.handle(Timestamp::ZERO, Input::Message { from: OTHER_HOST, msg: changed() });
+    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+    assert!(
+        matches!(outputs.as_slice(), [Output::Event(_), Output::Close { peer: OTHER_HOST, reason }] if reason.contains("changed_blocks_reply")),
+        "{outputs:?}"
+    );
+    proxy.handle(Timestamp::ZERO, Input::Message { from: HOST, msg: changed() });
+    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+    // The plan is made: the repository is asked for its progress or the host for blocks.
+    assert!(outputs.iter().any(|o| matches!(o, Output::Send { to: HOST, msg: Message::ReadBlocks { .. } })), "{outputs:?}");
+}
