@@ -8,6 +8,8 @@ pub mod host;
 pub mod manager;
 pub mod proxy;
 pub mod repository;
+#[cfg(test)]
+mod testing;
 
 pub use authorise::{Authorised, Role, Roster};
 pub use host::Host;

@@ -184,6 +184,23 @@ pub struct Manager {
     out: Outbox,
 }
 
+/// The operation an answer settles (see [`Manager::op`]).
+fn answered_op(msg: &Message) -> Option<OpId> {
+    match msg {
+        Message::SnapshotCreated { op, .. }
+        | Message::SnapshotCommitted { op }
+        | Message::VmCreated { op }
+        | Message::HostDone { op }
+        | Message::HostFailed { op, .. }
+        | Message::PointCommitted { op, .. }
+        | Message::PointDeleted { op, .. }
+        | Message::HealthReport { op, .. }
+        | Message::ReplicaPointCommitted { op, .. }
+        | Message::ReplicaPointDeleted { op, .. } => Some(*op),
+        _ => None,
+    }
+}
+
 impl Manager {
     pub fn new(cfg: Deployment) -> Self {
         Manager {
@@ -646,6 +663,13 @@ impl Manager {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        // An answer is believed only from the peer the request went to.
+        if let Some(op) = answered_op(&msg)
+            && let Some((asked, _)) = self.ops.get(&op)
+            && *asked != from
+        {
+            return self.out.refuse(from, format!("{} answers operation {op}, which was asked of {asked}", msg.kind()));
+        }
         match msg {
             Message::SnapshotCreated { op, snap, disks } => self.on_host_answer(op, Ok((snap, disks))),
             Message::SnapshotCommitted { op } | Message::VmCreated { op } | Message::HostDone { op } => {
@@ -912,3 +936,6 @@ impl Node for Manager {
         self.out.pop()
     }
 }
+
+#[cfg(test)]
+mod tests;

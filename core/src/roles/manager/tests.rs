@@ -1,0 +1,78 @@
+//! The manager against crafted inputs.
+
+use super::*;
+use crate::config::{BackupJob, JobKind, JobSpec, ProxySpec, RepositorySpec, VmSpec};
+use crate::hypervisor::SnapshotDisk;
+use crate::roles::testing::Stepper;
+use crate::{BlockSize, Compression};
+use std::time::Duration;
+
+const HOST: NodeId = NodeId(1);
+const PROXY: NodeId = NodeId(2);
+const REPOSITORY: NodeId = NodeId(3);
+const OTHER_HOST: NodeId = NodeId(4);
+
+/// One VM on `HOST`, backed up hourly by `PROXY` to `REPOSITORY`.
+fn deployment() -> Deployment {
+    let backup = BackupJob {
+        repository: REPOSITORY,
+        proxy: None,
+        retention: 2,
+        compression: Compression::Optimal,
+        block_size: BlockSize::LOCAL,
+        verify_every: None,
+        health_check: None,
+        window: None,
+    };
+    Deployment {
+        vms: [(VmId(0), VmSpec { name: "vm".into(), host: HOST })].into(),
+        proxies: [(PROXY, ProxySpec { name: "px".into(), task_slots: 1 })].into(),
+        repositories: [(REPOSITORY, RepositorySpec { name: "repo".into(), max_tasks: 4 })].into(),
+        jobs: vec![JobSpec {
+            id: JobId(0),
+            name: "job".into(),
+            vms: vec![VmId(0)],
+            every: Duration::from_secs(3600),
+            kind: JobKind::Backup(backup),
+            throttle: None,
+        }],
+        ..Deployment::default()
+    }
+}
+
+/// A manager whose first session has asked `HOST` for a snapshot: returns
+/// it and the operation id.
+fn asking_for_a_snapshot() -> (Stepper<Manager>, OpId) {
+    let mut m = Stepper::start(Manager::new(deployment()));
+    for peer in [HOST, PROXY, REPOSITORY] {
+        m.feed(Input::PeerUp(peer));
+    }
+    let op = m.run_until(Duration::from_secs(7200), |m| {
+        let mut snapshot = None;
+        for (to, msg) in m.take_sent() {
+            match msg {
+                // An empty repository: the catalog is ready at once.
+                Message::ListPoints { op } => m.message(to, Message::Points { op, points: Vec::new() }),
+                Message::CreateSnapshot { op, .. } if to == HOST => snapshot = Some(op),
+                _ => {}
+            }
+        }
+        snapshot
+    });
+    (m, op.expect("the first session asks for a snapshot"))
+}
+
+/// Issue 13 §2: an answer is believed only from the peer the request went
+/// to. Another host "creating" the snapshot is refused and changes
+/// nothing; the real host's answer starts the disk's task.
+#[test]
+fn an_answer_from_a_peer_not_asked_is_refused() {
+    let (mut m, op) = asking_for_a_snapshot();
+    let created = || Message::SnapshotCreated { op, snap: SnapshotId(5), disks: vec![SnapshotDisk { bytes: 4 << 20, change_id: None }] };
+    m.message(OTHER_HOST, created());
+    assert!(matches!(m.closed.as_slice(), [(OTHER_HOST, reason)] if reason.contains("snapshot_created")), "{:?}", m.closed);
+    assert!(m.take_sent().is_empty(), "a refused answer changes nothing");
+    m.message(HOST, created());
+    let sent = m.take_sent();
+    assert!(sent.iter().any(|(to, msg)| *to == PROXY && matches!(msg, Message::StartBackupTask(_))), "{sent:?}");
+}

@@ -1,0 +1,67 @@
+//! Stepping one role against crafted inputs in unit tests: feed an input,
+//! collect what it sent, closed and timed, and fire its timers in order.
+
+use crate::ids::NodeId;
+use crate::node::{Input, Node, Output, TimerId};
+use crate::time::Timestamp;
+use crate::wire::Message;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub(crate) struct Stepper<N> {
+    pub node: N,
+    pub now: Timestamp,
+    timers: BTreeMap<TimerId, Timestamp>,
+    /// What the node sent, oldest first (taken by [`Stepper::take_sent`]).
+    pub sent: Vec<(NodeId, Message)>,
+    /// Peers whose connection the node closed, and why.
+    pub closed: Vec<(NodeId, String)>,
+}
+
+impl<N: Node> Stepper<N> {
+    /// The node, started at `Timestamp::ZERO`.
+    pub fn start(node: N) -> Self {
+        let mut s = Stepper { node, now: Timestamp::ZERO, timers: BTreeMap::new(), sent: Vec::new(), closed: Vec::new() };
+        s.feed(Input::Start);
+        s
+    }
+
+    pub fn feed(&mut self, input: Input) {
+        self.node.handle(self.now, input);
+        while let Some(output) = self.node.poll_output() {
+            match output {
+                Output::Send { to, msg } => self.sent.push((to, msg)),
+                Output::Close { peer, reason } => self.closed.push((peer, reason)),
+                Output::SetTimer { id, at } => _ = self.timers.insert(id, at),
+                Output::CancelTimer(id) => _ = self.timers.remove(&id),
+                Output::Storage(_) | Output::Hypervisor(_) | Output::Event(_) => {}
+            }
+        }
+    }
+
+    pub fn message(&mut self, from: NodeId, msg: Message) {
+        self.feed(Input::Message { from, msg });
+    }
+
+    pub fn take_sent(&mut self) -> Vec<(NodeId, Message)> {
+        std::mem::take(&mut self.sent)
+    }
+
+    /// Fires due timers, earliest first, until `pick` finds what it looks
+    /// for in what was sent (which it may answer) or `limit` passes.
+    pub fn run_until<T>(&mut self, limit: Duration, mut pick: impl FnMut(&mut Self) -> Option<T>) -> Option<T> {
+        let end = Timestamp::ZERO + limit;
+        loop {
+            if let Some(found) = pick(self) {
+                return Some(found);
+            }
+            let (&id, &at) = self.timers.iter().min_by_key(|(_, at)| **at)?;
+            if at > end {
+                return None;
+            }
+            self.timers.remove(&id);
+            self.now = self.now.max(at);
+            self.feed(Input::Timer(id));
+        }
+    }
+}
