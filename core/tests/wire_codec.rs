@@ -280,7 +280,7 @@ fn undecodable_payload_with_good_checksum_is_refused() {
 
 #[test]
 fn hello_version_check_names_the_peer() {
-    let hello = Hello { node: "repo-dr".into(), protocol_version: PROTOCOL_VERSION + 1 };
+    let hello = Hello { protocol_version: PROTOCOL_VERSION + 1, ..Hello::new("repo-dr") };
     let err = hello.check_version().unwrap_err().to_string();
     assert!(err.contains("repo-dr") && err.contains(&(PROTOCOL_VERSION + 1).to_string()), "{err}");
     assert!(Hello::new("repo-dr").check_version().is_ok());

@@ -202,6 +202,7 @@ impl<N: Node, T: Transport, C: Clock> Driver<N, T, C> {
             connect_timeout: config.connect_timeout,
             handshake_timeout: config.handshake_timeout,
             keepalive: config.keepalive,
+            synthetic_payloads: config.synthetic_payloads,
         });
         let peers = config
             .peers

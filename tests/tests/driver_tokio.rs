@@ -131,7 +131,7 @@ async fn drain_until_closed<R: AsyncRead + Unpin>(stream: &mut R) -> usize {
 }
 
 #[test]
-fn wrong_version_or_unknown_name_is_refused() {
+fn wrong_version_unknown_name_or_simulated_peer_is_refused() {
     local_test(async {
         let log1 = Log::default();
         let (d1, addr1) = responder(&log1).await?;
@@ -140,11 +140,13 @@ fn wrong_version_or_unknown_name_is_refused() {
 
         let bad_hellos = [
             // The frame header itself carries version 99.
-            (Hello { node: "n0".into(), protocol_version: 99 }, 99),
+            (Hello { protocol_version: 99, ..Hello::new("n0") }, 99),
             // A well-framed hello that claims version 99.
-            (Hello { node: "n0".into(), protocol_version: 99 }, PROTOCOL_VERSION),
+            (Hello { protocol_version: 99, ..Hello::new("n0") }, PROTOCOL_VERSION),
             // The right version from a node not in the topology.
             (Hello::new("mallory"), PROTOCOL_VERSION),
+            // A simulator's node, with synthetic payloads, at a real one.
+            (Hello { synthetic_payloads: true, ..Hello::new("n0") }, PROTOCOL_VERSION),
         ];
         for (hello, frame_version) in bad_hellos {
             let mut raw = TcpStream::connect(&addr1).await?;

@@ -5,6 +5,10 @@
 //! `WriteBlocks` from a proxy, never from a repository; a repository
 //! deletes a point when the manager says so, never when a proxy does.
 //!
+//! The same layer refuses a simulator's synthetic payloads unless the node
+//! runs in a simulated deployment ([`Authorised::allowing_synthetic_payloads`]):
+//! a production repository must never store a descriptor as a block.
+//!
 //! [`Authorised`] wraps a role and refuses the rest before the role sees
 //! it (the event log names the peer and what it sent, and the connection
 //! to it is closed, see [`crate::node::Outbox::refuse`]). [`route`] is one
@@ -175,6 +179,8 @@ pub struct Authorised<N> {
     inner: N,
     own: Role,
     roster: Roster,
+    /// Synthetic payloads are welcome (a simulated deployment).
+    synthetic: bool,
     /// Refusals: the wrapped role's outputs come after them (it is fed
     /// nothing when an input is refused, so the two never interleave).
     out: Outbox,
@@ -182,7 +188,14 @@ pub struct Authorised<N> {
 
 impl<N: Node> Authorised<N> {
     pub fn new(inner: N, own: Role, roster: Roster) -> Self {
-        Authorised { inner, own, roster, out: Outbox::default() }
+        Authorised { inner, own, roster, synthetic: false, out: Outbox::default() }
+    }
+
+    /// Takes the simulator's synthetic payloads (only simulator drivers,
+    /// whose hellos say so, run such nodes).
+    pub fn allowing_synthetic_payloads(mut self) -> Self {
+        self.synthetic = true;
+        self
     }
 
     /// The wrapped role.
@@ -193,10 +206,16 @@ impl<N: Node> Authorised<N> {
 
 impl<N: Node> Node for Authorised<N> {
     fn handle(&mut self, now: Timestamp, input: Input) {
-        if let Input::Message { from, msg } = &input
-            && let Err(reason) = check(&self.roster, self.own, *from, msg)
-        {
-            return self.out.refuse(*from, reason);
+        if let Input::Message { from, msg } = &input {
+            let refused = match check(&self.roster, self.own, *from, msg) {
+                Ok(()) if msg.carries_synthetic() && !self.synthetic => {
+                    Err(format!("{} from {from} carries a synthetic payload, which only a simulated node takes", msg.kind()))
+                }
+                checked => checked,
+            };
+            if let Err(reason) = refused {
+                return self.out.refuse(*from, reason);
+            }
         }
         self.inner.handle(now, input);
     }
@@ -256,6 +275,48 @@ mod tests {
         host.handle(Timestamp::ZERO, Input::Message { from: PROXY, msg: write() });
         let out = outputs(&mut host);
         assert!(out.iter().any(|o| matches!(o, Output::Hypervisor(_))) && closed(&out).is_empty(), "{out:?}");
+    }
+
+    /// Issue 13 §5: a node not told it is simulated refuses a synthetic
+    /// block before its role stores anything; a simulated one takes it.
+    #[test]
+    fn synthetic_payloads_reach_only_simulated_nodes() {
+        use crate::payload::BlockPayload;
+        use crate::wire::message::{BlockRef, DiskTarget};
+        let digest = crate::block::Digest([1; 32]);
+        let block = BlockRef {
+            index: 0,
+            digest,
+            payload: Some(BlockPayload::Synthetic { digest, raw_len: 4096, stored_len: 100, compressibility: 0 }),
+        };
+        let put = || Message::PutBlocks {
+            task: TaskId(1),
+            batch: 0,
+            target: DiskTarget { session: crate::ids::SessionId(1), vm: VmId(0), disk: 0 },
+            blocks: vec![block.clone()],
+        };
+        for simulated in [false, true] {
+            let repository = Authorised::new(Repository::new(), R, roster());
+            let mut repository = if simulated { repository.allowing_synthetic_payloads() } else { repository };
+            repository.handle(Timestamp::ZERO, Input::Start);
+            // An empty store: recovered at once.
+            for output in outputs(&mut repository) {
+                if let Output::Storage(request) = output {
+                    let result = Ok(crate::storage::StorageReply::Recovered { manifests: Vec::new(), blocks: Vec::new() });
+                    repository.handle(Timestamp::ZERO, Input::Storage(crate::storage::StorageCompletion { id: request.id, result }));
+                }
+            }
+            outputs(&mut repository);
+            repository.handle(Timestamp::ZERO, Input::Message { from: PROXY, msg: put() });
+            let out = outputs(&mut repository);
+            let stored = out.iter().any(|o| matches!(o, Output::Storage(_)));
+            let refused = closed(&out);
+            if simulated {
+                assert!(stored && refused.is_empty(), "{out:?}");
+            } else {
+                assert!(!stored && matches!(refused.as_slice(), [(PROXY, r)] if r.contains("synthetic payload")), "{out:?}");
+            }
+        }
     }
 
     /// Only the manager deletes restore points.

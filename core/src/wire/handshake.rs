@@ -10,6 +10,9 @@ pub struct Hello {
     /// The sender's node name, as in the topology.
     pub node: String,
     pub protocol_version: u16,
+    /// The node runs in a simulated deployment and exchanges synthetic
+    /// block payloads: both ends of a connection must agree.
+    pub synthetic_payloads: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -20,11 +23,22 @@ pub enum HelloError {
     UnexpectedNode { got: String, expected: String },
     #[error("peer {0:?} is not in this node's topology")]
     UnknownNode(String),
+    #[error("peer {node:?} {} synthetic payloads and this node {}", if *peer { "exchanges" } else { "does not exchange" }, if *peer { "does not" } else { "does" })]
+    PayloadMismatch { node: String, peer: bool },
 }
 
 impl Hello {
+    /// A real node's hello (no synthetic payloads).
     pub fn new(node: impl Into<String>) -> Hello {
-        Hello { node: node.into(), protocol_version: PROTOCOL_VERSION }
+        Hello { node: node.into(), protocol_version: PROTOCOL_VERSION, synthetic_payloads: false }
+    }
+
+    /// Checks that a received hello's payload mode is ours.
+    pub fn check_payloads(&self, ours: bool) -> Result<(), HelloError> {
+        if self.synthetic_payloads != ours {
+            return Err(HelloError::PayloadMismatch { node: self.node.clone(), peer: self.synthetic_payloads });
+        }
+        Ok(())
     }
 
     /// Checks a received hello's version against ours.

@@ -748,6 +748,23 @@ impl Message {
         }
     }
 
+    /// Whether the message carries a simulator's synthetic block (a
+    /// descriptor standing for bytes it does not hold). Only nodes of a
+    /// simulated deployment take one: anywhere else a repository would
+    /// store the descriptor as if it were the block.
+    pub fn carries_synthetic(&self) -> bool {
+        let payload = |p: &BlockPayload| matches!(p, BlockPayload::Synthetic { .. });
+        let data = |d: &BlockData| matches!(d, BlockData::Synthetic(_));
+        match self {
+            Message::PutBlocks { blocks, .. } | Message::ReplicaBlocks { blocks, .. } => {
+                blocks.iter().any(|b| b.payload.as_ref().is_some_and(payload))
+            }
+            Message::PointBlocks { result: Ok(blocks), .. } => blocks.iter().any(|(_, p)| payload(p)),
+            Message::BlocksRead { result: Ok(blocks), .. } | Message::WriteBlocks { blocks, .. } => blocks.iter().any(|(_, d)| data(d)),
+            _ => false,
+        }
+    }
+
     /// Bytes the message occupies on a link: its frame, plus what its
     /// synthetic payloads stand for. Links and throttling both count this.
     pub fn wire_bytes(&self) -> u64 {

@@ -93,6 +93,9 @@ pub struct DriverConfig {
     pub handshake_timeout: Duration,
     /// Keepalive frames and the idle timeout of established connections.
     pub keepalive: Keepalive,
+    /// The node runs in a simulated deployment (synthetic block payloads):
+    /// its hello says so, and it connects only to peers that say the same.
+    pub synthetic_payloads: bool,
 }
 
 impl DriverConfig {
@@ -109,7 +112,15 @@ impl DriverConfig {
             connect_timeout: Duration::from_secs(10),
             handshake_timeout: Duration::from_secs(10),
             keepalive: Keepalive::default(),
+            synthetic_payloads: false,
         }
+    }
+
+    /// A simulator's node: exchanges synthetic payloads, with simulated
+    /// peers only.
+    pub fn simulated(mut self) -> Self {
+        self.synthetic_payloads = true;
+        self
     }
 
     /// Adds (or replaces) a peer.

@@ -81,6 +81,7 @@ pub(crate) struct Ctx {
     pub connect_timeout: Duration,
     pub handshake_timeout: Duration,
     pub keepalive: Keepalive,
+    pub synthetic_payloads: bool,
 }
 
 /// Reads until `decoder` yields one frame. Bytes after it stay in `decoder`.
@@ -109,9 +110,10 @@ where
     }
 }
 
-async fn write_hello<W: AsyncWrite + Unpin>(wr: &mut W, name: &str) -> Result<(), ConnError> {
+async fn write_hello<W: AsyncWrite + Unpin>(wr: &mut W, ctx: &Ctx) -> Result<(), ConnError> {
     let mut frame = Vec::new();
-    encode_frame(&Hello::new(name), &mut frame)?;
+    let hello = Hello { synthetic_payloads: ctx.synthetic_payloads, ..Hello::new(ctx.own_name.as_str()) };
+    encode_frame(&hello, &mut frame)?;
     wr.write_all(&frame).await?;
     wr.flush().await?;
     Ok(())
@@ -126,11 +128,12 @@ async fn with_timeout<T>(what: &'static str, after: Duration, fut: impl Future<O
 async fn dial_once<T: Transport>(transport: &T, ctx: &Ctx, name: &str, addr: &str) -> Result<(T::Stream, FrameDecoder), ConnError> {
     let mut stream = with_timeout("connect", ctx.connect_timeout, async { Ok(transport.connect(addr).await?) }).await?;
     let decoder = with_timeout("handshake", ctx.handshake_timeout, async {
-        write_hello(&mut stream, &ctx.own_name).await?;
+        write_hello(&mut stream, ctx).await?;
         let mut decoder = FrameDecoder::new(ctx.max_frame);
         let mut buf = vec![0; IO_CHUNK];
         let reply: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
         reply.check_version()?;
+        reply.check_payloads(ctx.synthetic_payloads)?;
         if reply.node != name {
             return Err(HelloError::UnexpectedNode { got: reply.node, expected: name.to_owned() }.into());
         }
@@ -198,13 +201,14 @@ where
     let mut buf = vec![0; IO_CHUNK];
     let hello: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
     hello.check_version()?;
+    hello.check_payloads(ctx.synthetic_payloads)?;
     let Some(&peer) = ctx.by_name.get(&hello.node) else {
         return Err(HelloError::UnknownNode(hello.node).into());
     };
     if peer > ctx.own_id {
         return Err(ConnError::WrongDirection { name: hello.node, peer, own: ctx.own_id });
     }
-    write_hello(&mut stream, &ctx.own_name).await?;
+    write_hello(&mut stream, ctx).await?;
     Ok((peer, stream, decoder))
 }
 

@@ -47,7 +47,7 @@ impl NodeMaker {
     pub fn make(&self, id: NodeId) -> Option<Box<dyn Node>> {
         let info = self.topo.nodes.get(id.0 as usize)?;
         let role = self.role(id)?;
-        Some(Box::new(Authorised::new(role, info.role, self.roster.clone())))
+        Some(Box::new(Authorised::new(role, info.role, self.roster.clone()).allowing_synthetic_payloads()))
     }
 
     /// The role's own state machine.

@@ -108,7 +108,8 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         let mut config = DriverConfig::new(host.name.clone(), id, format!("0.0.0.0:{PORT}"))
             .with_backoff(BACKOFF)
             .with_keepalive(KEEPALIVE)
-            .with_connect_timeouts(CONNECT_TIMEOUT, CONNECT_TIMEOUT);
+            .with_connect_timeouts(CONNECT_TIMEOUT, CONNECT_TIMEOUT)
+            .simulated();
         for (peer_index, peer) in hosts.iter().enumerate() {
             let peer_id = NodeId(peer_index as u32);
             // Only the manager talks to the operator.
