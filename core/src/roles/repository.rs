@@ -128,6 +128,15 @@ struct Planted {
 
 /// Retries recovery when the store could not answer.
 const RECOVER_RETRY: TimerId = TimerId(1);
+
+/// Messages held while the repository recovers its catalog (beyond them,
+/// a peer is refused and tries again after reconnecting).
+const MAX_HELD: usize = 4096;
+/// Points written at once (each a running disk task's VM): beyond them a
+/// new point's writes are answered with an error.
+const MAX_PENDING_POINTS: usize = 4096;
+/// Aborted points remembered (to refuse their late writes).
+const MAX_ABORTED: usize = 4096;
 const RECOVER_RETRY_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Debug, Default)]
@@ -150,6 +159,8 @@ pub struct Repository {
     /// stay pending forever and hold garbage collection back). Kept until
     /// a manager restart voids older sessions.
     aborted: BTreeSet<(SessionId, VmId)>,
+    /// The (session, VM) of every committed manifest.
+    committed: BTreeSet<(SessionId, VmId)>,
     /// Sessions before this one belong to a manager that is gone
     /// (`AbortPendingBefore`): their writes are refused, as aborted ones.
     void_before: Option<SessionId>,
@@ -228,6 +239,9 @@ impl Repository {
             return self.out.refuse(from, format!("{}: {reason}", msg.kind()));
         }
         if !self.recovered {
+            if self.held.len() >= MAX_HELD {
+                return self.out.refuse(from, format!("{}: {MAX_HELD} messages wait for the repository to recover already", msg.kind()));
+            }
             self.held.push((from, msg));
             return;
         }
@@ -273,6 +287,11 @@ impl Repository {
             Message::AbortPoint { session, vm } => {
                 self.pending.remove(&(session, vm));
                 self.aborted.insert((session, vm));
+                // Bounded: the oldest sessions' go first (their tasks are
+                // long gone).
+                while self.aborted.len() > MAX_ABORTED {
+                    self.aborted.pop_first();
+                }
                 self.collect_garbage();
             }
             Message::AbortPendingBefore { before } => {
@@ -352,12 +371,21 @@ impl Repository {
             .collect()
     }
 
-    /// Whether `target`'s point may still be written.
+    /// Whether `target`'s point may still be written: not aborted, and not
+    /// committed (a late write would open it again as a pending point
+    /// that never ends, holding garbage collection back).
     fn not_aborted(&self, target: DiskTarget) -> Result<(), String> {
-        match self.void_before.is_some_and(|before| target.session < before) || self.aborted.contains(&(target.session, target.vm)) {
-            true => Err(format!("the point of {} in session {} was aborted", target.vm, target.session)),
-            false => Ok(()),
+        let key = (target.session, target.vm);
+        if self.void_before.is_some_and(|before| target.session < before) || self.aborted.contains(&key) {
+            return Err(format!("the point of {} in session {} was aborted", target.vm, target.session));
         }
+        if self.committed.contains(&key) {
+            return Err(format!("the point of {} in session {} is committed", target.vm, target.session));
+        }
+        if !self.pending.contains_key(&key) && self.pending.len() >= MAX_PENDING_POINTS {
+            return Err(format!("{MAX_PENDING_POINTS} points are pending here already"));
+        }
+        Ok(())
     }
 
     /// A write of `task` was refused for `reason`: its point needs nothing
@@ -577,6 +605,7 @@ impl Repository {
             }
             (Continuation::DeleteManifest { peer, op, point }, Ok(_)) => {
                 if let Some(manifest) = self.manifests.remove(&point) {
+                    self.committed.remove(&(manifest.session, manifest.vm));
                     for disk in &manifest.disks {
                         let (prev, next) = neighbours(&self.manifests, &manifest, disk.index);
                         self.blocks.remove(&Slots { prev, this: &disk.digests, next }, self.writers.now());
@@ -611,6 +640,7 @@ impl Repository {
             let (prev, next) = neighbours(&self.manifests, &manifest, disk.index);
             self.blocks.insert(&Slots { prev, this: &disk.digests, next });
         }
+        self.committed.insert((manifest.session, manifest.vm));
         self.manifests.insert(manifest.point, manifest);
     }
 
@@ -618,6 +648,7 @@ impl Repository {
         self.blocks = References::with_capacity(self.expected_blocks.max(blocks.len()));
         self.blocks.stored(&blocks, self.writers.now());
         self.manifests.clear();
+        self.committed.clear();
         // In point order, each disk joins the end of its lineage: only what
         // differs from the previous point is counted.
         manifests.sort_by_key(|m| m.point);

@@ -231,6 +231,24 @@ fn values_beyond_the_limits_are_refused_and_change_nothing() {
     assert_eq!(h.put(1, &[(0, d(1), true)]), Ok(()));
 }
 
+/// Issue 13 §3: blocks arriving for a point already committed are
+/// refused, and do not open it again as a pending point (which would never
+/// end and would hold garbage collection back).
+#[test]
+fn late_blocks_for_a_committed_point_are_refused() {
+    let mut h = Harness::new();
+    h.backup(1, 1, &[(0, d(1))]);
+    let late = h.put(1, &[(1, d(2), true)]);
+    assert!(late.as_ref().is_err_and(|e| e.contains("committed")), "{late:?}");
+    match h.ask(PROXY, Message::GetProgress { task: TaskId(1), target: target(1) }).as_slice() {
+        [Message::Progress { done, .. }] => assert!(done.not_any(), "the point was opened again: {done:?}"),
+        other => panic!("unexpected answer {other:?}"),
+    }
+    // Once the point is deleted, its late blocks are garbage, not kept.
+    h.delete(1);
+    assert!(!h.stored(2) && !h.stored(1));
+}
+
 #[test]
 fn collects_what_only_deleted_points_referenced_while_points_are_pending() {
     let mut h = Harness::new();
