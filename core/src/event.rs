@@ -115,6 +115,14 @@ pub enum Event {
         session: SessionId,
         ok: bool,
     },
+    /// A restore of `point` onto a new VM `vm` on `host` began: retention
+    /// spares the point until it ends (an operator's restore, or the seed
+    /// of a replica).
+    RestoreStarted {
+        point: RestorePointId,
+        host: NodeId,
+        vm: VmId,
+    },
     /// A restore of `point` onto a new VM `vm` on `host` ended.
     RestoreFinished {
         point: RestorePointId,

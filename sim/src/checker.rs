@@ -126,11 +126,6 @@ impl Checker {
         self.damaged.entry(repository.to_string()).or_default().extend(digests);
     }
 
-    /// A restore of `point` was asked for (retention spares it meanwhile).
-    pub fn restoring(&mut self, point: RestorePointId) {
-        self.retention.restoring(point);
-    }
-
     pub fn violation(&mut self, text: String) {
         self.violations.push(text);
     }

@@ -28,11 +28,6 @@ pub struct Retention {
 }
 
 impl Retention {
-    /// A restore of `point` was asked for.
-    pub fn restoring(&mut self, point: RestorePointId) {
-        self.restoring.insert(point);
-    }
-
     pub fn observe(&mut self, at: Timestamp, topo: &Topology, world: &World, event: &Event, violations: &mut Vec<String>) {
         let passed: Vec<(JobId, VmId)> = self.to_count.iter().filter(|(_, t)| **t < at).map(|(k, _)| *k).collect();
         for key in passed {
@@ -65,6 +60,7 @@ impl Retention {
                     chain.retain(|(_, p)| p != point);
                 }
             }
+            Event::RestoreStarted { point, .. } => _ = self.restoring.insert(*point),
             Event::RestoreFinished { point, .. } => _ = self.restoring.remove(point),
             _ => {}
         }

@@ -207,7 +207,6 @@ impl RunState {
             .enumerate()
             .map(|(i, (point, r))| {
                 self.restores.insert(point, false);
-                self.checker.restoring(point);
                 let new_vm = VmId(first_new_vm + i as u32);
                 let name = format!("{}-restored-{point}", self.topo.deployment.vms.get(&r.vm).map_or("vm", |v| v.name.as_str()));
                 Message::RestoreVm { op: i as u64 + 1, point, host: r.host, new_vm, name }

@@ -555,8 +555,14 @@ impl Hypervisors {
             return Err(format!("no host {host:?}"));
         }
         if let Some(existing) = self.vms.get(&vm) {
-            // Asked again after the answer was lost: the same VM is there.
-            if existing.name == name && existing.host == host && usize::from(existing.disks) == disks.len() {
+            // Asked again after the answer was lost: the same VM is there,
+            // still as created. Once anything was written to it, it is not
+            // the new, empty VM the caller asks for (a restarted manager
+            // that forgot it made this replica would restore a seed over
+            // its old content as if onto zeros): refuse it, as a real
+            // hypervisor refuses a duplicate.
+            let untouched = (0..existing.disks).all(|index| self.contents.disk(DiskId { vm, index }).is_none_or(|d| d.position() == 0));
+            if existing.name == name && existing.host == host && usize::from(existing.disks) == disks.len() && untouched {
                 return Ok((now + self.timing.create_vm, HypervisorReply::VmCreated));
             }
             return Err(format!("vm {vm} already exists ({:?} on {:?})", existing.name, existing.host));

@@ -88,10 +88,12 @@ struct VmRun {
     cbt_missed: u64,
     /// Some disk trusted CBT: the point is not a verified anchor.
     trusted_cbt: bool,
-    /// Damaged blocks this run's tasks were told to read again, per disk:
-    /// repaired once the point commits (a health report that arrives after
-    /// the tasks started waits for the next session).
-    repairs_taken: BTreeMap<u16, Vec<u64>>,
+    /// Damaged blocks this run's tasks were told to read again, per disk,
+    /// with when each was found: repaired once the point commits (a health
+    /// report that arrives after the tasks started waits for the next
+    /// session, even for a block they re-read: they may have read it before
+    /// the repository knew it was damaged, and so not repaired it).
+    repairs_taken: BTreeMap<u16, BTreeMap<u64, Timestamp>>,
 }
 
 #[derive(Debug)]
@@ -166,9 +168,10 @@ pub struct Manager {
     /// Commits whose repository went away before it answered: asked again
     /// (with the same point id) when it is back.
     commits_waiting: Vec<(NodeId, SessionId, VmId, RestorePointId)>,
-    /// Blocks a health check found damaged, per (job, vm, disk): the next
-    /// backup re-reads them from the source, which repairs them.
-    repairs: BTreeMap<(JobId, VmId, u16), Vec<u64>>,
+    /// Blocks a health check found damaged, per (job, vm, disk), and when
+    /// it last found each: the next backup re-reads them from the source,
+    /// which repairs them.
+    repairs: BTreeMap<(JobId, VmId, u16), BTreeMap<u64, Timestamp>>,
     /// Per (job, vm), the newest point whose every block was read and
     /// compared (a full or a verification pass): points after it rely on CBT.
     anchors: BTreeMap<(JobId, VmId), RestorePointId>,
@@ -418,7 +421,7 @@ impl Manager {
             block_size: b.block_size,
             compression: b.compression,
             resume: task.attempt > 1,
-            reread: self.repairs.get(&(job, vm, task.disk)).cloned().unwrap_or_default(),
+            reread: self.repairs.get(&(job, vm, task.disk)).map(|r| r.keys().copied().collect()).unwrap_or_default(),
             verify_since: if verify { base_change } else { None },
             rate: self.throttle_admit(id, Legs { proxy, source: host, destination: b.repository }, Some(job)),
         };
@@ -431,11 +434,11 @@ impl Manager {
             attempt: task.attempt,
         });
         let trusted_cbt = matches!(spec.mode, ReadMode::Changed { .. });
-        let reread = spec.reread.clone();
+        let taken = self.repairs.get(&(job, vm, task.disk)).cloned().unwrap_or_default();
         self.out.send(proxy, Message::StartBackupTask(Box::new(spec)));
         if let Some(run) = self.vm_run(session_id, vm) {
             run.trusted_cbt |= trusted_cbt;
-            run.repairs_taken.insert(task.disk, reread);
+            run.repairs_taken.insert(task.disk, taken);
         }
     }
 
@@ -560,7 +563,7 @@ impl Manager {
                 self.flag_cbt_misses(job, vm, point, cbt_missed, anchored);
                 for (disk, blocks) in repaired {
                     if let Some(pending) = self.repairs.get_mut(&(job, vm, disk)) {
-                        pending.retain(|b| !blocks.contains(b));
+                        pending.retain(|b, found| blocks.get(b) != Some(found));
                     }
                 }
                 self.repairs.retain(|_, blocks| !blocks.is_empty());
@@ -710,6 +713,8 @@ impl Manager {
     /// back (see `ownership`); operations it owed an answer fail now rather
     /// than wait forever.
     fn on_peer_down(&mut self, peer: NodeId) {
+        let changes = self.throttle.peer_down(&self.cfg, peer);
+        self.send_rate_changes(changes);
         self.proxy_lost(peer);
         if self.cfg.repositories.contains_key(&peer) {
             self.redo_finished_disks(peer);
@@ -783,6 +788,8 @@ impl Manager {
     }
 
     fn on_peer_up(&mut self, peer: NodeId) {
+        let changes = self.throttle.peer_up(&self.cfg, peer);
+        self.send_rate_changes(changes);
         let (release, keep): (Vec<_>, Vec<_>) = self.unreleased.drain(..).partition(|(host, _)| *host == peer);
         self.unreleased = keep;
         for (_, snap) in release {
@@ -865,7 +872,7 @@ impl Manager {
         let mut points = Vec::new();
         for block in &damaged {
             let Some(vm) = self.catalog.find(block.point).map(|p| p.vm) else { continue };
-            self.repairs.entry((job, vm, block.disk)).or_default().push(block.index);
+            self.repairs.entry((job, vm, block.disk)).or_default().insert(block.index, self.now);
             if !points.contains(&block.point) {
                 points.push(block.point);
             }

@@ -111,6 +111,7 @@ impl Manager {
 
     /// Registers the new VM, then restores its disks.
     fn begin_restore(&mut self, restore: Restore, name: String) {
+        self.out.event(Event::RestoreStarted { point: restore.point, host: restore.host, vm: restore.vm });
         self.ids.op += 1;
         let id = self.ids.op;
         self.restores.insert(id, Restore { name, ..restore });

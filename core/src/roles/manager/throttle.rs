@@ -12,11 +12,19 @@
 //! ([`crate::pacing::Pacer`]). Whenever a task starts or ends the shares
 //! are recomputed and the proxies of tasks whose rate changed are told
 //! (`SetTaskRate`).
+//!
+//! A proxy the manager cannot reach keeps pacing its tasks at whatever it
+//! was last told — possibly less recent than what was sent, since messages
+//! in flight when a connection breaks may be lost. While it is away its
+//! tasks are held at the highest rate they may be using (their ceiling)
+//! and the others share what the caps have left; once it is back it is
+//! told every rate again. Otherwise the others would grow into shares the
+//! unreachable proxy's tasks still use, and the caps would be overrun.
 
 use crate::config::Deployment;
 use crate::ids::{JobId, NodeId, TaskId};
 use crate::wire::message::TaskRate;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The nodes a task's proxy exchanges its data with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +38,8 @@ pub struct Legs {
 #[derive(Debug, Default)]
 pub struct Throttle {
     flows: BTreeMap<TaskId, Flow>,
+    /// Proxies whose connection with the manager is down.
+    unreachable: BTreeSet<NodeId>,
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +51,10 @@ struct Flow {
     /// The job's cap, if it has one.
     job: Option<(JobId, u64)>,
     rate: u64,
+    /// The highest rate its proxy may be pacing it at: every rate sent it
+    /// since it was last told the current one on a fresh connection (0:
+    /// never told any).
+    ceiling: u64,
 }
 
 /// A running task's rate changed: tell its proxy.
@@ -73,7 +87,7 @@ impl Throttle {
         if peers.is_empty() {
             return (None, Vec::new());
         }
-        self.flows.insert(task, Flow { proxy, rules, job, rate: 0 });
+        self.flows.insert(task, Flow { proxy, rules, job, rate: 0, ceiling: 0 });
         let mut changes = self.rebalance(cfg);
         let rate = changes.iter().position(|c| c.task == task).map_or(0, |i| changes.remove(i).rate);
         (Some(TaskRate { bytes_per_sec: rate, peers }), changes)
@@ -88,27 +102,74 @@ impl Throttle {
         self.rebalance(cfg)
     }
 
+    /// The connection to `peer` broke: if it is a proxy, its tasks are
+    /// held at their ceilings until it is back.
+    pub fn peer_down(&mut self, cfg: &Deployment, peer: NodeId) -> Vec<RateChange> {
+        if !self.unreachable.insert(peer) {
+            return Vec::new();
+        }
+        self.rebalance(cfg)
+    }
+
+    /// `peer` is reachable again: its tasks share the caps again, and it is
+    /// told each of their rates (whether or not they changed: what it was
+    /// sent before may have been lost).
+    pub fn peer_up(&mut self, cfg: &Deployment, peer: NodeId) -> Vec<RateChange> {
+        if !self.unreachable.remove(&peer) {
+            return Vec::new();
+        }
+        let mut changes = self.rebalance(cfg);
+        for (task, flow) in self.flows.iter_mut().filter(|(_, f)| f.proxy == peer) {
+            flow.ceiling = flow.rate;
+            if !changes.iter().any(|c| c.task == *task) {
+                changes.push(RateChange { proxy: peer, task: *task, rate: flow.rate });
+            }
+        }
+        changes
+    }
+
     /// Recomputes every flow's share; returns the flows whose rate changed.
+    /// Flows of unreachable proxies keep their ceilings, and the others
+    /// share what is left of each cap.
     fn rebalance(&mut self, cfg: &Deployment) -> Vec<RateChange> {
+        let unreachable = &self.unreachable;
+        let held = |flow: &Flow| flow.ceiling > 0 && unreachable.contains(&flow.proxy);
+        let mut rule_room: Vec<u64> = cfg.throttles.iter().map(|r| r.bytes_per_sec).collect();
         let mut per_rule = vec![0u64; cfg.throttles.len()];
+        let mut job_room: BTreeMap<JobId, u64> = BTreeMap::new();
         let mut per_job: BTreeMap<JobId, u64> = BTreeMap::new();
         for flow in self.flows.values() {
+            let held = held(flow);
             for &r in &flow.rules {
-                per_rule[r] += 1;
+                if held {
+                    rule_room[r] = rule_room[r].saturating_sub(flow.ceiling);
+                } else {
+                    per_rule[r] += 1;
+                }
             }
-            if let Some((job, _)) = flow.job {
-                *per_job.entry(job).or_default() += 1;
+            if let Some((job, cap)) = flow.job {
+                let room = job_room.entry(job).or_insert(cap);
+                if held {
+                    *room = room.saturating_sub(flow.ceiling);
+                } else {
+                    *per_job.entry(job).or_default() += 1;
+                }
             }
         }
         let mut changes = Vec::new();
         for (task, flow) in self.flows.iter_mut() {
-            let rule_shares = flow.rules.iter().map(|&r| cfg.throttles[r].bytes_per_sec / per_rule[r].max(1));
-            let job_share = flow.job.map(|(job, cap)| cap / per_job.get(&job).copied().unwrap_or(1).max(1));
+            if held(flow) {
+                continue;
+            }
+            let rule_shares = flow.rules.iter().map(|&r| rule_room[r] / per_rule[r].max(1));
+            let job_share =
+                flow.job.map(|(job, cap)| job_room.get(&job).copied().unwrap_or(cap) / per_job.get(&job).copied().unwrap_or(1).max(1));
             let rate = rule_shares.chain(job_share).min().unwrap_or(u64::MAX).max(1);
             if rate != flow.rate {
                 flow.rate = rate;
                 changes.push(RateChange { proxy: flow.proxy, task: *task, rate });
             }
+            flow.ceiling = flow.ceiling.max(rate);
         }
         changes
     }
@@ -180,6 +241,24 @@ mod tests {
         let changes = t.release(&cfg, TaskId(1));
         assert_eq!(changes.len(), 2);
         assert!(changes.iter().all(|c| c.rate == 600));
+    }
+
+    #[test]
+    fn an_unreachable_proxys_tasks_keep_their_share_until_it_is_told_again() {
+        let cfg = cfg(None);
+        let mut t = Throttle::default();
+        t.admit(&cfg, TaskId(1), legs(PROD_PROXY, DR_REPO), None);
+        // PROD_PROXY may not hear that its task is to slow down: until it
+        // is back, its 1200 stay taken and the newcomer gets what is left.
+        assert!(t.peer_down(&cfg, PROD_PROXY).is_empty());
+        assert_eq!(t.admit(&cfg, TaskId(2), legs(PROD_PROXY_2, DR_REPO), None), (rate(1, &[DR_REPO]), vec![]));
+        // Back: both share the rule, and PROD_PROXY is told its rate.
+        let changes = t.peer_up(&cfg, PROD_PROXY);
+        assert_eq!(changes.len(), 2, "{changes:?}");
+        assert!(changes.iter().all(|c| c.rate == 600), "{changes:?}");
+        // Told again even when unchanged (what it was sent may be lost).
+        t.peer_down(&cfg, PROD_PROXY);
+        assert_eq!(t.peer_up(&cfg, PROD_PROXY), vec![RateChange { proxy: PROD_PROXY, task: TaskId(1), rate: 600 }]);
     }
 
     #[test]

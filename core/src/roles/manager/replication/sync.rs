@@ -4,8 +4,9 @@
 //! replica (the new point) → commit the metadata → retention → wind down.
 //!
 //! Preparing: a replica with points is reverted to its newest one (a no-op
-//! unless an earlier sync was interrupted); a new one is created empty, or
-//! restored from the seed backup, or — mapping — is the mapped VM. Seeded
+//! unless an earlier sync was interrupted); a new one is created empty, and
+//! then filled by the sync or restored from the seed backup, or — mapping —
+//! is the mapped VM. Seeded
 //! and mapped replicas are then snapshotted as they are: that snapshot is
 //! read by the target proxy to hash what the replica holds, and becomes the
 //! replica's first point (seed or mapped state) beside the synced one.
@@ -153,11 +154,26 @@ impl Manager {
                 self.prepare_replica(session, vm);
             }
             (SyncStep::CreateReplica, Ok(_)) => {
-                run.full = true;
-                if let Some(replica) = self.replica(job, vm) {
-                    replica.created = true;
+                let Some(r) = self.replication_job(job).cloned() else { return };
+                let Some(replica) = self.replica(job, vm) else { return };
+                replica.created = true;
+                let replica_vm = replica.vm;
+                // A seeded replica receives its seed only now that the host
+                // said the VM is new (so empty): a seed restored over an
+                // older replica a restarted manager forgot would keep that
+                // replica's blocks wherever the seed holds zeros.
+                match r.seed_from.and_then(|seed| self.catalog.newest(seed, vm)).map(|p| p.point) {
+                    Some(point) => {
+                        let name = self.seed_name(vm);
+                        self.start_seed_restore(point, r.target_host, r.target_proxy, replica_vm, name, (session, vm));
+                    }
+                    None => {
+                        if let Some(run) = self.sync_run(session, vm) {
+                            run.full = true;
+                        }
+                        self.start_sync_tasks(session, vm);
+                    }
                 }
-                self.start_sync_tasks(session, vm);
             }
             (SyncStep::Revert, Ok(_)) => self.start_sync_tasks(session, vm),
             (SyncStep::MapPowerOff, Ok(_)) => {
@@ -243,17 +259,12 @@ impl Manager {
                 // read, so what is hashed is what stays.
                 self.send_sync(session, vm, SyncStep::MapPowerOff, host, |op| Message::SetPower { op, vm: replica_vm, on: false });
             }
-            (false, _) => match r.seed_from.and_then(|seed| self.catalog.newest(seed, vm)).map(|p| p.point) {
-                Some(point) => {
-                    let name = self.seed_name(vm);
-                    self.start_seed_restore(point, host, r.target_proxy, replica_vm, name, (session, vm));
-                }
-                None => {
-                    let disks = self.sync_run(session, vm).map(|run| run.disks.iter().map(|d| d.bytes).collect()).unwrap_or_default();
-                    let name = self.seed_name(vm);
-                    self.send_sync(session, vm, SyncStep::CreateReplica, host, |op| Message::CreateVm { op, vm: replica_vm, name, disks });
-                }
-            },
+            // New, or seeded once created (see the answer to `CreateReplica`).
+            (false, _) => {
+                let disks = self.sync_run(session, vm).map(|run| run.disks.iter().map(|d| d.bytes).collect()).unwrap_or_default();
+                let name = self.seed_name(vm);
+                self.send_sync(session, vm, SyncStep::CreateReplica, host, |op| Message::CreateVm { op, vm: replica_vm, name, disks });
+            }
         }
     }
 
