@@ -1,6 +1,7 @@
 //! Stepping one role against crafted inputs in unit tests: feed an input,
 //! collect what it sent, closed and timed, and fire its timers in order.
 
+use crate::event::Event;
 use crate::ids::NodeId;
 use crate::node::{Input, Node, Output, TimerId};
 use crate::time::Timestamp;
@@ -16,12 +17,14 @@ pub(crate) struct Stepper<N> {
     pub sent: Vec<(NodeId, Message)>,
     /// Peers whose connection the node closed, and why.
     pub closed: Vec<(NodeId, String)>,
+    pub events: Vec<Event>,
 }
 
 impl<N: Node> Stepper<N> {
     /// The node, started at `Timestamp::ZERO`.
     pub fn start(node: N) -> Self {
-        let mut s = Stepper { node, now: Timestamp::ZERO, timers: BTreeMap::new(), sent: Vec::new(), closed: Vec::new() };
+        let mut s =
+            Stepper { node, now: Timestamp::ZERO, timers: BTreeMap::new(), sent: Vec::new(), closed: Vec::new(), events: Vec::new() };
         s.feed(Input::Start);
         s
     }
@@ -34,7 +37,8 @@ impl<N: Node> Stepper<N> {
                 Output::Close { peer, reason } => self.closed.push((peer, reason)),
                 Output::SetTimer { id, at } => _ = self.timers.insert(id, at),
                 Output::CancelTimer(id) => _ = self.timers.remove(&id),
-                Output::Storage(_) | Output::Hypervisor(_) | Output::Event(_) => {}
+                Output::Event(event) => self.events.push(event),
+                Output::Storage(_) | Output::Hypervisor(_) => {}
             }
         }
     }

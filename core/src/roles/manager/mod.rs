@@ -24,6 +24,7 @@ pub use ownership::{RECONNECT_GRACE, TASK_SILENCE};
 mod replication;
 mod restore;
 mod scheduler;
+mod snapshot_wait;
 mod throttle;
 mod window;
 
@@ -165,6 +166,8 @@ pub struct Manager {
     scheduling: bool,
     /// Snapshots whose removal could not be sent (host unreachable).
     unreleased: Vec<(NodeId, SnapshotId)>,
+    /// Snapshot requests lost with their host's connection.
+    snapshots_waiting: snapshot_wait::SnapshotsWaiting,
     /// Commits whose repository went away before it answered: asked again
     /// (with the same point id) when it is back.
     commits_waiting: Vec<(NodeId, SessionId, VmId, RestorePointId)>,
@@ -218,6 +221,7 @@ impl Manager {
             catalog_pending: Vec::new(),
             scheduling: false,
             unreleased: Vec::new(),
+            snapshots_waiting: Default::default(),
             commits_waiting: Vec::new(),
             repairs: BTreeMap::new(),
             anchors: BTreeMap::new(),
@@ -726,7 +730,11 @@ impl Manager {
                 Op::Replica(replica) if self.replica_op_lost(peer, replica) => {
                     self.ops.remove(&id);
                 }
-                Op::Snapshot { .. } | Op::Replica(_) => self.on_host_answer(id, Err(reason)),
+                Op::Snapshot { session, vm } => {
+                    self.ops.remove(&id);
+                    self.snapshot_lost(peer, session, vm);
+                }
+                Op::Replica(_) => self.on_host_answer(id, Err(reason)),
                 Op::CreateVm { restore } => {
                     // Asked again when the host is back (creating is
                     // idempotent: the answer may be what was lost).
@@ -797,6 +805,7 @@ impl Manager {
             self.out.send(peer, Message::CommitSnapshot { op: self.ids.op, snap });
         }
         self.ask_replica_ops_again(peer);
+        self.ask_snapshots_again(peer);
         if self.cfg.repositories.contains_key(&peer) {
             self.ids.op += 1;
             self.out.send(peer, Message::ListPoints { op: self.ids.op });
@@ -929,6 +938,7 @@ impl Node for Manager {
             Input::Timer(SCHEDULER_WAKE) => self.schedule(),
             Input::Timer(CATALOG_READY) => self.start_scheduling(),
             Input::Timer(ownership::WATCHDOG) => self.on_watchdog(),
+            Input::Timer(snapshot_wait::SNAPSHOT_RETRY) => self.on_snapshot_retry_timer(),
             Input::Timer(TimerId(id)) if id >= WINDOW_TIMERS => self.on_window_timer((id - WINDOW_TIMERS) as usize),
             Input::Timer(TimerId(id)) if id >= HEALTH_TIMERS => self.on_health_timer((id - HEALTH_TIMERS) as usize),
             Input::Timer(TimerId(index)) => self.on_job_timer(index as usize),

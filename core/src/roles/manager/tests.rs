@@ -76,3 +76,27 @@ fn an_answer_from_a_peer_not_asked_is_refused() {
     let sent = m.take_sent();
     assert!(sent.iter().any(|(to, msg)| *to == PROXY && matches!(msg, Message::StartBackupTask(_))), "{sent:?}");
 }
+
+/// A snapshot request lost with a broken connection is made again when the
+/// host is back, and the VM goes on; a host that stays away fails the VM
+/// after the grace, so the session still ends.
+#[test]
+fn a_snapshot_lost_with_its_connection_is_asked_again_within_the_grace() {
+    let vm_failed = |m: &Stepper<Manager>| m.events.iter().any(|e| matches!(e, Event::VmFinished { result: Err(_), .. }));
+    let (mut m, _) = asking_for_a_snapshot();
+    m.feed(Input::PeerDown(HOST));
+    assert!(!vm_failed(&m), "{:?}", m.events);
+    m.now = m.now + Duration::from_secs(30);
+    m.feed(Input::PeerUp(HOST));
+    let again: Vec<_> =
+        m.take_sent().into_iter().filter(|(to, msg)| *to == HOST && matches!(msg, Message::CreateSnapshot { .. })).collect();
+    assert_eq!(again.len(), 1, "asked again once");
+
+    let (mut m, _) = asking_for_a_snapshot();
+    m.feed(Input::PeerDown(HOST));
+    let limit = m.now.as_duration() + snapshot_wait::SNAPSHOT_GRACE + Duration::from_secs(1);
+    m.run_until(limit, |m| vm_failed(m).then_some(()));
+    assert!(vm_failed(&m), "the VM fails once its host stays away: {:?}", m.events);
+    m.feed(Input::PeerUp(HOST));
+    assert!(!m.take_sent().iter().any(|(_, msg)| matches!(msg, Message::CreateSnapshot { .. })));
+}
