@@ -46,10 +46,7 @@ fn shape() -> impl Strategy<Value = Shape> {
                 jobs,
                 hours,
                 enabled_faults: FAULT_KINDS.iter().zip(on).filter(|(_, on)| *on).map(|(k, _)| *k).collect(),
-                // Not with replication: a replica sync does not survive a
-                // broken connection yet (it restarts from scratch and may run
-                // out of attempts), which the swarm still draws and reports.
-                breaks: if sites == 2 && replication.is_none() { [0.0, 0.0005, 0.002][breaks] } else { 0.0 },
+                breaks: if sites == 2 { [0.0, 0.0005, 0.002][breaks] } else { 0.0 },
                 loss: if sites == 2 { [0.0, 0.0001, 0.001][loss] } else { 0.0 },
                 throttle: throttle && sites == 2,
                 windows,
