@@ -26,6 +26,7 @@ mod restore;
 mod scheduler;
 mod snapshot_wait;
 mod throttle;
+mod timers;
 mod window;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
@@ -33,7 +34,7 @@ use crate::event::Event;
 use crate::hypervisor::SnapshotDisk;
 use crate::ids::{DiskId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
 use crate::manifest::{PointDisk, PointHeader};
-use crate::node::{Input, Node, Outbox, Output, TimerId};
+use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::{BackupTask, DamagedBlock, DiskTarget, OpId, ReadMode, TaskRate, TaskStats};
@@ -42,6 +43,7 @@ use scheduler::Scheduler;
 use std::collections::BTreeMap;
 use std::time::Duration;
 use throttle::{Legs, Throttle};
+use timers::Timer;
 
 /// Attempts per disk task within one session.
 pub const MAX_ATTEMPTS: u32 = 5;
@@ -51,14 +53,6 @@ pub const RETRY_DELAY: Duration = Duration::from_secs(30);
 /// How long a (re)started manager waits for repositories to list their
 /// points before it schedules jobs without them.
 pub const CATALOG_WAIT: Duration = Duration::from_secs(60);
-/// Timer that wakes the scheduler for delayed retries (job timers are 0..n).
-const SCHEDULER_WAKE: TimerId = TimerId(u64::MAX);
-/// Timer that ends the wait for the catalog.
-const CATALOG_READY: TimerId = TimerId(u64::MAX - 1);
-/// Health-check timers are this plus the job's index.
-const HEALTH_TIMERS: u64 = 1 << 32;
-/// Backup-window timers: this plus the job's index.
-const WINDOW_TIMERS: u64 = 1 << 40;
 
 fn retry_delay(attempt: u32) -> Duration {
     RETRY_DELAY * 4u32.saturating_pow(attempt.saturating_sub(1).min(8))
@@ -281,7 +275,7 @@ impl Manager {
         let Some(spec) = self.cfg.jobs.get(index) else { return };
         let (job, every, vms) = (spec.id, spec.every, spec.vms.clone());
         let replication = matches!(spec.kind, JobKind::Replication(_));
-        self.out.set_timer(TimerId(index as u64), self.now + every);
+        self.out.set_timer(Timer::Job(index).id(), self.now + every);
         if self.running.contains_key(&job) {
             self.out.event(Event::SessionSkipped { job, reason: "the previous session is still running".into() });
             return;
@@ -294,7 +288,7 @@ impl Manager {
         self.running.insert(job, session);
         self.out.event(Event::SessionStarted { job, session });
         if let Some(window) = self.backup_job(job).and_then(|b| b.window) {
-            self.out.set_timer(TimerId(WINDOW_TIMERS + index as u64), self.now + window);
+            self.out.set_timer(Timer::Window(index).id(), self.now + window);
         }
         if replication {
             return self.start_replication_session(job, session, this_run, vms);
@@ -374,7 +368,7 @@ impl Manager {
             }
         }
         if let Some(due) = self.scheduler.next_due(self.now) {
-            self.out.set_timer(SCHEDULER_WAKE, due);
+            self.out.set_timer(Timer::SchedulerWake.id(), due);
         }
     }
 
@@ -833,7 +827,7 @@ impl Manager {
             self.ids.op += 1;
             self.out.send(repo, Message::ListPoints { op: self.ids.op });
         }
-        self.out.set_timer(CATALOG_READY, now + CATALOG_WAIT);
+        self.out.set_timer(Timer::CatalogReady.id(), now + CATALOG_WAIT);
         self.list_replica_points();
         if self.catalog_pending.is_empty() && self.replica_catalog_listed() {
             self.start_scheduling();
@@ -845,11 +839,11 @@ impl Manager {
             return;
         }
         self.scheduling = true;
-        self.out.cancel_timer(CATALOG_READY);
+        self.out.cancel_timer(Timer::CatalogReady.id());
         for (index, job) in self.cfg.jobs.iter().enumerate() {
-            self.out.set_timer(TimerId(index as u64), self.now);
+            self.out.set_timer(Timer::Job(index).id(), self.now);
             if let JobKind::Backup(BackupJob { health_check: Some(every), .. }) = &job.kind {
-                self.out.set_timer(TimerId(HEALTH_TIMERS + index as u64), self.now + *every);
+                self.out.set_timer(Timer::Health(index).id(), self.now + *every);
             }
         }
     }
@@ -861,7 +855,7 @@ impl Manager {
         let JobKind::Backup(b) = &spec.kind else { return };
         let (job, repository) = (spec.id, b.repository);
         if let Some(every) = b.health_check {
-            self.out.set_timer(TimerId(HEALTH_TIMERS + index as u64), self.now + every);
+            self.out.set_timer(Timer::Health(index).id(), self.now + every);
         }
         let points: Vec<RestorePointId> = spec.vms.iter().filter_map(|vm| self.catalog.newest(job, *vm)).map(|p| p.point).collect();
         if points.is_empty() {
@@ -935,13 +929,16 @@ impl Node for Manager {
         self.now = now;
         match input {
             Input::Start => self.on_start(),
-            Input::Timer(SCHEDULER_WAKE) => self.schedule(),
-            Input::Timer(CATALOG_READY) => self.start_scheduling(),
-            Input::Timer(ownership::WATCHDOG) => self.on_watchdog(),
-            Input::Timer(snapshot_wait::SNAPSHOT_RETRY) => self.on_snapshot_retry_timer(),
-            Input::Timer(TimerId(id)) if id >= WINDOW_TIMERS => self.on_window_timer((id - WINDOW_TIMERS) as usize),
-            Input::Timer(TimerId(id)) if id >= HEALTH_TIMERS => self.on_health_timer((id - HEALTH_TIMERS) as usize),
-            Input::Timer(TimerId(index)) => self.on_job_timer(index as usize),
+            Input::Timer(id) => match Timer::from_id(id) {
+                Some(Timer::SchedulerWake) => self.schedule(),
+                Some(Timer::CatalogReady) => self.start_scheduling(),
+                Some(Timer::Watchdog) => self.on_watchdog(),
+                Some(Timer::SnapshotRetry) => self.on_snapshot_retry_timer(),
+                Some(Timer::Window(index)) => self.on_window_timer(index),
+                Some(Timer::Health(index)) => self.on_health_timer(index),
+                Some(Timer::Job(index)) => self.on_job_timer(index),
+                None => {}
+            },
             Input::Message { from, msg } => self.on_message(from, msg),
             Input::PeerDown(peer) => self.on_peer_down(peer),
             Input::PeerUp(peer) => self.on_peer_up(peer),

@@ -26,7 +26,6 @@
 
 use super::Manager;
 use crate::ids::{NodeId, TaskId};
-use crate::node::TimerId;
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::{OpId, TaskStats};
@@ -47,9 +46,6 @@ pub const TASK_SILENCE: Duration = Duration::from_secs(600);
 pub const RECONNECT_GRACE: Duration = Duration::from_secs(crate::roles::proxy::MANAGER_GRACE.as_secs() + 20);
 /// How often the watchdog looks.
 const WATCH_EVERY: Duration = Duration::from_secs(60);
-/// The watchdog's timer.
-pub(super) const WATCHDOG: TimerId = TimerId(u64::MAX - 2);
-
 /// The manager's record of its placed tasks: since which request, and when
 /// each was last heard of. Where a task runs is the task's own `proxy`; a
 /// record whose task is no longer placed is stale and dropped.
@@ -78,7 +74,7 @@ impl Manager {
         self.placements.placed.insert(task, Placed { since_op: self.ids.op, heard: self.now, lost_at: None });
         if !self.placements.watching {
             self.placements.watching = true;
-            self.out.set_timer(WATCHDOG, self.now + WATCH_EVERY);
+            self.out.set_timer(super::Timer::Watchdog.id(), self.now + WATCH_EVERY);
         }
     }
 
@@ -176,7 +172,7 @@ impl Manager {
         }
         self.placements.watching = !self.placements.placed.is_empty();
         if self.placements.watching {
-            self.out.set_timer(WATCHDOG, now + WATCH_EVERY);
+            self.out.set_timer(super::Timer::Watchdog.id(), now + WATCH_EVERY);
         }
     }
 }

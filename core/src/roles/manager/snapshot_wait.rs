@@ -11,12 +11,9 @@
 
 use super::{Manager, Op, VmState};
 use crate::ids::{NodeId, SessionId, VmId};
-use crate::node::TimerId;
 use crate::time::Timestamp;
 use crate::wire::Message;
 use std::time::Duration;
-
-pub(super) const SNAPSHOT_RETRY: TimerId = TimerId(u64::MAX - 3);
 
 /// How long a snapshot waits for its host to come back.
 pub const SNAPSHOT_GRACE: Duration = super::RECONNECT_GRACE;
@@ -29,7 +26,7 @@ impl Manager {
     /// `host` went away before answering the snapshot of `vm` in `session`.
     pub(super) fn snapshot_lost(&mut self, host: NodeId, session: SessionId, vm: VmId) {
         if self.snapshots_waiting.0.is_empty() {
-            self.out.set_timer(SNAPSHOT_RETRY, self.now + SNAPSHOT_GRACE);
+            self.out.set_timer(super::Timer::SnapshotRetry.id(), self.now + SNAPSHOT_GRACE);
         }
         self.snapshots_waiting.0.push((host, session, vm, self.now));
     }
@@ -65,7 +62,7 @@ impl Manager {
             }
         }
         if let Some(first) = self.snapshots_waiting.0.iter().map(|(.., since)| *since).min() {
-            self.out.set_timer(SNAPSHOT_RETRY, first + SNAPSHOT_GRACE);
+            self.out.set_timer(super::Timer::SnapshotRetry.id(), first + SNAPSHOT_GRACE);
         }
     }
 }

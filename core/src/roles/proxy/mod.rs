@@ -11,11 +11,12 @@ mod paced;
 mod replica_source;
 mod replica_target;
 mod restore_task;
+mod timers;
 mod validate;
 mod walk;
 
 use crate::ids::{NodeId, TaskId};
-use crate::node::{Input, Node, Outbox, Output, TimerId};
+use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::TaskRate;
@@ -27,6 +28,7 @@ use replica_source::ReplicaSource;
 use replica_target::ReplicaTarget;
 use restore_task::RestoreRun;
 use std::collections::{BTreeMap, BTreeSet};
+use timers::Timer;
 
 /// A task this proxy runs.
 #[derive(Debug)]
@@ -120,19 +122,6 @@ impl Run {
     }
 }
 
-/// Pacing timers are the task id with this bit set (resume timers are the
-/// bare task id; task ids stay far below it).
-const PACE_TIMERS: u64 = 1 << 63;
-
-fn pace_timer(task: TaskId) -> TimerId {
-    TimerId(task.0 | PACE_TIMERS)
-}
-
-/// The timer of the running-tasks report (task ids stay far below it).
-const REPORT_TIMER: TimerId = TimerId(PACE_TIMERS - 1);
-/// The timer that drops the tasks of a manager gone too long.
-const ORPHAN_TIMER: TimerId = TimerId(PACE_TIMERS - 2);
-
 /// How long a proxy runs a manager's tasks on after losing the connection
 /// to it. A short break costs nothing: the manager finds them running when
 /// it is back. After this the proxy drops them, a margin before the
@@ -214,7 +203,7 @@ impl Proxy {
             Message::OpenReplica(sink) => {
                 let task = sink.task;
                 let run = ReplicaTarget::open(from, *sink, self.batch_range());
-                self.out.cancel_timer(TimerId(task.0));
+                self.out.cancel_timer(Timer::Resume(task).id());
                 self.tasks.insert(task, Run::ReplicaTarget(run));
                 return;
             }
@@ -261,7 +250,7 @@ impl Proxy {
     fn start(&mut self, now: Timestamp, task: TaskId, rate: Option<TaskRate>, start: impl FnOnce(&mut Outbox) -> (Run, Progress)) {
         if let Some(rate) = rate.filter(|_| !self.ignore_throttles) {
             let drained_at = self.drained.get(&rate.peers).copied().unwrap_or(Timestamp::ZERO);
-            self.paced.insert(task, PacedFlow::new(rate, pace_timer(task), drained_at));
+            self.paced.insert(task, PacedFlow::new(rate, Timer::Pace(task).id(), drained_at));
         }
         let (run, progress) = paced::through(self.paced.get_mut(&task), now, &mut self.out, start);
         if progress.is_finished() {
@@ -270,7 +259,7 @@ impl Proxy {
             self.tasks.insert(task, run);
             if !self.reporting {
                 self.reporting = true;
-                self.out.set_timer(REPORT_TIMER, now + REPORT_EVERY);
+                self.out.set_timer(Timer::Report.id(), now + REPORT_EVERY);
             }
         }
     }
@@ -290,7 +279,7 @@ impl Proxy {
     /// for the next task.
     fn drop_task(&mut self, task: TaskId) {
         self.tasks.remove(&task);
-        self.out.cancel_timer(TimerId(task.0));
+        self.out.cancel_timer(Timer::Resume(task).id());
         self.retire_flow(task);
     }
 
@@ -306,7 +295,7 @@ impl Proxy {
             }
         }
         if let Some(first) = self.managers_lost.values().min() {
-            self.out.set_timer(ORPHAN_TIMER, *first + MANAGER_GRACE);
+            self.out.set_timer(Timer::Orphans.id(), *first + MANAGER_GRACE);
         }
     }
 
@@ -326,7 +315,7 @@ impl Proxy {
         }
         self.reporting = !self.tasks.is_empty();
         if self.reporting {
-            self.out.set_timer(REPORT_TIMER, now + REPORT_EVERY);
+            self.out.set_timer(Timer::Report.id(), now + REPORT_EVERY);
         }
     }
 
@@ -377,7 +366,7 @@ impl Proxy {
         if let Some(Run::ReplicaTarget(run)) = self.tasks.get_mut(&task)
             && run.resume(from, &mut self.out)
         {
-            self.out.cancel_timer(TimerId(task.0));
+            self.out.cancel_timer(Timer::Resume(task).id());
             return;
         }
         let written = Err(format!("no replica sync of task {} from {from} is open here", task.0));
@@ -393,7 +382,7 @@ impl Proxy {
         if self.tasks.values().any(|run| run.manager() == Some(peer)) && !self.managers_lost.contains_key(&peer) {
             self.managers_lost.insert(peer, now);
             let first = self.managers_lost.values().min().copied().unwrap_or(now);
-            self.out.set_timer(ORPHAN_TIMER, first + MANAGER_GRACE);
+            self.out.set_timer(Timer::Orphans.id(), first + MANAGER_GRACE);
         }
         for flow in self.paced.values_mut() {
             flow.discard_to(peer);
@@ -405,7 +394,7 @@ impl Proxy {
             if run.suspend_for(peer) {
                 // The wait runs from the first peer lost.
                 if !was_suspended {
-                    self.out.set_timer(TimerId(task.0), now + RESUME_WAIT);
+                    self.out.set_timer(Timer::Resume(task).id(), now + RESUME_WAIT);
                 }
             } else {
                 self.drive(now, task, |run, out| {
@@ -429,7 +418,7 @@ impl Proxy {
         for task in ready {
             self.drive(now, task, Run::resume);
             if !self.tasks.get(&task).is_some_and(Run::is_suspended) {
-                self.out.cancel_timer(TimerId(task.0));
+                self.out.cancel_timer(Timer::Resume(task).id());
             }
         }
     }
@@ -459,10 +448,12 @@ impl Node for Proxy {
             Input::Message { from, msg } => self.on_message(now, from, msg),
             Input::PeerDown(peer) => self.on_peer_down(now, peer),
             Input::PeerUp(peer) => self.on_peer_up(now, peer),
-            Input::Timer(REPORT_TIMER) => self.on_report_timer(now),
-            Input::Timer(ORPHAN_TIMER) => self.on_orphan_timer(now),
-            Input::Timer(TimerId(id)) if id & PACE_TIMERS != 0 => self.on_pace_timer(now, TaskId(id & !PACE_TIMERS)),
-            Input::Timer(TimerId(task)) => self.on_resume_timeout(now, TaskId(task)),
+            Input::Timer(id) => match Timer::from_id(id) {
+                Timer::Report => self.on_report_timer(now),
+                Timer::Orphans => self.on_orphan_timer(now),
+                Timer::Pace(task) => self.on_pace_timer(now, task),
+                Timer::Resume(task) => self.on_resume_timeout(now, task),
+            },
             Input::Storage(_) | Input::Hypervisor(_) => {}
         }
     }
