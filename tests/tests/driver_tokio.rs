@@ -380,3 +380,42 @@ fn a_refused_input_closes_the_connection_and_the_peer_comes_back() {
         Ok(())
     });
 }
+
+/// Reads from `stream` until it closes, for at most `within`: whether it
+/// closed in that time.
+async fn closes_within<R: AsyncRead + Unpin>(stream: &mut R, within: Duration) -> bool {
+    tokio::time::timeout(within, drain_until_closed(stream)).await.is_ok()
+}
+
+/// Callers not yet authenticated are bounded (issue 13 §3): a hello larger
+/// than any hello is refused from its header, and beyond 256 callers that
+/// never say hello the next one is closed at once, not after the
+/// handshake timeout (10 s here).
+#[test]
+fn unauthenticated_callers_are_bounded() {
+    local_test(async {
+        let log1 = Log::default();
+        let (d1, addr1) = responder(&log1).await?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h1 = start(d1, &stop);
+
+        let mut frame = Vec::new();
+        encode_frame(&Hello::new("n".repeat(100_000)), &mut frame)?;
+        let mut big = TcpStream::connect(&addr1).await?;
+        big.write_all(&frame[..64]).await?;
+        assert!(closes_within(&mut big, Duration::from_secs(2)).await, "a 100 kB hello was waited for");
+
+        let mut silent = Vec::new();
+        for _ in 0..256 {
+            silent.push(TcpStream::connect(&addr1).await?);
+        }
+        let mut one_more = TcpStream::connect(&addr1).await?;
+        assert!(closes_within(&mut one_more, Duration::from_secs(2)).await, "the 257th silent caller was kept");
+        drop(silent);
+
+        stop_tx.send(true)?;
+        h1.await??;
+        assert_eq!(events(&log1), vec![], "no caller was reported up");
+        Ok(())
+    });
+}

@@ -82,6 +82,12 @@ impl FrameDecoder {
         FrameDecoder { buf: Vec::new(), max_frame }
     }
 
+    /// Changes the largest frame accepted from now on (a connection reads
+    /// its hello under a small limit, then raises it).
+    pub fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// Appends received bytes.
     pub fn extend(&mut self, bytes: &[u8]) {
         self.buf.extend_from_slice(bytes);

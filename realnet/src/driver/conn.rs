@@ -70,6 +70,14 @@ pub(crate) enum ConnError {
     DriverGone,
 }
 
+/// The largest hello accepted (a name, a version, a flag): what a caller
+/// not yet known can make this node buffer.
+pub(crate) const MAX_HELLO: usize = 4096;
+
+/// Handshakes in progress at once: callers not yet authenticated, each
+/// holding a task and a buffer for up to the handshake timeout.
+pub(crate) const MAX_HANDSHAKES: usize = 256;
+
 /// What the connection tasks need to know about this node.
 #[derive(Debug)]
 pub(crate) struct Ctx {
@@ -129,9 +137,10 @@ async fn dial_once<T: Transport>(transport: &T, ctx: &Ctx, name: &str, addr: &st
     let mut stream = with_timeout("connect", ctx.connect_timeout, async { Ok(transport.connect(addr).await?) }).await?;
     let decoder = with_timeout("handshake", ctx.handshake_timeout, async {
         write_hello(&mut stream, ctx).await?;
-        let mut decoder = FrameDecoder::new(ctx.max_frame);
+        let mut decoder = FrameDecoder::new(MAX_HELLO);
         let mut buf = vec![0; IO_CHUNK];
         let reply: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
+        decoder.set_max_frame(ctx.max_frame);
         reply.check_version()?;
         reply.check_payloads(ctx.synthetic_payloads)?;
         if reply.node != name {
@@ -197,9 +206,10 @@ async fn accept_handshake<S>(mut stream: S, ctx: &Ctx) -> Result<(NodeId, S, Fra
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut decoder = FrameDecoder::new(ctx.max_frame);
+    let mut decoder = FrameDecoder::new(MAX_HELLO);
     let mut buf = vec![0; IO_CHUNK];
     let hello: Hello = read_frame(&mut stream, &mut decoder, &mut buf, None).await?;
+    decoder.set_max_frame(ctx.max_frame);
     hello.check_version()?;
     hello.check_payloads(ctx.synthetic_payloads)?;
     let Some(&peer) = ctx.by_name.get(&hello.node) else {
@@ -220,6 +230,12 @@ pub(crate) async fn accept_loop<T: Transport>(listener: T::Listener, ctx: Rc<Ctx
     loop {
         while handshakes.try_join_next().is_some() {}
         match T::accept(&listener).await {
+            Ok((stream, from)) if handshakes.len() >= MAX_HANDSHAKES => {
+                // Not yet authenticated callers are bounded: the rest are
+                // closed at once (a real peer dials again after a backoff).
+                tracing::warn!(node = %ctx.own_name, %from, "refused incoming connection: {MAX_HANDSHAKES} handshakes in progress");
+                drop(stream);
+            }
             Ok((stream, from)) => {
                 let ctx = ctx.clone();
                 let tx = tx.clone();
