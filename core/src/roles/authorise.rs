@@ -231,6 +231,7 @@ mod tests {
     use crate::block::BlockSize;
     use crate::ids::{RestorePointId, SnapshotId, TaskId, VmId};
     use crate::roles::{Host, Repository};
+    use proptest::prelude::*;
 
     const MANAGER: NodeId = NodeId(0);
     const HOST: NodeId = NodeId(1);
@@ -346,5 +347,81 @@ mod tests {
         }
         assert_eq!(check(&roster(), H, MANAGER, &snap), Ok(()));
         assert!(check(&roster(), P, MANAGER, &snap).is_err_and(|e| e.contains("a proxy does not take commit_snapshot")));
+    }
+
+    /// A recovered, empty repository behind the admission layer.
+    fn admitted_repository() -> Authorised<Repository> {
+        let mut repository = Authorised::new(Repository::new(), R, roster());
+        repository.handle(Timestamp::ZERO, Input::Start);
+        for output in outputs(&mut repository) {
+            if let Output::Storage(request) = output {
+                let result = Ok(crate::storage::StorageReply::Recovered { manifests: Vec::new(), blocks: Vec::new() });
+                repository.handle(Timestamp::ZERO, Input::Storage(crate::storage::StorageCompletion { id: request.id, result }));
+            }
+        }
+        outputs(&mut repository);
+        repository
+    }
+
+    /// Messages a repository might be sent, honest or not: values in and
+    /// far beyond the limits, kinds it takes and kinds it never does.
+    fn any_message() -> impl Strategy<Value = Message> {
+        use crate::wire::message::{BlockRef, DiskTarget};
+        let target = (0u64..3, 0u32..2).prop_map(|(s, v)| DiskTarget { session: crate::ids::SessionId(s), vm: VmId(v), disk: 0 });
+        let index = prop_oneof![0u64..8, any::<u64>()];
+        let bytes = prop_oneof![0u64..(1 << 24), any::<u64>()];
+        let digest = (0u8..4).prop_map(|n| crate::block::Digest([n; 32]));
+        let block = (index.clone(), digest.clone()).prop_map(|(index, digest)| BlockRef { index, digest, payload: None });
+        prop_oneof![
+            (target.clone(), prop::collection::vec(block, 0..4)).prop_map(|(target, blocks)| Message::PutBlocks {
+                task: TaskId(1),
+                batch: 0,
+                target,
+                blocks
+            }),
+            (target.clone(), bytes.clone()).prop_map(|(target, bytes)| Message::FinishDisk {
+                task: TaskId(1),
+                target,
+                bytes,
+                block_size: BlockSize::LOCAL,
+                base: None
+            }),
+            (bytes, prop::collection::vec((index, digest), 0..4)).prop_map(|(bytes, changes)| Message::PutReplicaDisk {
+                task: TaskId(1),
+                point: RestorePointId(1),
+                base: None,
+                disk: 0,
+                bytes,
+                block_size: BlockSize::LOCAL,
+                changes,
+                first: true,
+                last: true,
+            }),
+            (0u64..4).prop_map(|p| Message::DeletePoint { op: 1, point: RestorePointId(p) }),
+            target.prop_map(|target| Message::GetProgress { task: TaskId(1), target }),
+            Just(Message::Keepalive),
+            Just(Message::CommitSnapshot { op: 1, snap: SnapshotId(1) }),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Issue 13 §7: whatever arrives from whoever, the repository
+        /// never panics, and an input it refuses leaves it exactly as it
+        /// was.
+        #[test]
+        fn a_refused_input_leaves_the_repository_unchanged(
+            inputs in prop::collection::vec((0usize..5, any_message()), 1..24)
+        ) {
+            let peers = [MANAGER, HOST, PROXY, REPOSITORY, STRANGER];
+            let mut repository = admitted_repository();
+            for (peer, msg) in inputs {
+                let before = format!("{:?}", repository.inner());
+                repository.handle(Timestamp::ZERO, Input::Message { from: peers[peer], msg });
+                let out = outputs(&mut repository);
+                if !closed(&out).is_empty() {
+                    proptest::prop_assert_eq!(format!("{:?}", repository.inner()), before);
+                }
+            }
+        }
     }
 }
