@@ -128,6 +128,7 @@ impl ReplicaTarget {
                 let blocks = result.map_err(|e| format!("reading blocks to hash: {e}"))?;
                 let digests: Vec<Digest> = blocks.iter().map(|(_, data)| data.digest()).collect();
                 self.hashed.extend(blocks.iter().map(|(i, _)| *i).zip(digests.iter().copied()));
+                bound(&mut self.hashed, self.blocks_total);
                 out.send(self.sender, Message::Digests { task: sink.task, batch, result: Ok(digests) });
             }
             Message::ReplicaBlocks { batch, blocks, .. } => self.write(batch, blocks, out)?,
@@ -136,6 +137,7 @@ impl ReplicaTarget {
                 let result = result.map_err(|e| format!("the host could not write: {e}"));
                 if result.is_ok() {
                     self.written.extend(digests);
+                    bound(&mut self.written, self.blocks_total);
                 }
                 out.send(self.sender, Message::ReplicaAck { task: sink.task, batch, result });
             }
@@ -227,6 +229,15 @@ impl ReplicaTarget {
     }
 }
 
+/// Keeps a list of (index, digest) entries within twice the disk's blocks:
+/// a sender that sends blocks again (after a broken connection, or without
+/// end) cannot grow it further, as only the last entry per index counts.
+fn bound(entries: &mut Vec<(u64, Digest)>, blocks: u64) {
+    if entries.len() as u64 > blocks.saturating_mul(2) {
+        *entries = latest_by_index(std::mem::take(entries));
+    }
+}
+
 /// `entries` in index order, one per index: the last one given for it.
 fn latest_by_index(mut entries: Vec<(u64, Digest)>) -> Vec<(u64, Digest)> {
     // Stable: entries for one index stay in arrival order.
@@ -251,5 +262,17 @@ mod tests {
         let entries = vec![(5, d(1)), (2, d(2)), (5, d(3)), (0, d(4)), (2, d(5)), (5, d(6))];
         assert_eq!(latest_by_index(entries), vec![(0, d(4)), (2, d(5)), (5, d(6))]);
         assert_eq!(latest_by_index(Vec::new()), Vec::new());
+    }
+
+    #[test]
+    fn a_list_sent_again_and_again_stays_within_twice_the_disk() {
+        let d = |n: u8| Digest([n; 32]);
+        let mut entries = Vec::new();
+        for round in 0..100u8 {
+            entries.extend((0..4).map(|i| (i, d(round))));
+            bound(&mut entries, 4);
+            assert!(entries.len() <= 8, "{}", entries.len());
+        }
+        assert_eq!(latest_by_index(entries), (0..4).map(|i| (i, d(99))).collect::<Vec<_>>());
     }
 }
