@@ -134,18 +134,20 @@ node = "repo"
 blocks = 20
 "#;
 
+/// The damage scenario with `sabotage` is caught for `why`; unsabotaged it passes.
+fn damage_caught(sabotage: Sabotage, why: &str) {
+    let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
+    caught(&run_text(&scenario, Some(sabotage)), &run_text(&scenario, None), why);
+}
+
 #[test]
 fn a_health_check_that_trusts_unreadable_blocks_fails_the_run() {
-    let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
-    let sabotaged = run_text(&scenario, Some(Sabotage::HealthTrustsUnreadable));
-    caught(&sabotaged, &run_text(&scenario, None), "missed damage");
+    damage_caught(Sabotage::HealthTrustsUnreadable, "missed damage");
 }
 
 #[test]
 fn a_health_check_that_never_repairs_fails_the_run() {
-    let scenario = Scenario::from_str(DAMAGE, "damage.toml").unwrap();
-    let sabotaged = run_text(&scenario, Some(Sabotage::HealthNeverRepairs));
-    caught(&sabotaged, &run_text(&scenario, None), "did not repair");
+    damage_caught(Sabotage::HealthNeverRepairs, "did not repair");
 }
 
 #[test]

@@ -3,6 +3,7 @@
 use super::*;
 use crate::block::{BlockSize, Compression};
 use crate::ids::{JobId, SessionId, SnapshotId, VmId};
+use crate::roles::testing::Stepper;
 use crate::wire::message::{BackupTask, DiskTarget, ReadMode};
 
 const MANAGER: NodeId = NodeId(0);
@@ -36,21 +37,16 @@ pub(super) fn backup_spec(host: NodeId, repository: NodeId, disk_bytes: u64) -> 
 /// host, and the connection to the sender is closed with the reason.
 #[test]
 fn a_task_for_an_impossible_disk_is_refused_and_starts_nothing() {
-    let mut proxy = Proxy::new();
-    proxy.handle(Timestamp::ZERO, Input::Start);
-    let spec = backup_spec(HOST, REPOSITORY, u64::MAX);
-    proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
-    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
-    assert_eq!(proxy.running(), 0);
-    assert!(!outputs.iter().any(|o| matches!(o, Output::Send { .. })), "{outputs:?}");
-    let closed: Vec<&String> =
-        outputs.iter().filter_map(|o| if let Output::Close { peer: MANAGER, reason } = o { Some(reason) } else { None }).collect();
-    assert!(matches!(closed.as_slice(), [r] if r.contains("start_backup_task") && r.contains("larger than the limit")), "{outputs:?}");
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, u64::MAX))));
+    assert_eq!(proxy.node.running(), 0);
+    assert!(proxy.sent.is_empty(), "{:?}", proxy.sent);
+    let refused = proxy.closed.as_slice();
+    assert!(matches!(refused, [(MANAGER, r)] if r.contains("start_backup_task") && r.contains("larger than the limit")), "{refused:?}");
 
     // The same task for a real disk starts.
-    let spec = backup_spec(HOST, REPOSITORY, 4 << 20);
-    proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
-    assert_eq!(proxy.running(), 1);
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, 4 << 20))));
+    assert_eq!(proxy.node.running(), 1);
 }
 
 /// Issue 13 §2: a task's replies are believed only from the peers it asked:
@@ -61,23 +57,19 @@ fn a_reply_from_a_peer_the_task_asked_nothing_is_refused() {
     use crate::hypervisor::ChangedBlocks;
     use bitvec::vec::BitVec;
     const OTHER_HOST: NodeId = NodeId(5);
-    let mut proxy = Proxy::new();
-    proxy.handle(Timestamp::ZERO, Input::Start);
-    let spec = backup_spec(HOST, REPOSITORY, 4 << 20);
-    proxy.handle(Timestamp::ZERO, Input::Message { from: MANAGER, msg: Message::StartBackupTask(Box::new(spec)) });
-    let _: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, 4 << 20))));
+    proxy.take_sent();
     let changed = || {
         let reply = Ok(ChangedBlocks::Known { changed: BitVec::repeat(true, 4), swap: BitVec::repeat(false, 4) });
         Message::ChangedBlocksReply { task: TaskId(7), reply }
     };
-    proxy.handle(Timestamp::ZERO, Input::Message { from: OTHER_HOST, msg: changed() });
-    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
-    assert!(
-        matches!(outputs.as_slice(), [Output::Event(_), Output::Close { peer: OTHER_HOST, reason }] if reason.contains("changed_blocks_reply")),
-        "{outputs:?}"
-    );
-    proxy.handle(Timestamp::ZERO, Input::Message { from: HOST, msg: changed() });
-    let outputs: Vec<Output> = std::iter::from_fn(|| proxy.poll_output()).collect();
-    // The plan is made: the repository is asked for its progress or the host for blocks.
-    assert!(outputs.iter().any(|o| matches!(o, Output::Send { to: HOST, msg: Message::ReadBlocks { .. } })), "{outputs:?}");
+    proxy.message(OTHER_HOST, changed());
+    let refused = proxy.closed.as_slice();
+    assert!(matches!(refused, [(OTHER_HOST, r)] if r.contains("changed_blocks_reply")), "{refused:?}");
+    assert!(proxy.take_sent().is_empty(), "a refused reply changes nothing");
+    proxy.message(HOST, changed());
+    // The plan is made: the host is asked for blocks.
+    let sent = proxy.take_sent();
+    assert!(sent.iter().any(|(to, msg)| *to == HOST && matches!(msg, Message::ReadBlocks { .. })), "{sent:?}");
 }
