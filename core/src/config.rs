@@ -4,8 +4,10 @@
 
 use crate::block::{BlockSize, Compression};
 use crate::ids::{JobId, NodeId, VmId};
+use crate::time::Timestamp;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
 use std::time::Duration;
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -70,12 +72,68 @@ pub struct JobSpec {
     pub id: JobId,
     pub name: String,
     pub vms: Vec<VmId>,
-    /// Runs every `every`, starting at time zero.
-    pub every: Duration,
+    /// When sessions start.
+    pub schedule: Schedule,
     pub kind: JobKind,
     /// Throttling: bytes per second the job's disk tasks may move together
     /// (split evenly among its running tasks).
     pub throttle: Option<u64>,
+}
+
+/// When a job's sessions start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// `every 1h`: once the manager is ready (its catalog rebuilt), then
+    /// each period after the previous start.
+    Every(Duration),
+    /// `daily at 22:00`: at this time of day, UTC (time since midnight).
+    DailyAt(Duration),
+    /// Only when the operator says so.
+    Manual,
+}
+
+impl Schedule {
+    /// The first start once the manager is ready at `now`.
+    pub fn first(self, now: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Every(_) => Some(now),
+            Schedule::DailyAt(at) => Some(now.next_time_of_day(at)),
+            Schedule::Manual => None,
+        }
+    }
+
+    /// The longest time between two starts (`None`: manual).
+    pub fn period(self) -> Option<Duration> {
+        match self {
+            Schedule::Every(period) => Some(period),
+            Schedule::DailyAt(_) => Some(crate::time::DAY),
+            Schedule::Manual => None,
+        }
+    }
+
+    /// The start after one that began at `started`.
+    pub fn after(self, started: Timestamp) -> Option<Timestamp> {
+        match self {
+            Schedule::Every(period) => Some(started + period),
+            // Strictly after: a session started at 22:00 is not due again
+            // until tomorrow's 22:00.
+            Schedule::DailyAt(at) => Some((started + Duration::from_nanos(1)).next_time_of_day(at)),
+            Schedule::Manual => None,
+        }
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Schedule::Every(period) => write!(f, "every {}", humantime::format_duration(*period)),
+            Schedule::DailyAt(at) => {
+                let minutes = at.as_secs() / 60;
+                write!(f, "daily at {:02}:{:02}", minutes / 60, minutes % 60)
+            }
+            Schedule::Manual => f.write_str("manual"),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -14,7 +14,8 @@
 //! * health checks report the injected damage and the next backup repairs
 //!   it (`health`); retention removes the oldest points and keeps at most
 //!   its count (`retention`); a successful replica sync leaves a replica
-//!   point (`replica_syncs`); backup windows hold (`windows`).
+//!   point (`replica_syncs`); backup windows hold (`windows`); no session,
+//!   task, point or snapshot id is ever reused (`unique_ids`).
 //!
 //! At the end, every retained point must still be durable in its store
 //! (invariant 2) and every restore requested must have succeeded.
@@ -24,6 +25,7 @@ mod health;
 mod replica_syncs;
 mod replication;
 mod retention;
+mod unique_ids;
 mod windows;
 
 pub use durable::ManifestAudit;
@@ -71,6 +73,8 @@ pub struct Checker {
     replica_syncs: replica_syncs::ReplicaSyncs,
     /// Backup windows hold.
     windows: windows::Windows,
+    /// Ids name one thing each, across restarts.
+    unique_ids: unique_ids::UniqueIds,
 }
 
 /// Blocks listed in a violation message, at most.
@@ -150,6 +154,7 @@ impl Checker {
         self.retention.observe(at, topo, world, event, &mut self.violations);
         self.replica_syncs.observe(at, topo, event, &mut self.violations);
         self.windows.observe(at, topo, event, &mut self.violations);
+        self.unique_ids.observe(at, event, &mut self.violations);
         match event {
             // Every node of a simulated deployment is honest: a refused
             // input is a bug in its sender, or a limit set too low.

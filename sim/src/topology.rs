@@ -11,7 +11,7 @@ use blockferry_core::config::{
     BackupJob, Deployment, JobKind, JobSpec, ProxySpec, REPLICA_VM_BASE, ReplicationJob, RepositorySpec, ThrottleRule, VmSpec,
 };
 use blockferry_core::roles::Roster;
-use blockferry_core::{JobId, NodeId, VmId};
+use blockferry_core::{JobId, NodeId, Timestamp, VmId};
 use std::collections::BTreeMap;
 use std::rc::Rc;
 
@@ -47,6 +47,8 @@ pub struct Topology {
     pub direct: BTreeMap<NodeId, Vec<NodeId>>,
     /// Some link breaks connections (`breaks > 0`): the run draws them.
     breaking: bool,
+    /// When the run starts (reports give times as offsets from it).
+    pub start: Timestamp,
 }
 
 /// The manager's node name (as `crash` faults name it).
@@ -131,7 +133,7 @@ impl Topology {
                 id,
                 name: j.name.clone(),
                 vms,
-                every: j.schedule,
+                schedule: j.schedule,
                 kind,
                 throttle: j.throttle_bps.map(|bps| bps / 8),
             });
@@ -157,7 +159,7 @@ impl Topology {
         let breaking = s.links.iter().any(|l| l.breaks > 0.0);
         let expected_blocks =
             s.repositories.iter().map(|r| Ok((node(&r.name)?, backed_up_blocks(s, &r.name)))).collect::<Result<_, String>>()?;
-        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, direct, breaking })
+        Ok(Topology { nodes, by_name, deployment, network, jobs, vms, expected_blocks, direct, breaking, start: s.start })
     }
 
     pub fn has_breaking_links(&self) -> bool {

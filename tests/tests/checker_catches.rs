@@ -162,6 +162,16 @@ fn a_replica_sync_without_a_replica_point_fails_the_run() {
     caught(&sabotaged, &run_file("replication-basic", None), "left no replica point");
 }
 
+/// Issue 13 §4: a manager whose ids start over when it restarts hands out
+/// ids that already name sessions, tasks or points, and the checker says
+/// so; the honest manager of the same run (a daily job, retention, a
+/// manager crash) passes, retention included.
+#[test]
+fn ids_reused_after_a_manager_restart_fail_the_run() {
+    let sabotaged = run_file("daily-manager-restart", Some(Sabotage::IdsStartOver));
+    caught(&sabotaged, &run_file("daily-manager-restart", None), "an id was reused");
+}
+
 #[test]
 fn a_backup_window_never_enforced_fails_the_run() {
     let sabotaged = run_file("faults-backup-window", Some(Sabotage::IgnoreBackupWindow));

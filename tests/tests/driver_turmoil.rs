@@ -5,8 +5,8 @@
 //! segments) is noticed by the keepalive within its timeout, and the link is
 //! redialed after the repair; a quiet connection stays up on keepalives.
 
-use blockferry_core::{Event, Node, NodeId};
-use blockferry_realnet::{Backoff, Clock, Driver, DriverConfig, EventSink, Keepalive, TokioClock};
+use blockferry_core::{Event, Node, NodeId, Timestamp};
+use blockferry_realnet::{Backoff, Clock, Driver, DriverConfig, EventSink, Keepalive};
 use blockferry_sim::seed::{self, Stream};
 use blockferry_sim::trace::Trace;
 use blockferry_sim::turmoil_transport::{TurmoilClock, TurmoilTcp};
@@ -43,6 +43,12 @@ fn config(id: NodeId, peer: NodeId) -> DriverConfig {
         .with_keepalive(KEEPALIVE)
         // A dial into a partition never completes under turmoil.
         .with_connect_timeouts(Duration::from_millis(500), Duration::from_millis(500))
+}
+
+/// The simulation's clock from the Unix epoch: event times read as time
+/// since the simulation started.
+fn epoch_clock() -> TurmoilClock {
+    TurmoilClock::starting_at(Timestamp::ZERO)
 }
 
 /// Puts node `id` on host "n{id}", driven by the realnet driver over
@@ -95,14 +101,14 @@ fn pongs(trace: &Trace) -> Vec<u64> {
 fn ping_pong(seed: u64) -> Trace {
     let trace = Rc::new(RefCell::new(Trace::keeping()));
     let mut sim = sim(seed);
-    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TokioClock::new);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, epoch_clock);
     add_host(
         &mut sim,
         N0,
         N1,
         &trace,
         move || PingPong::pinger(N1, Duration::from_millis(100), 5).with_jitter(seed::rng(seed, Stream::Node(0))),
-        TokioClock::new,
+        epoch_clock,
     );
     step_until(&mut sim, Duration::from_secs(2));
     drop(sim);
@@ -138,8 +144,8 @@ fn crashed_responder_goes_down_and_comes_back() {
     const PINGS: u64 = 30;
     let trace = Rc::new(RefCell::new(Trace::keeping()));
     let mut sim = sim(3);
-    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TurmoilClock::new);
-    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), PINGS), TurmoilClock::new);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, epoch_clock);
+    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), PINGS), epoch_clock);
 
     step_until(&mut sim, Duration::from_secs(1));
     let answered_before_crash = pongs(&trace.borrow()).len();
@@ -199,8 +205,8 @@ fn partition_is_noticed_by_keepalive_and_healed_by_redialing() {
     let (cut, heal) = (Duration::from_secs(1), Duration::from_secs(3));
     let trace = Rc::new(RefCell::new(Trace::keeping()));
     let mut sim = sim(5);
-    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TurmoilClock::new);
-    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), PINGS), TurmoilClock::new);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, epoch_clock);
+    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), PINGS), epoch_clock);
 
     step_until(&mut sim, cut);
     sim.partition(name(N0), name(N1));
@@ -239,9 +245,9 @@ fn partition_is_noticed_by_keepalive_and_healed_by_redialing() {
 fn a_quiet_connection_stays_up_on_keepalives() {
     let trace = Rc::new(RefCell::new(Trace::keeping()));
     let mut sim = sim(6);
-    add_host(&mut sim, N1, N0, &trace, PingPong::responder, TurmoilClock::new);
+    add_host(&mut sim, N1, N0, &trace, PingPong::responder, epoch_clock);
     // One ping, then nothing for 20 idle timeouts.
-    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), 1), TurmoilClock::new);
+    add_host(&mut sim, N0, N1, &trace, || PingPong::pinger(N1, Duration::from_millis(100), 1), epoch_clock);
     step_until(&mut sim, KEEPALIVE.timeout * 20);
     drop(sim);
     let trace = trace.replace(Trace::default());

@@ -23,8 +23,12 @@ pub(crate) struct Stepper<N> {
 impl<N: Node> Stepper<N> {
     /// The node, started at `Timestamp::ZERO`.
     pub fn start(node: N) -> Self {
-        let mut s =
-            Stepper { node, now: Timestamp::ZERO, timers: BTreeMap::new(), sent: Vec::new(), closed: Vec::new(), events: Vec::new() };
+        Self::start_at(node, Timestamp::ZERO)
+    }
+
+    /// The node, started at `now`.
+    pub fn start_at(node: N, now: Timestamp) -> Self {
+        let mut s = Stepper { node, now, timers: BTreeMap::new(), sent: Vec::new(), closed: Vec::new(), events: Vec::new() };
         s.feed(Input::Start);
         s
     }
@@ -52,9 +56,10 @@ impl<N: Node> Stepper<N> {
     }
 
     /// Fires due timers, earliest first, until `pick` finds what it looks
-    /// for in what was sent (which it may answer) or `limit` passes.
+    /// for in what was sent (which it may answer) or `limit` passes (from
+    /// now).
     pub fn run_until<T>(&mut self, limit: Duration, mut pick: impl FnMut(&mut Self) -> Option<T>) -> Option<T> {
-        let end = Timestamp::ZERO + limit;
+        let end = self.now + limit;
         loop {
             if let Some(found) = pick(self) {
                 return Some(found);

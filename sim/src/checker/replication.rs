@@ -138,7 +138,7 @@ impl ReplicationChecker {
                     violations.push(format!("at {at}: {} of {vm}: {v}", action.name()));
                 }
                 let record = ActionRecord {
-                    at_secs: at.as_duration().as_secs(),
+                    at_secs: (at - topo.start).as_secs(),
                     vm: topo.deployment.vms.get(vm).map_or_else(|| vm.to_string(), |v| v.name.clone()),
                     action: action.name().to_string(),
                     point_back: match action {

@@ -139,6 +139,13 @@ impl Des {
         Self::with_services(net, Box::new(NoServices))
     }
 
+    /// The engine's clock starts at `start` instead of the Unix epoch
+    /// (before any node is added).
+    pub fn starting_at(mut self, start: Timestamp) -> Self {
+        self.now = start;
+        self
+    }
+
     pub fn with_services(net: Network, services: Box<dyn Services>) -> Self {
         Des {
             now: Timestamp::ZERO,

@@ -18,7 +18,7 @@ const MANAGER: NodeId = NodeId(0);
 
 pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summary, String> {
     let mut state = RunState::new(scenario, seed, options)?;
-    let mut des = Des::with_services(state.topo.network.clone(), Box::new(state.world.clone()));
+    let mut des = Des::with_services(state.topo.network.clone(), Box::new(state.world.clone())).starting_at(scenario.start);
     des.keep_trace();
     for info in state.topo.nodes.clone() {
         let node = state.make_node(info.id).ok_or("node without a role")?;
@@ -26,14 +26,14 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         if let Some(streams) = info.streams {
             des.set_streams(info.id, streams);
         }
-        des.inject(Timestamp::ZERO, info.id, Input::Start);
+        des.inject(scenario.start, info.id, Input::Start);
     }
     des.connect_all();
     // Who asks for operator actions and the end-of-run restores: not a node
     // the engine runs, so the manager's answers to it go nowhere.
     let operator = state.topo.operator();
 
-    let end = Timestamp::ZERO + scenario.duration;
+    let end = scenario.start + scenario.duration;
     if let Some(rng) = state.breaks_rng(seed) {
         des.set_breaks_rng(rng);
     }

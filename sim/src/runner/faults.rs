@@ -40,7 +40,7 @@ pub fn timeline(s: &Scenario, topo: &Topology) -> Result<(Vec<(Timestamp, FaultS
     let node = |name: &str| topo.node(name).ok_or_else(|| format!("unknown node {name:?}"));
     let vm = |name: &str| topo.vms.get(name).copied().ok_or_else(|| format!("unknown vm {name:?}"));
     let mut steps = Vec::new();
-    let mut last_end = Timestamp::ZERO;
+    let mut last_end = s.start;
     for (index, fault) in s.faults.iter().enumerate() {
         let at = fault.at;
         let mut span = |start: FaultStep, end: FaultStep, duration| {

@@ -25,7 +25,7 @@ pub const LIVENESS_SLACK: Duration = Duration::from_secs(3600);
 
 /// How long after the faults stop every job must have succeeded.
 pub fn bound(scenario: &Scenario) -> Duration {
-    scenario.jobs.iter().map(|j| j.schedule * 2).max().unwrap_or_default() + LIVENESS_SLACK
+    scenario.jobs.iter().filter_map(|j| j.schedule.period()).map(|p| p * 2).max().unwrap_or_default() + LIVENESS_SLACK
 }
 
 /// A run's liveness phase, planned from its fault timeline before the run:
@@ -46,7 +46,7 @@ pub struct Plan {
 impl Plan {
     /// The plan for `scenario`, whose fault `steps` end at `faults_end`.
     pub fn new(scenario: &Scenario, steps: &[(Timestamp, FaultStep)], faults_end: Timestamp) -> Plan {
-        let end = Timestamp::ZERO + scenario.duration;
+        let end = scenario.start + scenario.duration;
         let quiet_from = faults_end.min(end);
         Plan { end, quiet_from, deadline: quiet_from + bound(scenario), lifting: lifting(steps, end) }
     }

@@ -71,6 +71,8 @@ pub enum Sabotage {
     SyncWithoutReplicaPoint,
     /// The manager never terminates a session at the end of its window.
     IgnoreBackupWindow,
+    /// The manager's id counters start over at zero when it restarts.
+    IdsStartOver,
 }
 
 /// Runs `scenario` with `seed` (default: the scenario's) under `engine`

@@ -61,6 +61,7 @@ impl NodeMaker {
                     Some(Sabotage::RetentionDropsNewest) => Manager::expiring_newest_points(cfg),
                     Some(Sabotage::SyncWithoutReplicaPoint) => Manager::skipping_replica_points(cfg),
                     Some(Sabotage::IgnoreBackupWindow) => Manager::ignoring_backup_windows(cfg),
+                    Some(Sabotage::IdsStartOver) => Manager::restarting_ids_at_zero(cfg),
                     _ => Manager::new(cfg),
                 })
             }
@@ -323,7 +324,7 @@ impl RunState {
         }
         let recovered_all = recovered.values().all(|a| a.is_some_and(|d| d <= bound.as_secs()));
         Liveness {
-            faults_end_secs: phase.quiet_from.as_duration().as_secs(),
+            faults_end_secs: (phase.quiet_from - self.topo.start).as_secs(),
             bound_secs: bound.as_secs(),
             phase_secs: phase.phase.as_secs(),
             recovered: recovered_all,

@@ -120,7 +120,7 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
         }
         let transport = ShapedTcp::new(links.clone(), endpoint(index, host), sites.clone());
         let (state, trace, mailbox, links) = (state.clone(), trace.clone(), mailbox.clone(), links.clone());
-        let (nodes, world) = (nodes.clone(), world.clone());
+        let (nodes, world, start) = (nodes.clone(), world.clone(), scenario.start);
         // Runs at start and on every restart: nothing here may borrow the
         // run state, which is busy applying the fault step that restarts it.
         sim.host(host.name.as_str(), move || {
@@ -137,7 +137,10 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
                     st.tally.wan_now = Some(links.borrow().lan_wan_bytes().1);
                     st.observe(at, event);
                 });
-                Driver::new(config, node, transport, TurmoilClock::new(), sink)?.with_services(Box::new(services)).run().await?;
+                Driver::new(config, node, transport, TurmoilClock::starting_at(start), sink)?
+                    .with_services(Box::new(services))
+                    .run()
+                    .await?;
                 Ok(())
             }
         });
@@ -156,11 +159,13 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
     let (steps, faults_end) = faults::timeline(scenario, &topo)?;
     let liveness = liveness::Plan::new(scenario, &steps, faults_end);
     let timeline = actions::merge(steps, actions::requests(scenario, &topo)?);
-    for (at, item) in timeline.into_iter().filter(|(at, _)| at.as_duration() <= end) {
-        step_until(&mut sim, at.as_duration())?;
+    // Turmoil counts time from zero; the scenario's clock from its start.
+    let start = scenario.start;
+    for (at, item) in timeline.into_iter().filter(|(at, _)| *at - start <= end) {
+        step_until(&mut sim, at - start)?;
         match item {
             Timed::Fault(step) => {
-                let now = Timestamp::from_duration(sim.elapsed()).max(at);
+                let now = (start + sim.elapsed()).max(at);
                 let mut engine = TurmoilFaults { sim: &mut sim, hosts: &hosts, links: &links };
                 faults::apply(&mut engine, &mut state.borrow_mut(), now, &step)?;
             }
@@ -173,15 +178,15 @@ pub fn run(scenario: &Scenario, seed: u64, options: &RunOptions) -> Result<Summa
 
     // The liveness phase: faults off until every job has recovered.
     for step in &liveness.lifting {
-        let now = Timestamp::from_duration(sim.elapsed());
+        let now = start + sim.elapsed();
         let mut engine = TurmoilFaults { sim: &mut sim, hosts: &hosts, links: &links };
         faults::apply(&mut engine, &mut state.borrow_mut(), now, step)?;
     }
-    while !state.borrow().all_recovered(liveness.quiet_from) && sim.elapsed() < liveness.deadline.as_duration() {
+    while !state.borrow().all_recovered(liveness.quiet_from) && sim.elapsed() < liveness.deadline - start {
         sim.step().map_err(|e| format!("turmoil failed at {:?}: {e}", sim.elapsed()))?;
     }
     let phase_end = sim.elapsed().max(end);
-    let phase = liveness.outcome(Timestamp::from_duration(phase_end));
+    let phase = liveness.outcome(start + phase_end);
 
     let requests = state.borrow_mut().restore_requests(scenario.restore_check);
     mailbox.borrow_mut().extend(requests);

@@ -19,11 +19,15 @@ mod tests;
 pub use error::ScenarioError;
 pub use units::PointRef;
 
+use blockferry_core::config::Schedule;
 use blockferry_core::{BlockSize, Compression, Timestamp};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
+
+/// Where a run's clock starts when the scenario does not say (`start`).
+pub const DEFAULT_START: Timestamp = Timestamp(1_767_225_600 * 1_000_000_000);
 
 /// A parsed, validated scenario.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +39,9 @@ pub struct Scenario {
     pub seed: u64,
     /// Simulated time the run may take.
     pub duration: Duration,
+    /// The wall-clock instant the run starts at (every node's clock reads
+    /// it at the start; fault and action times are offsets from it).
+    pub start: Timestamp,
     /// Default job block size.
     pub block_size: BlockSize,
     pub engine: Engine,
@@ -214,8 +221,8 @@ pub struct Repository {
 pub struct Job {
     pub name: String,
     pub vms: Vec<String>,
-    /// Period of the schedule ("every <period>").
-    pub schedule: Duration,
+    /// When sessions start ("every <period>" or "daily at HH:MM").
+    pub schedule: Schedule,
     pub compression: Compression,
     /// The job's block size (its own, or the scenario's default).
     pub block_size: BlockSize,

@@ -4,7 +4,7 @@
 //! their errors carry a line. Keys that only some kinds of job or fault take
 //! are optional here and checked per kind in `validate`.
 
-use super::units::{Bandwidth, Block, Comp, Dur, Every, PointRef, Size};
+use super::units::{Bandwidth, Block, Comp, Dur, Every, Instant, PointRef, ScheduleText, Size};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ pub struct RawScenario {
     pub name: String,
     pub seed: Option<u64>,
     pub duration: Dur,
+    pub start: Option<Instant>,
     pub block_size: Option<Block>,
     pub engine: Option<super::Engine>,
     pub payload: Option<super::PayloadMode>,
@@ -127,7 +128,7 @@ pub struct RawJob {
     pub name: String,
     pub kind: RawJobKind,
     pub vms: Vec<String>,
-    pub schedule: Every,
+    pub schedule: ScheduleText,
     pub compression: Option<Comp>,
     pub block_size: Option<Block>,
     pub verify_every: Option<u32>,

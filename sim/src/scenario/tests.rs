@@ -7,6 +7,7 @@ use super::*;
 const CONTRACT_EXAMPLE: &str = r#"name = "replicate-over-flaky-wan"
 seed = 7                 # default seed; `--seed` overrides
 duration = "12h"         # simulated time the run may take
+start = "2026-01-01T00:00:00Z"  # optional: the wall-clock instant the run starts at (UTC)
 block_size = "256KiB"    # default storage-optimisation block size for jobs
 engine = "des"           # "des" (default): discrete-event; "turmoil": real driver over turmoil TCP
 payload = "synthetic"    # "synthetic" (default): blocks travel as descriptors — digest
@@ -71,7 +72,7 @@ kind = "backup"
 vms = ["db01"]
 proxy = "px-prod"          # optional: omitted → the scheduler picks one
 repository = "repo-dr"
-schedule = "every 1h"
+schedule = "every 1h"       # or "daily at 22:00" (UTC)
 retention = 7              # restore points kept (forever forward incremental)
 compression = "optimal"    # none | dedupe-friendly | optimal | high | extreme
 block_size = "1MiB"        # optional per-job override
@@ -231,7 +232,7 @@ fn the_contract_example_parses_as_is() {
     assert_eq!(s.repositories[0].capacity, 1 << 40);
 
     let backup = s.job("backup-db").unwrap();
-    assert_eq!(backup.schedule, Duration::from_secs(3600));
+    assert_eq!(backup.schedule, blockferry_core::config::Schedule::Every(Duration::from_secs(3600)));
     assert_eq!(backup.compression, Compression::Optimal);
     assert_eq!(backup.block_size, BlockSize::LOCAL);
     assert_eq!(backup.verify_every, Some(4));
@@ -252,15 +253,16 @@ fn the_contract_example_parses_as_is() {
     assert_eq!(r.seed_from.as_deref(), Some("backup-db"));
     assert!(r.map.is_empty());
 
+    assert_eq!(s.start, Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap());
     assert_eq!(s.faults.len(), 3);
-    assert_eq!(s.faults[0].at, Timestamp::from_duration(Duration::from_secs(7200)));
+    assert_eq!(s.faults[0].at, DEFAULT_START + Duration::from_secs(7200));
     assert_eq!(s.faults[0].kind, FaultKind::Partition { between: ["prod".into(), "dr".into()], duration: Duration::from_secs(1200) });
     assert_eq!(s.faults[1].kind, FaultKind::Crash { node: "repo-dr".into(), duration: Duration::from_secs(300) });
     assert_eq!(s.faults[2].kind, FaultKind::CbtReset { vm: "db01".into() });
     assert_eq!(
         s.actions,
         [Action {
-            at: Timestamp::from_duration(Duration::from_secs(8 * 3600)),
+            at: DEFAULT_START + Duration::from_secs(8 * 3600),
             kind: ActionKind::Failover,
             vm: "db01".into(),
             point: PointRef::Latest
@@ -343,7 +345,7 @@ min_sessions_ok = 3
     );
     assert_eq!(s.actions[0].point, PointRef::Back(2));
     assert_eq!(s.actions[1].point, PointRef::Previous);
-    assert_eq!(s.actions[1].at, Timestamp::from_duration(Duration::from_secs(5400)));
+    assert_eq!(s.actions[1].at, DEFAULT_START + Duration::from_secs(5400));
     assert_eq!(s.expects[0].min_sessions_ok, Some(3));
 }
 
@@ -390,6 +392,8 @@ fn bad_values_are_reported_on_their_line() {
         ("duration = \"2h\"", "duration = \"2\"", "invalid duration"),
         ("schedule = \"every 1h\"", "schedule = \"hourly\"", "invalid schedule"),
         ("schedule = \"every 1h\"", "schedule = \"every 0s\"", "more than zero"),
+        ("schedule = \"every 1h\"", "schedule = \"daily at 24:00\"", "between 00:00 and 23:59"),
+        ("duration = \"2h\"", "duration = \"2h\"\nstart = \"2026-01-01\"", "start: \"2026-01-01\" is not an RFC 3339 instant"),
         ("schedule = \"every 1h\"", "schedule = \"every 1h\"\nblock_size = \"3MiB\"", "invalid block size"),
         ("schedule = \"every 1h\"", "schedule = \"every 1h\"\nblock_size = \"2KiB\"", "invalid block size"),
         ("schedule = \"every 1h\"", "schedule = \"every 1h\"\ncompression = \"max\"", "unknown compression"),
@@ -613,4 +617,20 @@ fn a_direct_proxy_needs_a_host_in_its_site() {
         e,
         "scenarios/x.toml: proxy \"px-dr\": transport = \"direct\" reads the datastores of hosts in its own site, and site \"dr\" has no [[host]]"
     );
+}
+
+/// `start` moves the whole run: fault and action times are offsets from
+/// it, and a `daily at` schedule is read in UTC.
+#[test]
+fn a_run_starts_at_its_start_and_daily_schedules_are_read() {
+    let text = BASE.replacen("duration = \"2h\"", "duration = \"2h\"\nstart = \"2026-06-01T21:30:00Z\"", 1).replacen(
+        "schedule = \"every 1h\"",
+        "schedule = \"daily at 22:00\"",
+        1,
+    );
+    let s = Scenario::from_str(&text, "x.toml").unwrap();
+    let start = Timestamp::parse_rfc3339("2026-06-01T21:30:00Z").unwrap();
+    assert_eq!(s.start, start);
+    assert!(s.faults.iter().all(|f| f.at >= start), "{:?}", s.faults);
+    assert!(s.jobs.iter().any(|j| j.schedule == blockferry_core::config::Schedule::DailyAt(Duration::from_secs(22 * 3600))));
 }

@@ -7,7 +7,8 @@
 //! decimal units (`KB` = 1000), while the contract says binary units and a
 //! size must be an exact byte count.
 
-use blockferry_core::{BlockSize, Compression};
+use blockferry_core::config::Schedule;
+use blockferry_core::{BlockSize, Compression, Timestamp};
 use serde::Deserialize;
 use serde::de::{self, Deserializer, Visitor};
 use std::fmt;
@@ -67,6 +68,26 @@ pub fn parse_every(text: &str) -> Result<Duration, String> {
         return Err(format!("invalid schedule {text:?}: the period must be more than zero"));
     }
     Ok(period)
+}
+
+/// A job schedule: "every <duration>" or "daily at HH:MM" (UTC).
+pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
+    let trimmed = text.trim();
+    if trimmed.starts_with("every") {
+        return parse_every(text).map(Schedule::Every);
+    }
+    let clock = trimmed
+        .strip_prefix("daily")
+        .and_then(|r| r.trim_start().strip_prefix("at"))
+        .map(str::trim)
+        .ok_or_else(|| format!("invalid schedule {text:?}: expected \"every <duration>\" or \"daily at HH:MM\" (UTC)"))?;
+    let (hours, minutes) = clock
+        .split_once(':')
+        .filter(|(h, m)| (1..=2).contains(&h.len()) && m.len() == 2)
+        .and_then(|(h, m)| Some((h.parse::<u64>().ok()?, m.parse::<u64>().ok()?)))
+        .filter(|&(h, m)| h < 24 && m < 60)
+        .ok_or_else(|| format!("invalid schedule {text:?}: the time of day must be HH:MM between 00:00 and 23:59"))?;
+    Ok(Schedule::DailyAt(Duration::from_secs(hours * 3600 + minutes * 60)))
 }
 
 /// A decimal number: its digits without the point, and how many of them
@@ -138,6 +159,14 @@ parsed_string!(
 parsed_string!(
     /// An "every <duration>" string.
     Every(Duration), parse_every
+);
+parsed_string!(
+    /// An RFC 3339 instant in UTC ("2026-01-01T00:00:00Z").
+    Instant(Timestamp), Timestamp::parse_rfc3339
+);
+parsed_string!(
+    /// A job's "every <duration>" or "daily at HH:MM" string.
+    ScheduleText(Schedule), parse_schedule
 );
 parsed_string!(
     /// A block size string: a power of two between 4 KiB and 64 MiB.
@@ -243,6 +272,27 @@ mod tests {
         assert_eq!(parse_every("  every 30m "), Ok(Duration::from_secs(1800)));
         for bad in ["1h", "every", "every0s", "every 0s", "each 1h", "every soon"] {
             assert!(parse_every(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn schedules_are_periods_or_times_of_day() {
+        assert_eq!(parse_schedule("every 2h"), Ok(Schedule::Every(Duration::from_secs(7200))));
+        assert_eq!(parse_schedule("daily at 22:00"), Ok(Schedule::DailyAt(Duration::from_secs(22 * 3600))));
+        assert_eq!(parse_schedule(" daily  at 7:05 "), Ok(Schedule::DailyAt(Duration::from_secs(7 * 3600 + 300))));
+        for bad in [
+            "daily",
+            "daily at",
+            "daily at 24:00",
+            "daily at 12:60",
+            "daily at 12",
+            "daily at 1:5",
+            "daily 22:00",
+            "weekly at 22:00",
+            "manual",
+        ] {
+            let e = parse_schedule(bad).unwrap_err();
+            assert!(e.contains(bad.trim()), "{bad:?}: {e}");
         }
     }
 }

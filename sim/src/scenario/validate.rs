@@ -24,6 +24,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         return Err(err("duration must be more than zero".into()));
     }
     let duration = raw.duration.0;
+    let start = raw.start.map_or(DEFAULT_START, |s| s.0);
     let block_size = raw.block_size.map(|b| b.0).unwrap_or_default();
     let Some(first_site) = raw.sites.first() else {
         return Err(err("a scenario needs at least one [[site]]".into()));
@@ -150,7 +151,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
 
     let mut faults = Vec::new();
     for (i, fault) in raw.faults.iter().enumerate() {
-        faults.push(fault_of(i, fault, &names, &linked, duration, origin)?);
+        faults.push(fault_of(i, fault, &names, &linked, start, duration, origin)?);
     }
 
     let mut actions = Vec::new();
@@ -164,12 +165,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         if !replicated {
             return Err(err(format!("{what} names vm {:?}, which no replication job replicates", action.vm)));
         }
-        actions.push(Action {
-            at: Timestamp::from_duration(action.at.0),
-            kind: action.kind,
-            vm: action.vm.clone(),
-            point: action.point.unwrap_or_default(),
-        });
+        actions.push(Action { at: start + action.at.0, kind: action.kind, vm: action.vm.clone(), point: action.point.unwrap_or_default() });
     }
 
     let mut expects = Vec::new();
@@ -189,6 +185,7 @@ pub fn validate(raw: RawScenario, origin: &str) -> Result<Scenario> {
         name: raw.name.clone(),
         seed: raw.seed.unwrap_or(0),
         duration,
+        start,
         block_size,
         engine: raw.engine.unwrap_or_default(),
         payload: raw.payload.unwrap_or_default(),
@@ -474,7 +471,15 @@ fn fault_keys(kind: RawFaultKind) -> &'static [&'static str] {
     }
 }
 
-fn fault_of(index: usize, fault: &RawFault, names: &Names, linked: &BTreeSet<[String; 2]>, run: Duration, origin: &str) -> Result<Fault> {
+fn fault_of(
+    index: usize,
+    fault: &RawFault,
+    names: &Names,
+    linked: &BTreeSet<[String; 2]>,
+    start: Timestamp,
+    run: Duration,
+    origin: &str,
+) -> Result<Fault> {
     let err = |message: String| ScenarioError::item(origin, message);
     let name = fault_name(fault.kind);
     let what = format!("fault #{} ({name} at {})", index + 1, humantime::format_duration(fault.at.0));
@@ -541,7 +546,7 @@ fn fault_of(index: usize, fault: &RawFault, names: &Names, linked: &BTreeSet<[St
             FaultKind::SlowLink { between: between()?, bandwidth_bps: fault.bandwidth.map(|b| b.0).unwrap_or_default(), duration: for_ }
         }
     };
-    Ok(Fault { at: Timestamp::from_duration(fault.at.0), kind })
+    Ok(Fault { at: start + fault.at.0, kind })
 }
 
 /// A value that must lie in [0, 1].

@@ -129,26 +129,28 @@ impl Transport for ShapedTcp {
     }
 }
 
-/// Simulated time since the simulation started, the same for every host and
-/// across crashes and restarts, so events of different hosts, and of one host
-/// before and after a bounce, share one timeline (a `TokioClock` starts over
-/// with each host runtime).
-#[derive(Debug, Default)]
+/// The scenario's start plus simulated time since the simulation started,
+/// the same for every host and across crashes and restarts, so events of
+/// different hosts, and of one host before and after a bounce, share one
+/// timeline (a `TokioClock` reads the host's wall clock).
+#[derive(Debug)]
 pub struct TurmoilClock {
+    start: Timestamp,
     /// Last reading, returned if called outside a simulated host, so time
     /// never goes backwards.
     last: Cell<Timestamp>,
 }
 
 impl TurmoilClock {
-    pub fn new() -> Self {
-        Self::default()
+    /// A clock reading `start` when the simulation starts.
+    pub fn starting_at(start: Timestamp) -> Self {
+        TurmoilClock { start, last: Cell::new(start) }
     }
 }
 
 impl Clock for TurmoilClock {
     fn now(&self) -> Timestamp {
-        let now = turmoil::sim_elapsed().map_or(self.last.get(), Timestamp::from_duration).max(self.last.get());
+        let now = turmoil::sim_elapsed().map_or(self.last.get(), |elapsed| self.start + elapsed).max(self.last.get());
         self.last.set(now);
         now
     }

@@ -88,7 +88,8 @@ impl<S> ShapedStream<S> {
     }
 }
 
-/// The simulation's time, as the driver's clock reads it.
+/// The simulation's time from its start: the links' own timeline (only
+/// link reservations are compared with it, never a node's clock).
 fn now() -> Timestamp {
     turmoil::sim_elapsed().map_or(Timestamp::ZERO, Timestamp::from_duration)
 }

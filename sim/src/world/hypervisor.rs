@@ -161,6 +161,8 @@ pub struct Hypervisors {
     /// The guest each VM runs when powered on: scenario VMs their own
     /// workload, replicas their source's (registered by the runner).
     guests: BTreeMap<VmId, Workload>,
+    /// When the run starts: scenario VMs' guests write from then on.
+    start: Timestamp,
 }
 
 type OpResult = Result<(Timestamp, HypervisorReply), String>;
@@ -184,6 +186,7 @@ impl Hypervisors {
             misses: Vec::new(),
             guest_writes: 0,
             guests: BTreeMap::new(),
+            start: Timestamp::ZERO,
         }
     }
 
@@ -194,6 +197,7 @@ impl Hypervisors {
         let key = ContentKey::from_rng(&mut seed::rng(seed, Stream::World));
         let (fine, coarse) = s.block_size_range();
         let mut hv = Hypervisors::new(key, s.payload, fine);
+        hv.start = s.start;
         for host in &s.hosts {
             hv.add_host(&host.name, host.cbt);
         }
@@ -250,7 +254,7 @@ impl Hypervisors {
         if let Some(spec) = vm.workload {
             self.guests.insert(id, spec);
             let rng = key.rng("workload", &[vm.name.as_bytes()]);
-            if let Some(w) = GuestWorkload::new(spec, rng, Timestamp::ZERO, targets) {
+            if let Some(w) = GuestWorkload::new(spec, rng, self.start, targets) {
                 self.workloads.insert(id, w);
             }
         }
@@ -258,8 +262,9 @@ impl Hypervisors {
     }
 
     /// Makes `copy`'s disks a copy of `source`'s initial content, then runs
-    /// the source's guest for `age` before time zero: the copy is as the
-    /// source was `age` ago. Called before the run starts.
+    /// the source's guest for `age` (on a timeline of its own, from zero):
+    /// the copy is as the source was `age` before the run. Called before
+    /// the run starts.
     fn make_copy(&mut self, copy: VmId, source: VmId, age: std::time::Duration, spec: Option<Workload>) -> Result<(), String> {
         let (disks, name) = {
             let state = self.vms.get(&copy).ok_or_else(|| format!("no vm {copy}"))?;

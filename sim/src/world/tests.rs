@@ -79,8 +79,9 @@ fn hypervisors(payload: &str) -> Hypervisors {
     Hypervisors::from_scenario(&scenario(payload, true), 42).unwrap()
 }
 
+/// `secs` into a run that starts at the default start.
 fn at(secs: u64) -> Timestamp {
-    Timestamp::from_duration(Duration::from_secs(secs))
+    crate::scenario::DEFAULT_START + Duration::from_secs(secs)
 }
 
 fn call(hv: &mut Hypervisors, now: Timestamp, host: &str, op: HypervisorOp) -> (Timestamp, Result<HypervisorReply, String>) {

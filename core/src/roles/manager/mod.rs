@@ -128,7 +128,12 @@ struct Task {
 }
 
 /// Id counters. A (re)started manager starts them at the current time in
-/// nanoseconds, so ids never repeat those of an earlier incarnation.
+/// nanoseconds since the Unix epoch — later than any id an earlier
+/// incarnation handed out, as long as it did not hand out more than one
+/// per nanosecond. A clock set back between incarnations is caught by the
+/// durable high-water marks: every point a repository lists lifts the
+/// point and session counters above its ids ([`Counters::above`]), and
+/// the manager schedules nothing before its repositories have listed.
 #[derive(Debug, Default)]
 struct Counters {
     session: u64,
@@ -140,6 +145,12 @@ struct Counters {
 impl Counters {
     fn starting_at(now: Timestamp) -> Counters {
         Counters { session: now.0, task: now.0, op: now.0, point: now.0 }
+    }
+
+    /// Lifts the counters above the ids of a durable point.
+    fn above(&mut self, point: &PointHeader) {
+        self.point = self.point.max(point.point.0);
+        self.session = self.session.max(point.session.0);
     }
 }
 
@@ -273,9 +284,11 @@ impl Manager {
 
     fn on_job_timer(&mut self, index: usize) {
         let Some(spec) = self.cfg.jobs.get(index) else { return };
-        let (job, every, vms) = (spec.id, spec.every, spec.vms.clone());
+        let (job, schedule, vms) = (spec.id, spec.schedule, spec.vms.clone());
         let replication = matches!(spec.kind, JobKind::Replication(_));
-        self.out.set_timer(Timer::Job(index).id(), self.now + every);
+        if let Some(next) = schedule.after(self.now) {
+            self.out.set_timer(Timer::Job(index).id(), next);
+        }
         if self.running.contains_key(&job) {
             self.out.event(Event::SessionSkipped { job, reason: "the previous session is still running".into() });
             return;
@@ -816,7 +829,7 @@ impl Manager {
         let now = self.now;
         *self = Manager::new(std::mem::take(&mut self.cfg)).with_planted(self.planted);
         self.now = now;
-        self.ids = Counters::starting_at(now);
+        self.ids = if self.planted.ids_start_over { Counters::default() } else { Counters::starting_at(now) };
         let before = SessionId(self.ids.session + 1);
         for proxy in self.cfg.proxies.keys() {
             self.out.send(*proxy, Message::AbortTasks);
@@ -841,7 +854,9 @@ impl Manager {
         self.scheduling = true;
         self.out.cancel_timer(Timer::CatalogReady.id());
         for (index, job) in self.cfg.jobs.iter().enumerate() {
-            self.out.set_timer(Timer::Job(index).id(), self.now);
+            if let Some(first) = job.schedule.first(self.now) {
+                self.out.set_timer(Timer::Job(index).id(), first);
+            }
             if let JobKind::Backup(BackupJob { health_check: Some(every), .. }) = &job.kind {
                 self.out.set_timer(Timer::Health(index).id(), self.now + *every);
             }
@@ -897,6 +912,9 @@ impl Manager {
             })
             .chain(self.commits_waiting.iter().map(|(.., point)| *point))
             .collect();
+        for point in &points {
+            self.ids.above(point);
+        }
         points.retain(|p| !committing.contains(&p.point));
         let jobs: Vec<JobId> =
             self.cfg.jobs.iter().filter(|j| matches!(&j.kind, JobKind::Backup(b) if b.repository == repository)).map(|j| j.id).collect();

@@ -18,6 +18,8 @@ pub(in crate::roles::manager) struct Planted {
     pub no_replica_points: bool,
     /// A backup window closing does nothing.
     pub ignore_windows: bool,
+    /// Id counters start over at zero on every start.
+    pub ids_start_over: bool,
 }
 
 impl Manager {
@@ -37,6 +39,13 @@ impl Manager {
     /// window. Only for proving the checker catches it.
     pub fn ignoring_backup_windows(cfg: Deployment) -> Self {
         Manager::new(cfg).with_planted(Planted { ignore_windows: true, ..Planted::default() })
+    }
+
+    /// A manager whose id counters start over at zero whenever it starts
+    /// (as a daemon's did while time counted from each process's start).
+    /// Only for proving the checker catches it.
+    pub fn restarting_ids_at_zero(cfg: Deployment) -> Self {
+        Manager::new(cfg).with_planted(Planted { ids_start_over: true, ..Planted::default() })
     }
 
     /// The same manager with `planted` bugs (the catalog keeps its own).

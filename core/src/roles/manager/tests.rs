@@ -32,7 +32,7 @@ fn deployment() -> Deployment {
             id: JobId(0),
             name: "job".into(),
             vms: vec![VmId(0)],
-            every: Duration::from_secs(3600),
+            schedule: crate::config::Schedule::Every(Duration::from_secs(3600)),
             kind: JobKind::Backup(backup),
             throttle: None,
         }],
@@ -43,7 +43,12 @@ fn deployment() -> Deployment {
 /// A manager whose first session has asked `HOST` for a snapshot: returns
 /// it and the operation id.
 fn asking_for_a_snapshot() -> (Stepper<Manager>, OpId) {
-    let mut m = Stepper::start(Manager::new(deployment()));
+    // An empty repository: the catalog is ready at once.
+    asking_for_a_snapshot_after(Stepper::start(Manager::new(deployment())), Vec::new())
+}
+
+/// The same for a manager started already, whose repository lists `points`.
+fn asking_for_a_snapshot_after(mut m: Stepper<Manager>, points: Vec<PointHeader>) -> (Stepper<Manager>, OpId) {
     for peer in [HOST, PROXY, REPOSITORY] {
         m.feed(Input::PeerUp(peer));
     }
@@ -51,8 +56,7 @@ fn asking_for_a_snapshot() -> (Stepper<Manager>, OpId) {
         let mut snapshot = None;
         for (to, msg) in m.take_sent() {
             match msg {
-                // An empty repository: the catalog is ready at once.
-                Message::ListPoints { op } => m.message(to, Message::Points { op, points: Vec::new() }),
+                Message::ListPoints { op } => m.message(to, Message::Points { op, points: points.clone() }),
                 Message::CreateSnapshot { op, .. } if to == HOST => snapshot = Some(op),
                 _ => {}
             }
@@ -99,4 +103,67 @@ fn a_snapshot_lost_with_its_connection_is_asked_again_within_the_grace() {
     assert!(vm_failed(&m), "the VM fails once its host stays away: {:?}", m.events);
     m.feed(Input::PeerUp(HOST));
     assert!(!m.take_sent().iter().any(|(_, msg)| matches!(msg, Message::CreateSnapshot { .. })));
+}
+
+/// Issue 13 §4: ids stay unique across a restart even when the clock was
+/// set back in between. A manager started at 2026-01-01 whose repository
+/// holds a point made by an incarnation whose clock ran a day ahead gives
+/// its first session and point ids above that point's (the durable
+/// high-water mark), not the ones its clock alone would give.
+#[test]
+fn ids_stay_above_what_the_repositories_hold_after_a_clock_set_back() {
+    let start = Timestamp::parse_rfc3339("2026-01-01T00:00:00Z").unwrap();
+    let ahead = (start + Duration::from_secs(86_400)).0;
+    let durable = PointHeader {
+        point: RestorePointId(ahead + 7),
+        job: JobId(0),
+        session: SessionId(ahead + 3),
+        vm: VmId(0),
+        snapshot_at: Timestamp(ahead),
+        snapshot: SnapshotId(1),
+        parent: None,
+        disks: vec![PointDisk { index: 0, bytes: 4 << 20, change_id: None }],
+    };
+    let (mut m, op) = asking_for_a_snapshot_after(Stepper::start_at(Manager::new(deployment()), start), vec![durable.clone()]);
+    let session = m.events.iter().find_map(|e| if let Event::SessionStarted { session, .. } = e { Some(*session) } else { None });
+    assert!(session.is_some_and(|s| s > durable.session), "{session:?} must be above {}", durable.session);
+
+    m.message(HOST, Message::SnapshotCreated { op, snap: SnapshotId(2), disks: vec![SnapshotDisk { bytes: 4 << 20, change_id: None }] });
+    let task = m.take_sent().into_iter().find_map(|(_, msg)| if let Message::StartBackupTask(t) = msg { Some(t.task) } else { None });
+    let task = task.expect("the disk's task starts");
+    m.message(PROXY, Message::TaskDone { task, result: Ok(TaskStats::default()) });
+    let point = m
+        .take_sent()
+        .into_iter()
+        .find_map(|(_, msg)| if let Message::CommitPoint { header, .. } = msg { Some(header.point) } else { None });
+    assert!(point.is_some_and(|p| p > durable.point), "{point:?} must be above {}", durable.point);
+}
+
+/// Issue 13 §4: `daily at 22:00` starts the first session at the next
+/// 22:00 UTC after the manager is ready, and the next one a day later.
+#[test]
+fn a_daily_job_starts_at_its_time_of_day() {
+    let mut cfg = deployment();
+    cfg.jobs[0].schedule = crate::config::Schedule::DailyAt(Duration::from_secs(22 * 3600));
+    let start = Timestamp::parse_rfc3339("2026-03-04T08:30:00Z").unwrap();
+    let mut m = Stepper::start_at(Manager::new(cfg), start);
+    for peer in [HOST, PROXY, REPOSITORY] {
+        m.feed(Input::PeerUp(peer));
+    }
+    let mut started = Vec::new();
+    m.run_until(Duration::from_secs(3 * 86_400), |m| {
+        for (to, msg) in m.take_sent() {
+            match msg {
+                Message::ListPoints { op } => m.message(to, Message::Points { op, points: Vec::new() }),
+                // The snapshot fails: the session ends at once.
+                Message::CreateSnapshot { op, .. } => {
+                    started.push(m.now.to_string());
+                    m.message(to, Message::HostFailed { op, reason: "no such VM".into() });
+                }
+                _ => {}
+            }
+        }
+        None::<()>
+    });
+    assert_eq!(started, ["2026-03-04T22:00:00.000Z", "2026-03-05T22:00:00.000Z", "2026-03-06T22:00:00.000Z"]);
 }

@@ -194,7 +194,7 @@ mod tests {
             id: JobId(0),
             name: "j".into(),
             vms: Vec::new(),
-            every: Duration::from_secs(3600),
+            schedule: crate::config::Schedule::Every(Duration::from_secs(3600)),
             kind: JobKind::Replication(ReplicationJob {
                 source_proxy: PROD_PROXY,
                 target_proxy: NodeId(9),

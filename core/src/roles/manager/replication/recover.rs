@@ -39,6 +39,9 @@ impl Manager {
             return;
         }
         points.sort_by_key(|p| (p.snapshot_at, p.point));
+        for header in &points {
+            self.ids.above(header);
+        }
         for header in points {
             let Some(r) = self.replication_job(header.job).cloned() else { continue };
             if r.metadata_repository != repository {
