@@ -18,6 +18,10 @@ pub enum Stream {
     Network,
     /// Swarm: the scenario drawn for a seed.
     Swarm,
+    /// Swarm: the instant the drawn scenario starts at (a stream of its
+    /// own, so the rest of a seed's draw is what it was before starts were
+    /// drawn).
+    SwarmStart,
 }
 
 impl Stream {
@@ -28,6 +32,7 @@ impl Stream {
             Stream::Turmoil => (1 << 40) + 1,
             Stream::Network => (1 << 40) + 2,
             Stream::Swarm => (1 << 40) + 3,
+            Stream::SwarmStart => (1 << 40) + 4,
         }
     }
 }

@@ -234,6 +234,7 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
 
     let mut t = String::new();
     let _ = writeln!(t, "name = \"swarm-{seed}\"\nseed = {seed}\nduration = \"{hours}h\"");
+    let _ = writeln!(t, "start = \"{}\"", drawn_start(seed));
     let block = ["256KiB", "512KiB", "1MiB"].choose(rng).copied().unwrap_or("1MiB");
     let _ = writeln!(t, "block_size = \"{block}\"");
     let site_names: Vec<String> = (0..sites).map(|i| format!("site{i}")).collect();
@@ -424,6 +425,14 @@ pub fn scenario_text(seed: u64, shape: &Shape, rng: &mut impl Rng) -> String {
 /// `"vm0", "vm2"`: VM names as a TOML array's items.
 fn quoted(vms: impl Iterator<Item = usize>) -> String {
     vms.map(|v| format!("\"vm{v}\"")).collect::<Vec<_>>().join(", ")
+}
+
+/// Any second from 2026 to 2035: schedules, retention and id counters must
+/// not depend on the run starting at a round instant.
+fn drawn_start(seed: u64) -> String {
+    const FROM: u64 = 1_767_225_600; // 2026-01-01T00:00:00Z
+    let secs = FROM + crate::seed::rng(seed, crate::seed::Stream::SwarmStart).random_range(0..10 * 365 * 86_400);
+    humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// Minutes of a drawn `every` period ("30m", "1h", "2h").
