@@ -116,6 +116,14 @@ impl Outbox {
         self.0.push_back(Output::Event(Event::InputRefused { peer, reason: reason.clone() }));
         self.0.push_back(Output::Close { peer, reason });
     }
+    /// Refuses a message the role does not take at all (its kind is routed
+    /// to other roles, see `roles::authorise::route`): the wrapper in front
+    /// of every production role refuses it first, so reaching this means a
+    /// role and the route table disagree — refused all the same, never
+    /// silently dropped.
+    pub fn refuse_unhandled(&mut self, peer: NodeId, role: &str, msg: &Message) {
+        self.refuse(peer, format!("{} from {peer}: a {role} does not handle it", msg.kind()));
+    }
     pub fn push(&mut self, output: Output) {
         self.0.push_back(output);
     }

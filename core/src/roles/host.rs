@@ -73,7 +73,9 @@ impl Host {
             Message::RevertVm { op, snap } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::RevertToSnapshot { snap }),
             Message::SetPower { op, vm, on } => self.ask(Asker::Done { peer: from, op }, HypervisorOp::SetPower { vm, on }),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
-            _ => {}
+            // The driver measures round trips; nothing to do.
+            Message::Pong { .. } => {}
+            other => self.out.refuse_unhandled(from, "host", &other),
         }
     }
 
@@ -112,5 +114,25 @@ impl Node for Host {
 
     fn poll_output(&mut self) -> Option<Output> {
         self.out.pop()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::roles::testing::Stepper;
+
+    /// Issue 13 §6: a message no host handles is refused with a reason,
+    /// not dropped, and answered with nothing.
+    #[test]
+    fn a_message_for_another_role_is_refused() {
+        let mut host = Stepper::start(Host::new());
+        host.message(NodeId(2), Message::AbortTasks);
+        assert!(
+            matches!(host.closed.as_slice(), [(NodeId(2), r)] if r.contains("abort_tasks") && r.contains("a host does not handle it")),
+            "{:?}",
+            host.closed
+        );
+        assert!(host.sent.is_empty());
     }
 }

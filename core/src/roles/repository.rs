@@ -335,7 +335,9 @@ impl Repository {
             | Message::DeleteReplicaPoint { .. }
             | Message::ListReplicaPoints { .. }) => self.on_replica_message(from, msg),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
-            _ => {}
+            // The driver measures round trips; nothing to do.
+            Message::Pong { .. } => {}
+            other => self.out.refuse_unhandled(from, "repository", &other),
         }
     }
 

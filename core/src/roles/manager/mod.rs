@@ -111,6 +111,21 @@ enum Op {
     Replica(replication::ReplicaOp),
 }
 
+impl Op {
+    /// What the operation is, for refusal reasons.
+    fn name(&self) -> &'static str {
+        match self {
+            Op::Snapshot { .. } => "a snapshot",
+            Op::CommitPoint { .. } => "a point's commit",
+            Op::Release { .. } => "a snapshot's removal",
+            Op::Delete { .. } => "a point's deletion",
+            Op::Health { .. } => "a health check",
+            Op::CreateVm { .. } => "a restore's new VM",
+            Op::Replica(_) => "a replication step",
+        }
+    }
+}
+
 /// What a disk task works for.
 #[derive(Debug, Clone, Copy)]
 enum TaskKind {
@@ -196,6 +211,24 @@ pub struct Manager {
 }
 
 /// The operation an answer settles (see [`Manager::op`]).
+/// Whether `msg` is a kind of answer `op` can have: a snapshot is answered
+/// created or failed, never "done". The wrong kind from the right peer is
+/// refused, not taken for something it is not.
+fn may_answer(op: &Op, msg: &Message) -> bool {
+    let failed = matches!(msg, Message::HostFailed { .. });
+    match op {
+        Op::Snapshot { .. } => failed || matches!(msg, Message::SnapshotCreated { .. }),
+        Op::Release { .. } => failed || matches!(msg, Message::SnapshotCommitted { .. }),
+        Op::CreateVm { .. } => failed || matches!(msg, Message::VmCreated { .. }),
+        Op::CommitPoint { .. } => matches!(msg, Message::PointCommitted { .. }),
+        Op::Delete { .. } => matches!(msg, Message::PointDeleted { .. }),
+        Op::Health { .. } => matches!(msg, Message::HealthReport { .. }),
+        // A replication step is a host operation (any of its answers) or a
+        // replica metadata one; its step checks the rest.
+        Op::Replica(_) => !matches!(msg, Message::PointCommitted { .. } | Message::PointDeleted { .. } | Message::HealthReport { .. }),
+    }
+}
+
 fn answered_op(msg: &Message) -> Option<OpId> {
     match msg {
         Message::SnapshotCreated { op, .. }
@@ -672,7 +705,9 @@ impl Manager {
                 let result = run.failure.clone().map_or(Ok(()), Err);
                 self.finish_vm(session, vm, result);
             }
-            _ => {}
+            // Answered by a repository's own messages: `may_answer` refused
+            // a host's answer to them before it got here.
+            (Op::CommitPoint { .. } | Op::Delete { .. } | Op::Health { .. }, _) => {}
         }
     }
 
@@ -683,6 +718,12 @@ impl Manager {
             && *asked != from
         {
             return self.out.refuse(from, format!("{} answers operation {op}, which was asked of {asked}", msg.kind()));
+        }
+        if let Some(op) = answered_op(&msg)
+            && let Some((_, asked)) = self.ops.get(&op)
+            && !may_answer(asked, &msg)
+        {
+            return self.out.refuse(from, format!("{} cannot answer operation {op} ({})", msg.kind(), asked.name()));
         }
         match msg {
             Message::SnapshotCreated { op, snap, disks } => self.on_host_answer(op, Ok((snap, disks))),
@@ -716,7 +757,9 @@ impl Manager {
             | Message::ReplicaAction { .. }
             | Message::ReplicaPoints { .. }) => self.on_replication_message(from, msg),
             Message::Ping { seq } => self.out.send(from, Message::Pong { seq }),
-            _ => {}
+            // The driver measures round trips; nothing to do.
+            Message::Pong { .. } => {}
+            other => self.out.refuse_unhandled(from, "manager", &other),
         }
     }
 

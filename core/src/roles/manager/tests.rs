@@ -167,3 +167,34 @@ fn a_daily_job_starts_at_its_time_of_day() {
     });
     assert_eq!(started, ["2026-03-04T22:00:00.000Z", "2026-03-05T22:00:00.000Z", "2026-03-06T22:00:00.000Z"]);
 }
+
+/// Issue 13 §6: an answer of the wrong kind from the right peer — the host
+/// saying "done" to a snapshot request — is refused and leaves the request
+/// open (before, it was taken for a snapshot with no disks); the real
+/// answer then starts the disk's task.
+#[test]
+fn an_answer_of_the_wrong_kind_is_refused() {
+    let (mut m, op) = asking_for_a_snapshot();
+    m.message(HOST, Message::HostDone { op });
+    assert!(
+        matches!(m.closed.as_slice(), [(HOST, r)] if r.contains("host_done cannot answer") && r.contains("a snapshot")),
+        "{:?}",
+        m.closed
+    );
+    assert!(m.take_sent().is_empty());
+    assert!(!m.events.iter().any(|e| matches!(e, Event::VmFinished { .. })), "{:?}", m.events);
+    m.message(HOST, Message::SnapshotCreated { op, snap: SnapshotId(5), disks: vec![SnapshotDisk { bytes: 4 << 20, change_id: None }] });
+    assert!(m.take_sent().iter().any(|(to, msg)| *to == PROXY && matches!(msg, Message::StartBackupTask(_))));
+}
+
+/// Issue 13 §6: a message no manager handles is refused, not dropped.
+#[test]
+fn a_message_for_another_role_is_refused() {
+    let mut m = Stepper::start(Manager::new(deployment()));
+    m.message(PROXY, Message::AbortTasks);
+    assert!(
+        matches!(m.closed.as_slice(), [(PROXY, r)] if r.contains("abort_tasks") && r.contains("a manager does not handle it")),
+        "{:?}",
+        m.closed
+    );
+}

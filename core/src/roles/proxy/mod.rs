@@ -74,6 +74,45 @@ impl Run {
         }
     }
 
+    /// Whether a run of this kind takes `msg` at all: a restore never
+    /// gets blocks to hash, a backup never a replica acknowledgement. The
+    /// wrong kind from a peer the task depends on is refused, not fed to
+    /// a step that would ignore it.
+    fn takes(&self, msg: &Message) -> bool {
+        use Message as M;
+        match self {
+            Run::Backup(_) => matches!(
+                msg,
+                M::ChangedBlocksReply { .. }
+                    | M::BlocksRead { .. }
+                    | M::Digests { .. }
+                    | M::HaveReply { .. }
+                    | M::BlocksAck { .. }
+                    | M::DiskFinished { .. }
+                    | M::Progress { .. }
+            ),
+            Run::Restore(_) => matches!(msg, M::PointBlocks { .. } | M::BlocksWritten { .. }),
+            Run::ReplicaSource(_) => matches!(
+                msg,
+                M::ChangedBlocksReply { .. }
+                    | M::BlocksRead { .. }
+                    | M::Digests { .. }
+                    | M::ReplicaAck { .. }
+                    | M::ReplicaFinished { .. }
+                    | M::ReplicaProgress { .. }
+            ),
+            Run::ReplicaTarget(_) => matches!(
+                msg,
+                M::HashBlocks { .. }
+                    | M::BlocksRead { .. }
+                    | M::ReplicaBlocks { .. }
+                    | M::BlocksWritten { .. }
+                    | M::FinishReplica { .. }
+                    | M::DiskFinished { .. }
+            ),
+        }
+    }
+
     /// `peer`, which the task depends on, went away: whether the task
     /// waits for it (suspended, going on from where it was once it is
     /// back) rather than failing now.
@@ -234,11 +273,19 @@ impl Proxy {
             | Message::FinishReplica { task }
             | Message::ReplicaFinished { task, .. }
             | Message::ReplicaProgress { task, .. } => task,
-            _ => return,
+            // The driver measures round trips; nothing to do.
+            Message::Pong { .. } => return,
+            other => return self.out.refuse_unhandled(from, "proxy", &other),
         };
-        // A reply is believed only from a peer the task asked something.
-        if self.tasks.get(&task).is_some_and(|run| !run.depends_on(from)) {
-            return self.out.refuse(from, format!("{} for task {}, which asked nothing of {from}", msg.kind(), task.0));
+        // A reply is believed only from a peer the task asked something,
+        // and only if it is a kind of reply the task can get.
+        if let Some(run) = self.tasks.get(&task) {
+            if !run.depends_on(from) {
+                return self.out.refuse(from, format!("{} for task {}, which asked nothing of {from}", msg.kind(), task.0));
+            }
+            if !run.takes(&msg) {
+                return self.out.refuse(from, format!("{} for task {}, which never takes one", msg.kind(), task.0));
+            }
         }
         if let Some(flow) = self.paced.get_mut(&task) {
             flow.received(now, from, &msg);

@@ -73,3 +73,44 @@ fn a_reply_from_a_peer_the_task_asked_nothing_is_refused() {
     let sent = proxy.take_sent();
     assert!(sent.iter().any(|(to, msg)| *to == HOST && matches!(msg, Message::ReadBlocks { .. })), "{sent:?}");
 }
+
+/// Issue 13 §6: a reply of a kind the task never takes is refused, even
+/// from a peer the task depends on (the repository "acknowledging" replica
+/// blocks to a backup), and a message no proxy handles is refused too,
+/// instead of being dropped without a word.
+#[test]
+fn a_reply_of_the_wrong_kind_and_a_message_for_another_role_are_refused() {
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, 4 << 20))));
+    proxy.take_sent();
+    proxy.message(REPOSITORY, Message::ReplicaAck { task: TaskId(7), batch: 0, result: Ok(()) });
+    assert!(
+        matches!(proxy.closed.as_slice(), [(REPOSITORY, r)] if r.contains("replica_ack") && r.contains("never takes")),
+        "{:?}",
+        proxy.closed
+    );
+    assert!(proxy.take_sent().is_empty());
+    assert_eq!(proxy.node.running(), 1, "the task goes on");
+
+    proxy.message(
+        MANAGER,
+        Message::CommitPoint {
+            op: 1,
+            header: crate::manifest::PointHeader {
+                point: crate::ids::RestorePointId(1),
+                job: JobId(0),
+                session: SessionId(1),
+                vm: VmId(0),
+                snapshot_at: crate::time::Timestamp::ZERO,
+                snapshot: SnapshotId(3),
+                parent: None,
+                disks: Vec::new(),
+            },
+        },
+    );
+    assert!(
+        matches!(proxy.closed.last(), Some((MANAGER, r)) if r.contains("commit_point") && r.contains("a proxy does not handle it")),
+        "{:?}",
+        proxy.closed
+    );
+}

@@ -134,7 +134,7 @@ impl Repository {
                     self.out.send(from, Message::ReplicaPointDeleted { op, result });
                 }
             }
-            _ => {}
+            other => self.out.refuse_unhandled(from, "repository's replica metadata", &other),
         }
     }
 

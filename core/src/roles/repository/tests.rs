@@ -231,6 +231,13 @@ fn values_beyond_the_limits_are_refused_and_change_nothing() {
     assert_eq!(h.put(1, &[(0, d(1), true)]), Ok(()));
 }
 
+/// Issue 13 §6: a message no repository handles is refused, not dropped.
+#[test]
+fn a_message_for_another_role_is_refused() {
+    let mut h = Harness::new();
+    assert_refused(&mut h, Message::AbortTasks, "a repository does not handle it");
+}
+
 /// Issue 13 §3: blocks arriving for a point already committed are
 /// refused, and do not open it again as a pending point (which would never
 /// end and would hold garbage collection back).

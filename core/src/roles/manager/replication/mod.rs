@@ -192,7 +192,7 @@ impl Manager {
             }
             Message::ReplicaAction { op, vm, action } => self.request_action(failover::Request { requester: from, op, vm, action }),
             Message::ReplicaPoints { points, .. } => self.on_replica_points(from, points),
-            _ => {}
+            other => self.out.refuse_unhandled(from, "manager's replication", &other),
         }
     }
 
