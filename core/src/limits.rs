@@ -18,6 +18,10 @@ pub const MAX_DISK_BLOCKS: u64 = 1 << 26;
 /// batch is 8 MiB of blocks: 2,048 at the smallest block size).
 pub const MAX_BLOCKS_PER_MESSAGE: usize = 1 << 16;
 
+/// The most disks a VM (and so a restore point) may have (VMware's limit
+/// is 256 virtual disks per VM).
+pub const MAX_DISKS_PER_VM: usize = 256;
+
 /// A disk's geometry is valid: not larger than [`MAX_DISK_BYTES`], and not
 /// more than [`MAX_DISK_BLOCKS`] blocks. Returns the block count.
 pub fn disk_blocks(bytes: u64, block_size: BlockSize) -> Result<u64, String> {

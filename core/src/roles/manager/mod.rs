@@ -27,6 +27,7 @@ mod scheduler;
 mod snapshot_wait;
 mod throttle;
 mod timers;
+mod validate;
 mod window;
 
 use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
@@ -719,6 +720,9 @@ impl Manager {
         {
             return self.out.refuse(from, format!("{} answers operation {op}, which was asked of {asked}", msg.kind()));
         }
+        if let Err(reason) = self.check(from, &msg) {
+            return self.out.refuse(from, format!("{}: {reason}", msg.kind()));
+        }
         if let Some(op) = answered_op(&msg)
             && let Some((_, asked)) = self.ops.get(&op)
             && !may_answer(asked, &msg)
@@ -958,7 +962,8 @@ impl Manager {
         for point in &points {
             self.ids.above(point);
         }
-        points.retain(|p| !committing.contains(&p.point));
+        // Not ours to catalogue: see `validate`.
+        points.retain(|p| !committing.contains(&p.point) && self.cfg.vms.contains_key(&p.vm));
         let jobs: Vec<JobId> =
             self.cfg.jobs.iter().filter(|j| matches!(&j.kind, JobKind::Backup(b) if b.repository == repository)).map(|j| j.id).collect();
         let found = self.catalog.reconcile(&jobs, points);

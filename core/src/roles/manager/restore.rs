@@ -82,8 +82,14 @@ impl Manager {
         vm: VmId,
         name: String,
     ) {
-        let Some(source) = self.restore_source(point) else {
-            let result = Err(format!("restore point {point} is not in the catalog"));
+        let busy = self.restores.len() >= super::validate::MAX_RESTORES;
+        let source = self.restore_source(point).filter(|_| !busy);
+        let Some(source) = source else {
+            let result = Err(if busy {
+                format!("{} restores are running, the most the manager runs at once: try again later", self.restores.len())
+            } else {
+                format!("restore point {point} is not in the catalog")
+            });
             self.out.event(Event::RestoreFinished { point, host, vm, result: result.clone() });
             return self.out.send(requester, Message::RestoreDone { op: requester_op, result });
         };

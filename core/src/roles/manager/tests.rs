@@ -198,3 +198,90 @@ fn a_message_for_another_role_is_refused() {
         m.closed
     );
 }
+
+/// A point of `vm` with `disks` disks of 4 MiB, as a repository lists it.
+fn listed_point(point: u64, vm: VmId, disks: usize) -> PointHeader {
+    PointHeader {
+        point: RestorePointId(point),
+        job: JobId(0),
+        session: SessionId(point),
+        vm,
+        snapshot_at: Timestamp(point),
+        snapshot: SnapshotId(point),
+        parent: None,
+        disks: (0..disks).map(|i| PointDisk { index: i as u16, bytes: 4 << 20, change_id: None }).collect(),
+    }
+}
+
+/// A manager whose repository listed `points` when it started.
+fn listing(points: Vec<PointHeader>) -> Stepper<Manager> {
+    let mut m = Stepper::start(Manager::new(deployment()));
+    m.feed(Input::PeerUp(REPOSITORY));
+    for (to, msg) in m.take_sent() {
+        if let Message::ListPoints { op } = msg {
+            m.message(to, Message::Points { op, points: points.clone() });
+        }
+    }
+    m
+}
+
+fn adopted(m: &Stepper<Manager>) -> Vec<RestorePointId> {
+    m.events.iter().filter_map(|e| if let Event::PointAdopted { point, .. } = e { Some(*point) } else { None }).collect()
+}
+
+/// Issue 13 §3: what a repository lists cannot make the manager hold
+/// more than the deployment's chains: a point with more disks than a VM
+/// may have is refused with the listing, and points of VMs the deployment
+/// does not know are left out of the catalog.
+#[test]
+fn a_listing_cannot_grow_the_catalog_beyond_the_deployment() {
+    let m = listing(vec![listed_point(1, VmId(0), 1), listed_point(2, VmId(0), crate::limits::MAX_DISKS_PER_VM + 1)]);
+    // (It lists twice: when the manager starts and when the peer is up.)
+    assert!(!m.closed.is_empty() && m.closed.iter().all(|(p, r)| *p == REPOSITORY && r.contains("257 disks")), "{:?}", m.closed);
+    assert!(adopted(&m).is_empty());
+
+    let m = listing(vec![listed_point(1, VmId(0), 1), listed_point(2, VmId(77), 1)]);
+    assert!(m.closed.is_empty(), "{:?}", m.closed);
+    assert_eq!(adopted(&m), [RestorePointId(1)]);
+}
+
+/// Issue 13 §1: damage reported outside a catalogued point's disks is
+/// refused (it would be queued for repair).
+#[test]
+fn damage_outside_a_point_is_refused() {
+    use crate::wire::message::DamagedBlock;
+    let mut m = listing(vec![listed_point(1, VmId(0), 1)]);
+    let report = |disk, index| Message::HealthReport {
+        op: 1,
+        result: Ok(vec![DamagedBlock { point: RestorePointId(1), disk, index, digest: crate::block::Digest([0; 32]) }]),
+    };
+    m.message(REPOSITORY, report(3, 0));
+    assert!(matches!(m.closed.last(), Some((REPOSITORY, r)) if r.contains("which has 1 disks")), "{:?}", m.closed);
+    // 4 MiB in 1 MiB blocks: block 4 is past the end.
+    m.message(REPOSITORY, report(0, 4));
+    assert!(matches!(m.closed.last(), Some((REPOSITORY, r)) if r.contains("block 4 is beyond")), "{:?}", m.closed);
+    let before = m.closed.len();
+    m.message(REPOSITORY, report(0, 3));
+    assert_eq!(m.closed.len(), before, "damage inside the point is taken");
+}
+
+/// Issue 13 §3: an operator cannot make the manager hold more than
+/// `MAX_RESTORES` restores: the next is answered "try again later".
+#[test]
+fn restores_beyond_the_limit_are_answered_try_later() {
+    const OPERATOR: NodeId = NodeId(9);
+    let mut m = listing(vec![listed_point(1, VmId(0), 1)]);
+    m.take_sent();
+    let limit = validate::MAX_RESTORES as u64;
+    for op in 0..=limit {
+        let restore =
+            Message::RestoreVm { op, point: RestorePointId(1), host: HOST, new_vm: VmId(1000 + op as u32), name: format!("r{op}") };
+        m.message(OPERATOR, restore);
+    }
+    let done: Vec<(OpId, Result<(), String>)> = m
+        .take_sent()
+        .into_iter()
+        .filter_map(|(to, msg)| if let Message::RestoreDone { op, result } = msg { (to == OPERATOR).then_some((op, result)) } else { None })
+        .collect();
+    assert!(matches!(done.as_slice(), [(op, Err(r))] if *op == limit && r.contains("try again later")), "{done:?}");
+}

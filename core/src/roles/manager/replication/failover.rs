@@ -147,6 +147,10 @@ impl Manager {
             return self.out.send(request.requester, Message::ReplicaActionDone { op: request.op, result });
         };
         let busy = self.replica(job, request.vm).is_some_and(|r| matches!(r.state, ReplicaState::Syncing(_) | ReplicaState::Acting));
+        if busy && self.replication.queued.len() >= crate::roles::manager::validate::MAX_QUEUED_ACTIONS {
+            let result = Err(format!("{} replica actions are waiting already: try again later", self.replication.queued.len()));
+            return self.out.send(request.requester, Message::ReplicaActionDone { op: request.op, result });
+        }
         if busy {
             return self.replication.queued.push(request);
         }

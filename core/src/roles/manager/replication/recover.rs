@@ -44,7 +44,9 @@ impl Manager {
         }
         for header in points {
             let Some(r) = self.replication_job(header.job).cloned() else { continue };
-            if r.metadata_repository != repository {
+            // Only the VMs the job replicates: a listing cannot make the
+            // manager hold replicas of anything else.
+            if r.metadata_repository != repository || !self.job(header.job).is_some_and(|j| j.vms.contains(&header.vm)) {
                 continue;
             }
             let (job, vm) = (header.job, header.vm);
