@@ -74,3 +74,24 @@ fn a_repository_restarted_mid_backup_is_sent_what_it_lost() {
     assert_eq!(store.digests(), store.referenced(), "the store holds what the point references, and only that");
     assert_restores(&mut c, point, snap, VmId(7));
 }
+/// A repository restarted after a disk's task finished, before the commit:
+/// the disk's pending data is gone with it, so the manager runs that task
+/// again rather than commit a point missing a disk.
+#[test]
+fn a_repository_restarted_after_a_disk_finished_gets_the_disk_again() {
+    let mut c = cluster();
+    let finished = |c: &Cluster| c.between(REPOSITORY, PROXY).any(|m| matches!(m, Message::DiskFinished { result: Ok(()), .. }));
+    assert!(c.run_until(EVERY, |c| finished(c) && c.events().any(|e| matches!(e, Event::TaskFinished { result: Ok(_), .. }))));
+    let done: Vec<u16> = c
+        .events()
+        .filter_map(|e| match e {
+            Event::TaskFinished { disk, result: Ok(_), .. } => Some(disk.index),
+            _ => None,
+        })
+        .collect();
+    c.restart(REPOSITORY);
+    let (point, snap) = backup(&mut c);
+    let again: Vec<u16> = assignments(&c).iter().filter(|(_, _, attempt)| *attempt > 1).map(|(_, disk, _)| *disk).collect();
+    assert!(done.iter().all(|d| again.contains(d)), "finished disks {done:?}, run again {again:?}");
+    assert_restores(&mut c, point, snap, VmId(7));
+}
