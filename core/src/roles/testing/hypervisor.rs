@@ -276,6 +276,22 @@ mod tests {
         assert!(matches!(unknown, Ok(ChangedBlocks::Unavailable { .. })), "{unknown:?}");
     }
 
+    /// A revert gives the disk the snapshot's bytes back, and changed block
+    /// tracking sees the blocks it wrote back as changed.
+    #[test]
+    fn a_revert_restores_the_snapshot_and_counts_as_a_change() {
+        let mut hv = MemHypervisor::default();
+        hv.add_vm(VmId(0), "vm", vec![vec![1; 4 * 8192]]);
+        let (first, since) = snapshot(&mut hv);
+        hv.write(VmId(0), 0, 2 * 8192, &[5; 8192]);
+        assert!(matches!(hv.serve(HypervisorOp::RevertToSnapshot { snap: first }), Ok(HypervisorReply::Done)));
+        assert_eq!(hv.disk(VmId(0), 0), hv.snapshot_disk(first, 0));
+        let (second, _) = snapshot(&mut hv);
+        assert_eq!(changed(&hv, second, Some(since)), [2]);
+        hv.serve(HypervisorOp::CommitSnapshot { snap: first }).expect("committed");
+        assert!(hv.serve(HypervisorOp::RevertToSnapshot { snap: first }).is_err(), "a committed snapshot is gone");
+    }
+
     /// A write with one bad block writes nothing.
     #[test]
     fn a_write_with_a_block_out_of_range_changes_nothing() {
