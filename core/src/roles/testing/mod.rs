@@ -2,7 +2,7 @@
 //! crafted inputs: feed an input, collect what it sent, closed and timed,
 //! and fire its timers in order. [`Cluster`] steps a deployment's roles
 //! against each other, with an in-memory store ([`MemStore`]) and
-//! hypervisor ([`MemHypervisor`]) behind them.
+//! hypervisor ([`hypervisor::MemHypervisor`]) behind them.
 
 mod cluster;
 mod hypervisor;
