@@ -124,4 +124,74 @@ mod tests {
         let e = apply_changes(Some(&base), 3, [(3, d(1))]).unwrap_err();
         assert!(e.contains("block 3 is beyond the disk's 3 blocks"), "{e}");
     }
+
+    use proptest::prelude::*;
+
+    /// Digests from a small alphabet (so vectors share some), zero blocks
+    /// among them.
+    fn digest() -> impl Strategy<Value = Digest> {
+        prop_oneof![1 => Just(Digest::ZERO_BLOCK), 4 => (1u8..6).prop_map(d)]
+    }
+
+    fn digests(max: usize) -> impl Strategy<Value = Vec<Digest>> {
+        prop::collection::vec(digest(), 0..max)
+    }
+
+    fn changes(max_index: u64) -> impl Strategy<Value = Vec<(u64, Digest)>> {
+        prop::collection::vec((0..max_index, digest()), 0..12)
+    }
+
+    /// The model: the base, cut or padded with zero blocks to `count`,
+    /// each change written over it in order.
+    fn model(base: Option<&[Digest]>, count: usize, changes: &[(u64, Digest)]) -> Option<Vec<Digest>> {
+        let mut disk: Vec<Digest> = base.unwrap_or(&[]).iter().copied().chain(std::iter::repeat(Digest::ZERO_BLOCK)).take(count).collect();
+        for &(index, digest) in changes {
+            *disk.get_mut(usize::try_from(index).ok()?)? = digest;
+        }
+        Some(disk)
+    }
+
+    proptest! {
+        /// Issue 13 §7: applying changes gives the model, a vector exactly
+        /// the disk's length; a change beyond the disk is refused, naming
+        /// the first such block.
+        #[test]
+        fn applying_changes_gives_the_model(base in prop::option::of(digests(12)), count in 0usize..12, changes in changes(14)) {
+            match (apply_changes(base.as_deref(), count, changes.iter().copied()), model(base.as_deref(), count, &changes)) {
+                (Ok(got), Some(want)) => prop_assert_eq!(&*got, &want[..]),
+                (Err(e), None) => {
+                    let first = changes.iter().find(|(i, _)| *i as usize >= count).map(|(i, _)| *i);
+                    prop_assert!(first.is_some_and(|i| e.contains(&format!("block {i} is beyond the disk's {count} blocks"))), "{}", e);
+                }
+                (got, want) => prop_assert!(false, "got {:?}, the model {:?}", got, want),
+            }
+        }
+
+        /// What an incremental sends is what differs from its base (a
+        /// block beyond the base's end that is not zero): applied to the
+        /// base at the new size, it gives the new disk, whether the disk
+        /// grew or shrank.
+        #[test]
+        fn the_difference_of_two_points_applied_to_the_first_gives_the_second(a in digests(20), b in digests(20)) {
+            let differs = b.iter().enumerate().filter(|&(i, x)| a.get(i).unwrap_or(&Digest::ZERO_BLOCK) != x);
+            let diff: Vec<(u64, Digest)> = differs.map(|(i, x)| (i as u64, *x)).collect();
+            let got = apply_changes(Some(&a), b.len(), diff);
+            prop_assert_eq!(got.as_deref(), Ok(&b[..]));
+        }
+
+        /// Batches sent again after a broken connection, or a disk's changes
+        /// in two parts, make the same vector: applying is idempotent, and
+        /// applying in two steps is applying the concatenation.
+        #[test]
+        fn changes_compose_and_resending_them_changes_nothing(
+            (base, count, first, second) in (1usize..10).prop_flat_map(|n| (digests(10), Just(n), changes(n as u64), changes(n as u64)))
+        ) {
+            let once = apply_changes(Some(&base), count, first.iter().copied()).expect("within the disk");
+            let twice = apply_changes(Some(&once), count, first.iter().copied()).expect("within the disk");
+            prop_assert_eq!(&once, &twice);
+            let stepwise = apply_changes(Some(&once), count, second.iter().copied()).expect("within the disk");
+            let whole = apply_changes(Some(&base), count, first.iter().chain(&second).copied()).expect("within the disk");
+            prop_assert_eq!(stepwise, whole);
+        }
+    }
 }

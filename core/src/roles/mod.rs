@@ -3,6 +3,8 @@
 //! repositories keep restore points, hosts front the hypervisors.
 
 pub mod authorise;
+#[cfg(test)]
+mod cluster_tests;
 mod data_requests;
 pub mod host;
 pub mod manager;

@@ -1,6 +1,6 @@
 //! The repository's garbage collection against the races it must survive:
-//! a repository driven message by message, its store a plain map that
-//! completes every request at once.
+//! a repository driven message by message, its store the in-memory one of
+//! the roles' tests (every request completes at once).
 
 use super::Repository;
 use crate::BlockSize;
@@ -9,7 +9,8 @@ use crate::ids::{JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, V
 use crate::manifest::{Manifest, PointDisk, PointHeader};
 use crate::node::{Input, Node, Output};
 use crate::payload::BlockPayload;
-use crate::storage::{StorageCompletion, StorageOp, StorageReply};
+use crate::roles::testing::MemStore;
+use crate::storage::StorageCompletion;
 use crate::time::Timestamp;
 use crate::wire::Message;
 use crate::wire::message::{BlockRef, DiskTarget};
@@ -39,8 +40,7 @@ fn target(s: u64) -> DiskTarget {
 struct Harness {
     repo: Repository,
     now: Timestamp,
-    blocks: BTreeSet<Digest>,
-    manifests: BTreeMap<RestorePointId, Manifest>,
+    store: MemStore,
     /// Messages the repository sent, oldest first.
     sent: VecDeque<Message>,
     /// Peers whose connection it closed, and why.
@@ -52,8 +52,7 @@ impl Harness {
         let mut h = Harness {
             repo: Repository::new(),
             now: Timestamp::from_duration(Duration::from_secs(1)),
-            blocks: BTreeSet::new(),
-            manifests: BTreeMap::new(),
+            store: MemStore::default(),
             sent: VecDeque::new(),
             closed: Vec::new(),
         };
@@ -72,31 +71,13 @@ impl Harness {
                     Output::Send { msg, .. } => self.sent.push_back(msg),
                     Output::Close { peer, reason } => self.closed.push((peer, reason)),
                     Output::Storage(request) => {
-                        let result = Ok(self.serve(request.op));
+                        let result = self.store.serve(request.op);
                         inputs.push_back(Input::Storage(StorageCompletion { id: request.id, result }));
                     }
                     _ => {}
                 }
             }
         }
-    }
-
-    fn serve(&mut self, op: StorageOp) -> StorageReply {
-        match op {
-            StorageOp::PutBlocks(payloads) => self.blocks.extend(payloads.iter().map(BlockPayload::digest)),
-            StorageOp::DeleteBlocks(digests) => digests.iter().for_each(|d| _ = self.blocks.remove(d)),
-            StorageOp::PutManifest(m) => _ = self.manifests.insert(m.point, m),
-            StorageOp::DeleteManifest(point) => _ = self.manifests.remove(&point),
-            StorageOp::Recover => {
-                let manifests = self.manifests.values().cloned().collect();
-                return StorageReply::Recovered { manifests, blocks: self.blocks.iter().copied().collect() };
-            }
-            StorageOp::GetBlocks(digests) => {
-                return StorageReply::Blocks(digests.iter().map(|d| Ok(payload(*d))).collect());
-            }
-            _ => {}
-        }
-        StorageReply::Done
     }
 
     /// Sends `msg` and returns the repository's answers to it.
@@ -173,13 +154,21 @@ impl Harness {
     }
 
     fn stored(&self, n: u8) -> bool {
-        self.blocks.contains(&d(n))
+        self.store.block(&d(n)).is_some()
+    }
+
+    /// Every block in the store.
+    fn blocks(&self) -> BTreeSet<Digest> {
+        self.store.digests()
+    }
+
+    fn manifests(&self) -> &BTreeMap<RestorePointId, Manifest> {
+        self.store.manifests()
     }
 
     /// Every block a manifest references, the slow way.
     fn referenced(&self) -> BTreeSet<Digest> {
-        let all = self.manifests.values().flat_map(|m| m.disks.iter().flat_map(|disk| disk.digests.iter().copied()));
-        all.filter(|d| !d.is_zero_block()).collect()
+        self.store.referenced()
     }
 }
 
@@ -226,7 +215,7 @@ fn values_beyond_the_limits_are_refused_and_change_nothing() {
         [Message::Progress { done, .. }] => assert!(done.not_any(), "{done:?}"),
         other => panic!("unexpected answer {other:?}"),
     }
-    assert!(h.blocks.is_empty() && h.closed.is_empty());
+    assert!(h.blocks().is_empty() && h.closed.is_empty());
     // Within the limits all is well again.
     assert_eq!(h.put(1, &[(0, d(1), true)]), Ok(()));
 }
@@ -302,7 +291,7 @@ fn never_collects_what_a_pending_point_stored_or_was_told_exists() {
     h.finish(3, None).expect("finish");
     h.commit(3, RestorePointId(4)).expect("commit");
     assert!(h.stored(1) && h.stored(8));
-    assert_eq!(h.blocks, h.referenced(), "nothing pending: exactly what manifests reference");
+    assert_eq!(h.blocks(), h.referenced(), "nothing pending: exactly what manifests reference");
 }
 
 #[test]
@@ -317,7 +306,7 @@ fn a_base_deleted_under_a_pending_incremental_keeps_the_blocks_it_shares() {
     assert!(h.stored(1) && h.stored(2), "the pending point holds block 1 through its base");
     h.commit(4, RestorePointId(2)).expect("commit");
     assert_eq!(h.referenced(), BTreeSet::from([d(1), d(3)]));
-    assert_eq!(h.blocks, h.referenced(), "block 2 went once the incremental committed");
+    assert_eq!(h.blocks(), h.referenced(), "block 2 went once the incremental committed");
 }
 
 #[test]
@@ -330,13 +319,13 @@ fn an_aborted_point_releases_what_it_stored_once_older_writers_end() {
     assert_eq!(h.put(2, &[(2, d(4), true)]).map_err(|e| e.contains("aborted")), Err(true), "no reopening");
     h.finish(1, None).expect("finish");
     h.commit(1, RestorePointId(1)).expect("commit");
-    assert_eq!(h.blocks, BTreeSet::from([d(1)]), "no writer left: the aborted point's blocks went");
+    assert_eq!(h.blocks(), BTreeSet::from([d(1)]), "no writer left: the aborted point's blocks went");
     // A manager restart voids sessions before 4: the pending point of
     // session 3 goes, and late writes to it are refused.
     h.put(3, &[(0, d(5), true)]).expect("put");
     let msg = Message::AbortPendingBefore { before: SessionId(4) };
     assert!(h.ask(MANAGER, msg).is_empty());
-    assert_eq!(h.blocks, BTreeSet::from([d(1)]));
+    assert_eq!(h.blocks(), BTreeSet::from([d(1)]));
     assert!(h.put(3, &[(1, d(6), true)]).is_err());
     assert!(h.finish(3, None).is_err());
 }
@@ -347,7 +336,7 @@ fn a_digest_repeated_in_one_batch_is_stored_once_and_referenced() {
     h.put(1, &[(0, d(1), true), (1, d(1), false)]).expect("the second is a reference to the first");
     h.finish(1, None).expect("finish");
     h.commit(1, RestorePointId(1)).expect("commit");
-    assert_eq!(h.manifests[&RestorePointId(1)].disks[0].digests[..2], [d(1), d(1)]);
+    assert_eq!(h.manifests()[&RestorePointId(1)].disks[0].digests[..2], [d(1), d(1)]);
 }
 
 /// One step of the model test. Sessions are named by their place among
@@ -449,7 +438,7 @@ proptest! {
                 Op::Have(w, b) => {
                     let session = &mut sessions.live[w];
                     let have = h.have(session.id, &[d(b)]);
-                    prop_assert_eq!(have[0], h.blocks.contains(&d(b)));
+                    prop_assert_eq!(have[0], h.stored(b));
                     if have[0] {
                         session.told.insert(d(b));
                         session.asked = true;
@@ -466,7 +455,7 @@ proptest! {
                 Op::Finish(w, on_base) => {
                     let session = &mut sessions.live[w];
                     let vm = target(session.id).vm;
-                    let base = h.manifests.values().rev().find(|m| m.vm == vm).map(|m| m.point).filter(|_| on_base);
+                    let base = h.manifests().values().rev().find(|m| m.vm == vm).map(|m| m.point).filter(|_| on_base);
                     prop_assert_eq!(h.finish(session.id, base), Ok(()));
                     session.asked = false;
                     session.open = true;
@@ -485,7 +474,7 @@ proptest! {
                     sessions.close(w);
                 }
                 Op::Delete(n) => {
-                    let Some(point) = h.manifests.keys().nth(n % h.manifests.len().max(1)).copied() else { continue };
+                    let Some(point) = h.manifests().keys().nth(n % h.manifests().len().max(1)).copied() else { continue };
                     h.delete(point.0);
                 }
                 Op::Restart => {
@@ -499,9 +488,9 @@ proptest! {
                 }
             }
             let referenced = h.referenced();
-            prop_assert!(referenced.is_subset(&h.blocks), "a committed point lost a block");
+            prop_assert!(referenced.is_subset(&h.blocks()), "a committed point lost a block");
             if collects && !sessions.writing() {
-                prop_assert_eq!(&h.blocks, &referenced, "no writer: only what manifests reference");
+                prop_assert_eq!(&h.blocks(), &referenced, "no writer: only what manifests reference");
             }
         }
         // Every session ends and asks expire: only what manifests reference stays.
@@ -510,6 +499,6 @@ proptest! {
         }
         h.now = h.now + super::writers::ASK_LEASE;
         h.abort(0);
-        prop_assert_eq!(&h.blocks, &h.referenced());
+        prop_assert_eq!(&h.blocks(), &h.referenced());
     }
 }

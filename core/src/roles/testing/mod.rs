@@ -1,5 +1,15 @@
-//! Stepping one role against crafted inputs in unit tests: feed an input,
-//! collect what it sent, closed and timed, and fire its timers in order.
+//! Stepping roles in unit tests. [`Stepper`] steps one role against
+//! crafted inputs: feed an input, collect what it sent, closed and timed,
+//! and fire its timers in order. [`Cluster`] steps a deployment's roles
+//! against each other, with an in-memory store ([`MemStore`]) and
+//! hypervisor ([`hypervisor::MemHypervisor`]) behind them.
+
+mod cluster;
+mod hypervisor;
+mod store;
+
+pub(crate) use cluster::{Cluster, Crossed, Verdict};
+pub(crate) use store::MemStore;
 
 use crate::event::Event;
 use crate::ids::NodeId;
