@@ -34,12 +34,16 @@
 //!   bad frame, nothing received for the idle timeout, or a send-queue
 //!   overflow, see below). Ups and downs of a peer therefore always
 //!   alternate, starting with up.
-//! * If a peer connects again while its previous connection still looks
-//!   alive (it restarted, or the old connection went silent), **the newest
-//!   wins**: the old connection is closed and the node sees `PeerDown` then
-//!   `PeerUp`. Later events of the old connection (its EOF, late frames) are
-//!   recognised by connection id and ignored, so no second `PeerDown` is
-//!   emitted for it.
+//! * If a peer connects again while its previous connection is still open,
+//!   the old one must prove it is alive: if a byte came over it within the
+//!   keepalive interval (a live peer sends at least that often), the new
+//!   connection is refused and closed — a second connection claiming a
+//!   name never evicts a live first one, since a hello proves no identity
+//!   (certificates will). Otherwise (the peer restarted and its old
+//!   connection went silent) **the newest wins**: the old connection is
+//!   closed and the node sees `PeerDown` then `PeerUp`. Later events of the
+//!   old connection (its EOF, late frames) are recognised by connection id
+//!   and ignored, so no second `PeerDown` is emitted for it.
 //! * `Message` inputs for every frame of the current connection, in order,
 //!   except keepalives (below), which never reach the node.
 //!
@@ -101,6 +105,7 @@ use blockferry_core::wire::{FrameDecoder, Message, encode_frame};
 use blockferry_core::{Event, Input, Node, NodeId, Output, Timestamp};
 use conn::{ConnError, ConnId, Ctx, TaskEvent};
 use queue::Outbound;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -144,6 +149,8 @@ impl Drop for TaskGuard {
 
 struct Live {
     id: ConnId,
+    /// When a frame (a keepalive included) last arrived on it.
+    heard: Rc<Cell<tokio::time::Instant>>,
     _task: TaskGuard,
 }
 
@@ -353,6 +360,20 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
     }
 
     fn on_up(&mut self, peer: NodeId, stream: T::Stream, decoder: FrameDecoder) {
+        // A live connection keeps its place (see "What the node sees").
+        // Only accepted connections can meet one: a peer we dial is dialed
+        // only while it has none.
+        let alive = |live: &Live| live.heard.get().elapsed() < self.ctx.keepalive.interval;
+        if let Some(slot) = self.peers.get(&peer)
+            && slot.lost.is_none()
+            && slot.conn.as_ref().is_some_and(alive)
+        {
+            tracing::warn!(
+                node = %self.ctx.own_name, peer = %slot.name, id = %peer,
+                "refused a second connection claiming to be {}: its connection is alive", slot.name
+            );
+            return drop(stream);
+        }
         if self.peers.get(&peer).is_some_and(|slot| slot.conn.is_some()) {
             // The newest connection wins; the node sees the old one go down.
             // The dialer (if we are it) is not woken: it is the one that
@@ -364,16 +385,16 @@ impl<N: Node, T: Transport, C: Clock> Inner<N, T, C> {
         let Some(slot) = self.peers.get_mut(&peer) else { return };
         let id = self.next_conn;
         self.next_conn += 1;
+        let heard = Rc::new(Cell::new(tokio::time::Instant::now()));
         let task = tokio::task::spawn_local(conn::run_connection(
             stream,
             decoder,
             peer,
             id,
             self.ctx.keepalive,
-            slot.out.clone(),
-            self.tx.clone(),
+            conn::Channels { out: slot.out.clone(), heard: heard.clone(), tx: self.tx.clone() },
         ));
-        slot.conn = Some(Live { id, _task: TaskGuard(task) });
+        slot.conn = Some(Live { id, heard, _task: TaskGuard(task) });
         tracing::info!(node = %self.ctx.own_name, peer = %slot.name, id = %peer, conn = id, "peer up");
         slot.out.ready.notify_one();
         self.feed(Input::PeerUp(peer));

@@ -81,8 +81,16 @@ async fn until(cond: impl Fn() -> bool) {
 
 /// A responder n1 listening on an ephemeral port; returns it with its address.
 async fn responder(log: &Log) -> Result<(Driver<PingPong, TokioTcp, TokioClock>, String), Box<dyn std::error::Error>> {
+    responder_with(log, Keepalive::default()).await
+}
+
+/// The same with its own keepalive.
+async fn responder_with(
+    log: &Log,
+    keepalive: Keepalive,
+) -> Result<(Driver<PingPong, TokioTcp, TokioClock>, String), Box<dyn std::error::Error>> {
     let mut d1 = Driver::new(
-        config("n1", N1, "n0", N0, "unused: n1 never dials n0"),
+        config("n1", N1, "n0", N0, "unused: n1 never dials n0").with_keepalive(keepalive),
         PingPong::responder(),
         TokioTcp,
         TokioClock::new(),
@@ -182,6 +190,16 @@ impl RawPeer {
         Ok(())
     }
 
+    /// The next message that is not a keepalive.
+    async fn recv_message(&mut self) -> Result<Message, Box<dyn std::error::Error>> {
+        loop {
+            match self.recv::<Message>().await? {
+                Message::Keepalive => {}
+                msg => return Ok(msg),
+            }
+        }
+    }
+
     async fn recv<T: serde::de::DeserializeOwned>(&mut self) -> Result<T, Box<dyn std::error::Error>> {
         let mut buf = [0u8; 4096];
         loop {
@@ -261,20 +279,25 @@ fn corrupt_frame_drops_the_connection_and_the_dialer_reconnects() {
     });
 }
 
+/// Keepalives every 100 ms: a connection silent for longer may be replaced.
+const SHORT_KEEPALIVE: Keepalive = Keepalive { interval: Duration::from_millis(100), timeout: Duration::from_secs(5) };
+
 #[test]
 fn newest_connection_wins_and_a_truncated_frame_is_a_peer_down() {
     local_test(async {
         let log1 = Log::default();
-        let (d1, addr1) = responder(&log1).await?;
+        let (d1, addr1) = responder_with(&log1, SHORT_KEEPALIVE).await?;
         let (stop_tx, stop) = watch::channel(false);
         let h1 = start(d1, &stop);
 
         // n0 connects twice without closing the first connection (as after a
-        // restart whose old socket is not yet known dead).
+        // restart whose old socket is not yet known dead: silent for longer
+        // than the keepalive interval).
         let mut old = RawPeer::new(TcpStream::connect(&addr1).await?);
         old.send(&Hello::new("n0")).await?;
         let _: Hello = old.recv().await?;
         until(|| events(&log1).len() == 1).await;
+        tokio::time::sleep(SHORT_KEEPALIVE.interval * 2).await;
 
         let mut new = RawPeer::new(TcpStream::connect(&addr1).await?);
         new.send(&Hello::new("n0")).await?;
@@ -301,6 +324,41 @@ fn newest_connection_wins_and_a_truncated_frame_is_a_peer_down() {
             vec![Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 }, Event::PeerUp { peer: N0 }, Event::PeerDown { peer: N0 },],
             "one down per up, none for the replaced connection's own close"
         );
+        Ok(())
+    });
+}
+
+/// Issue 13 §2: a second connection claiming a peer whose connection is
+/// alive (it sent something within the keepalive interval) is refused and
+/// closed; the node never sees its peer go down, and the first connection
+/// goes on answering.
+#[test]
+fn a_second_connection_claiming_a_live_peer_is_refused() {
+    local_test(async {
+        let log1 = Log::default();
+        let (d1, addr1) = responder_with(&log1, SHORT_KEEPALIVE).await?;
+        let (stop_tx, stop) = watch::channel(false);
+        let h1 = start(d1, &stop);
+
+        let mut real = RawPeer::new(TcpStream::connect(&addr1).await?);
+        real.send(&Hello::new("n0")).await?;
+        let _: Hello = real.recv().await?;
+        until(|| events(&log1).len() == 1).await;
+        // The real n0 keeps talking while an impostor claims its name.
+        for seq in 0..3 {
+            tokio::time::sleep(SHORT_KEEPALIVE.interval / 2).await;
+            let mut impostor = RawPeer::new(TcpStream::connect(&addr1).await?);
+            impostor.send(&Hello::new("n0")).await?;
+            let _ = impostor.recv::<Hello>().await;
+            let _ = impostor.send(&Message::Ping { seq: 100 + seq }).await;
+            assert!(impostor.recv_message().await.is_err(), "the impostor's ping was answered");
+            real.send(&Message::Ping { seq }).await?;
+            assert_eq!(real.recv_message().await?, Message::Pong { seq });
+        }
+
+        stop_tx.send(true)?;
+        h1.await??;
+        assert_eq!(events(&log1), vec![Event::PeerUp { peer: N0 }], "the live connection was never replaced");
         Ok(())
     });
 }

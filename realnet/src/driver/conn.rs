@@ -11,6 +11,7 @@ use crate::transport::Transport;
 use blockferry_core::wire::{FrameDecoder, FrameError, Hello, HelloError, Message, encode_frame};
 use blockferry_core::{Input, NodeId};
 use serde::de::DeserializeOwned;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::io;
@@ -269,16 +270,20 @@ async fn read_loop<R: AsyncRead + Unpin, S>(
     peer: NodeId,
     conn: ConnId,
     idle: Duration,
-    tx: &mpsc::Sender<TaskEvent<S>>,
+    ch: &Channels<S>,
 ) -> ConnError {
     let mut buf = vec![0; IO_CHUNK];
     loop {
-        match read_frame::<_, Message>(&mut rd, &mut decoder, &mut buf, Some(idle)).await {
+        let frame = read_frame::<_, Message>(&mut rd, &mut decoder, &mut buf, Some(idle)).await;
+        if frame.is_ok() {
+            ch.heard.set(tokio::time::Instant::now());
+        }
+        match frame {
             Ok(Message::Keepalive) => {}
             Ok(msg) => {
                 // A bounded channel: a node slower than the network pushes
                 // back on the socket instead of growing memory.
-                if tx.send(TaskEvent::Message { peer, conn, msg }).await.is_err() {
+                if ch.tx.send(TaskEvent::Message { peer, conn, msg }).await.is_err() {
                     return ConnError::DriverGone;
                 }
             }
@@ -338,22 +343,26 @@ async fn write_loop<W: AsyncWrite + Unpin>(mut wr: W, out: &Outbound, interval: 
 
 /// One live connection: reads and writes until either side fails, then
 /// drops the stream (closing it) and reports why.
-pub(crate) async fn run_connection<S>(
-    stream: S,
-    decoder: FrameDecoder,
-    peer: NodeId,
-    conn: ConnId,
-    keepalive: Keepalive,
-    out: Rc<Outbound>,
-    tx: mpsc::Sender<TaskEvent<S>>,
-) where
+/// What a connection's task shares with the main loop.
+pub(crate) struct Channels<S> {
+    /// Frames to write.
+    pub out: Rc<Outbound>,
+    /// When a frame last arrived (the main loop asks whether the
+    /// connection is alive before it lets another replace it).
+    pub heard: Rc<Cell<tokio::time::Instant>>,
+    /// Frames read, and the close.
+    pub tx: mpsc::Sender<TaskEvent<S>>,
+}
+
+pub(crate) async fn run_connection<S>(stream: S, decoder: FrameDecoder, peer: NodeId, conn: ConnId, keepalive: Keepalive, ch: Channels<S>)
+where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let (rd, wr) = tokio::io::split(stream);
     let reason = tokio::select! {
         biased;
-        e = read_loop(rd, decoder, peer, conn, keepalive.timeout, &tx) => e,
-        e = write_loop(wr, &out, keepalive.interval) => e,
+        e = read_loop(rd, decoder, peer, conn, keepalive.timeout, &ch) => e,
+        e = write_loop(wr, &ch.out, keepalive.interval) => e,
     };
-    let _ = tx.send(TaskEvent::Closed { peer, conn, reason }).await;
+    let _ = ch.tx.send(TaskEvent::Closed { peer, conn, reason }).await;
 }
