@@ -7,6 +7,7 @@
 
 pub mod block;
 pub mod config;
+pub mod config_file;
 pub mod digest_table;
 pub mod event;
 pub mod hypervisor;

@@ -8,16 +8,17 @@
 //! then `validate` resolves defaults, checks every cross-reference and the
 //! per-kind keys of jobs and faults, and builds the types below.
 
-mod error;
+mod point_ref;
 mod raw;
-pub mod units;
+pub use blockferry_core::config_file::units;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
-pub use error::ScenarioError;
-pub use units::PointRef;
+/// A scenario file that cannot be used, and why.
+pub use blockferry_core::config_file::FileError as ScenarioError;
+pub use point_ref::PointRef;
 
 use blockferry_core::config::Schedule;
 use blockferry_core::{BlockSize, Compression, Timestamp};

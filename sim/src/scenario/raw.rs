@@ -4,7 +4,8 @@
 //! their errors carry a line. Keys that only some kinds of job or fault take
 //! are optional here and checked per kind in `validate`.
 
-use super::units::{Bandwidth, Block, Comp, Dur, Every, Instant, PointRef, ScheduleText, Size};
+use super::PointRef;
+use super::units::{Bandwidth, Block, Comp, Dur, Every, Instant, ScheduleText, Size};
 use serde::Deserialize;
 use std::collections::BTreeMap;
 

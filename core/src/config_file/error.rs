@@ -1,12 +1,13 @@
-//! Scenario errors: every one names the file, and the line when the problem
-//! is tied to a place in it (syntax, unknown or missing keys, bad values).
-//! Cross-reference errors name the item instead.
+//! Errors in configuration files (scenarios, deployment files): every one
+//! names the file, and the line when the problem is tied to a place in it
+//! (syntax, unknown or missing keys, bad values). Cross-reference errors
+//! name the item instead.
 
 use std::fmt;
 
-/// A scenario file that cannot be used, and why.
+/// A configuration file that cannot be used, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScenarioError {
+pub struct FileError {
     /// The file (or whatever name the text was given).
     pub origin: String,
     /// 1-based line, when the problem sits on one.
@@ -14,21 +15,21 @@ pub struct ScenarioError {
     pub message: String,
 }
 
-impl ScenarioError {
-    pub(crate) fn at_line(origin: &str, line: usize, message: String) -> Self {
-        ScenarioError { origin: origin.to_string(), line: Some(line), message }
+impl FileError {
+    pub fn at_line(origin: &str, line: usize, message: String) -> Self {
+        FileError { origin: origin.to_string(), line: Some(line), message }
     }
 
-    pub(crate) fn item(origin: &str, message: String) -> Self {
-        ScenarioError { origin: origin.to_string(), line: None, message }
+    pub fn item(origin: &str, message: String) -> Self {
+        FileError { origin: origin.to_string(), line: None, message }
     }
 
     /// Translates a TOML/serde error: the byte span becomes a line, and
     /// serde's "unknown field `x`" / "missing field `x`" become messages in
     /// the file's own vocabulary, naming the table they were found in.
-    pub(crate) fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> Self {
+    pub fn from_toml(origin: &str, text: &str, error: &toml::de::Error) -> Self {
         let message = error.message().trim().to_string();
-        let Some(span) = error.span() else { return ScenarioError::item(origin, message) };
+        let Some(span) = error.span() else { return FileError::item(origin, message) };
         let offset = span.start.min(text.len());
         let line = line_of(text, offset);
         let section = section_at(text, offset);
@@ -48,11 +49,11 @@ impl ScenarioError {
         } else {
             format!("{place}: {message}")
         };
-        ScenarioError::at_line(origin, line, message)
+        FileError::at_line(origin, line, message)
     }
 }
 
-impl fmt::Display for ScenarioError {
+impl fmt::Display for FileError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
             Some(line) => write!(f, "{}:{}: {}", self.origin, line, self.message),
@@ -61,7 +62,7 @@ impl fmt::Display for ScenarioError {
     }
 }
 
-impl std::error::Error for ScenarioError {}
+impl std::error::Error for FileError {}
 
 /// 1-based line number of a byte offset.
 fn line_of(text: &str, offset: usize) -> usize {
@@ -133,9 +134,9 @@ mod tests {
 
     #[test]
     fn display_with_and_without_line() {
-        let e = ScenarioError::at_line("scenarios/x.toml", 12, "unknown key \"foo\" in [[vm]]".into());
+        let e = FileError::at_line("scenarios/x.toml", 12, "unknown key \"foo\" in [[vm]]".into());
         assert_eq!(e.to_string(), "scenarios/x.toml:12: unknown key \"foo\" in [[vm]]");
-        let e = ScenarioError::item("scenarios/x.toml", "job \"backup-db\" names unknown repository \"repo-x\"".into());
+        let e = FileError::item("scenarios/x.toml", "job \"backup-db\" names unknown repository \"repo-x\"".into());
         assert_eq!(e.to_string(), "scenarios/x.toml: job \"backup-db\" names unknown repository \"repo-x\"");
     }
 }

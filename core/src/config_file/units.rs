@@ -1,17 +1,18 @@
-//! The value grammars of scenario files: sizes, bandwidths, durations and
-//! schedules, as strings, plus serde newtypes that parse them while the TOML
-//! is read — so a bad value is reported with the line it sits on.
+//! The value grammars of configuration files (scenarios and deployment
+//! files alike): sizes, bandwidths, durations, instants and schedules, as
+//! strings, plus serde newtypes that parse them while the TOML is read — so
+//! a bad value is reported with the line it sits on.
 //!
 //! Sizes are parsed by hand rather than with `bytesize`: that crate goes
 //! through `f64` (silently truncating "0.1KiB" to 102 bytes) and accepts
 //! decimal units (`KB` = 1000), while the contract says binary units and a
 //! size must be an exact byte count.
 
-use blockferry_core::config::Schedule;
-use blockferry_core::{BlockSize, Compression, Timestamp};
+use crate::block::{BlockSize, Compression};
+use crate::config::Schedule;
+use crate::time::Timestamp;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, Visitor};
-use std::fmt;
+use serde::de::{self, Deserializer};
 use std::time::Duration;
 
 const SIZE_UNITS: [(&str, u64); 6] = [("B", 1), ("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("TiB", 1 << 40), ("PiB", 1 << 50)];
@@ -70,17 +71,20 @@ pub fn parse_every(text: &str) -> Result<Duration, String> {
     Ok(period)
 }
 
-/// A job schedule: "every <duration>" or "daily at HH:MM" (UTC).
+/// A job schedule: "every <duration>", "daily at HH:MM" (UTC) or "manual".
 pub fn parse_schedule(text: &str) -> Result<Schedule, String> {
     let trimmed = text.trim();
     if trimmed.starts_with("every") {
         return parse_every(text).map(Schedule::Every);
     }
+    if trimmed == "manual" {
+        return Ok(Schedule::Manual);
+    }
     let clock = trimmed
         .strip_prefix("daily")
         .and_then(|r| r.trim_start().strip_prefix("at"))
         .map(str::trim)
-        .ok_or_else(|| format!("invalid schedule {text:?}: expected \"every <duration>\" or \"daily at HH:MM\" (UTC)"))?;
+        .ok_or_else(|| format!("invalid schedule {text:?}: expected \"every <duration>\", \"daily at HH:MM\" (UTC) or \"manual\""))?;
     let (hours, minutes) = clock
         .split_once(':')
         .filter(|(h, m)| (1..=2).contains(&h.len()) && m.len() == 2)
@@ -188,44 +192,6 @@ pub fn parse_compression(text: &str) -> Result<Compression, String> {
     text.parse()
 }
 
-/// Which restore point an operator action uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum PointRef {
-    /// The newest point.
-    #[default]
-    Latest,
-    /// The one before the newest.
-    Previous,
-    /// Counted back from the newest (0 = newest).
-    Back(u32),
-}
-
-impl<'de> Deserialize<'de> for PointRef {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct PointVisitor;
-        impl Visitor<'_> for PointVisitor {
-            type Value = PointRef;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("\"latest\", \"previous\" or a point index counted back from the newest (0 = newest)")
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<PointRef, E> {
-                match v {
-                    "latest" => Ok(PointRef::Latest),
-                    "previous" => Ok(PointRef::Previous),
-                    _ => Err(E::custom(format!("invalid point {v:?}: expected \"latest\", \"previous\" or an index (0 = newest)"))),
-                }
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<PointRef, E> {
-                u32::try_from(v).map(PointRef::Back).map_err(|_| E::custom(format!("invalid point index {v}: expected 0 (newest) or more")))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<PointRef, E> {
-                u32::try_from(v).map(PointRef::Back).map_err(|_| E::custom(format!("invalid point index {v}: too large")))
-            }
-        }
-        deserializer.deserialize_any(PointVisitor)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,6 +246,7 @@ mod tests {
         assert_eq!(parse_schedule("every 2h"), Ok(Schedule::Every(Duration::from_secs(7200))));
         assert_eq!(parse_schedule("daily at 22:00"), Ok(Schedule::DailyAt(Duration::from_secs(22 * 3600))));
         assert_eq!(parse_schedule(" daily  at 7:05 "), Ok(Schedule::DailyAt(Duration::from_secs(7 * 3600 + 300))));
+        assert_eq!(parse_schedule("manual"), Ok(Schedule::Manual));
         for bad in [
             "daily",
             "daily at",
@@ -289,7 +256,7 @@ mod tests {
             "daily at 1:5",
             "daily 22:00",
             "weekly at 22:00",
-            "manual",
+            "manually",
         ] {
             let e = parse_schedule(bad).unwrap_err();
             assert!(e.contains(bad.trim()), "{bad:?}: {e}");
