@@ -8,6 +8,7 @@
 //! [`services::Services`] — so it never knows which world it runs in.
 
 pub mod clock;
+pub mod cluster;
 pub mod driver;
 pub mod services;
 pub mod transport;
