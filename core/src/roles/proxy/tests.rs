@@ -101,3 +101,31 @@ fn an_empty_synthetic_block_from_the_host_is_no_panic() {
     let sent = proxy.take_sent();
     assert!(sent.iter().any(|(to, msg)| *to == REPOSITORY && matches!(msg, Message::HaveDigests { .. })), "{sent:?}");
 }
+
+/// Found by the fuzzer (issue 13 §8): the receiving end of a replica sync
+/// passed a sender's `HashBlocks` of any length on to its host as one
+/// read (which the host now refuses, closing the connection). A request
+/// to hash more than a frame's worth of blocks fails the task instead; the
+/// host is asked nothing.
+#[test]
+fn a_request_to_hash_more_than_a_frame_of_blocks_fails_the_replica_task() {
+    use crate::wire::message::{MetadataReport, ReplicaSink};
+    const SENDER: NodeId = NodeId(6);
+    let sink = ReplicaSink {
+        task: TaskId(9),
+        proxy: NodeId(7),
+        host: HOST,
+        vm: VmId(0),
+        disk: 0,
+        disk_bytes: 1 << 30,
+        block_size: BlockSize::LOCAL,
+        hash_snap: Some(SnapshotId(3)),
+        report: MetadataReport { repository: REPOSITORY, point: crate::ids::RestorePointId(1), base: None, initial: None },
+    };
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(SENDER, Message::OpenReplica(Box::new(sink)));
+    proxy.message(SENDER, Message::HashBlocks { task: TaskId(9), batch: 1, blocks: (0..1024).collect() });
+    let sent = proxy.take_sent();
+    assert!(!sent.iter().any(|(to, _)| *to == HOST), "{sent:?}");
+    assert!(matches!(sent.as_slice(), [(SENDER, Message::ReplicaFinished { result: Err(e), .. })] if e.contains("limit")), "{sent:?}");
+}
