@@ -33,6 +33,7 @@ use crate::config::{BackupJob, Deployment, JobKind, JobSpec};
 use crate::event::Event;
 use crate::hypervisor::SnapshotDisk;
 use crate::ids::{DiskId, JobId, NodeId, RestorePointId, SessionId, SnapshotId, TaskId, VmId};
+use crate::limits::MAX_DISK_BLOCKS;
 use crate::manifest::{PointDisk, PointHeader};
 use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
@@ -670,6 +671,14 @@ impl Manager {
             && *asked != from
         {
             return self.out.refuse(from, format!("{} answers operation {op}, which was asked of {asked}", msg.kind()));
+        }
+        // Summed per VM: a count beyond any disk's blocks is a lie (and
+        // would overflow the sum).
+        if let Message::TaskDone { result: Ok(stats), .. } = &msg
+            && stats.cbt_missed > MAX_DISK_BLOCKS
+        {
+            let missed = stats.cbt_missed;
+            return self.out.refuse(from, format!("task_done reports {missed} blocks CBT missed, more than any disk has"));
         }
         match msg {
             Message::SnapshotCreated { op, snap, disks } => self.on_host_answer(op, Ok((snap, disks))),
