@@ -1,5 +1,6 @@
 //! Drives one role through lives of random inputs, as production runs it:
-//! wrapped in [`Authorised`] with the deployment's roster (synthetic
+//! wrapped in [`Authorised`](blockferry_core::roles::Authorised) with the
+//! deployment's roster (synthetic
 //! payloads refused), fed one input at a time and drained fully after
 //! each (the node contract), every input under `catch_unwind`.
 //!
@@ -17,7 +18,7 @@
 //!
 //! Each life has its own RNG, seeded from the run's seed, the role and the
 //! life's number: a panic is reproduced by replaying that one life
-//! (`--role R --seed S --life L --verbose`).
+//! (`--role R --seed S --life L`, which prints every input and output).
 
 use crate::catch::install_panic_hook;
 use crate::corpus::Corpus;

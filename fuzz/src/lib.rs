@@ -9,11 +9,17 @@
 //!   (mostly ids the role holds, otherwise edges), [`messages`] builds a
 //!   message of any kind and [`completions`] answers the role's storage and
 //!   hypervisor requests;
-//! * [`driver`] runs lives of a role and catches panics; [`report`] writes
+//! * [`driver`] runs a role's lives and counts what they did, [`life`]
+//!   makes one life's inputs from what its node does, [`catch`] feeds a
+//!   node catching its panics, [`variants`] lists the message kinds the
+//!   type has, [`rss`] reads the process's memory and [`report`] writes
 //!   what a run found.
 //!
 //! `cargo test -p blockferry-fuzz` runs a short fixed-seed run of each
-//! role; `cargo run --profile fuzz -p blockferry-fuzz -- --help` the long one.
+//! role; `cargo run --profile fuzz -p blockferry-fuzz -- --help` the long
+//! one (the `fuzz` profile is a release build that keeps overflow checks:
+//! `--release` runs too, but an overflow on a peer's value then wraps
+//! silently instead of panicking).
 
 pub mod catch;
 pub mod completions;

@@ -124,14 +124,16 @@ impl Gen<'_> {
         }
     }
 
+    /// A number naming `key` that fits 32 bits: one that does not is the
+    /// largest or its low bits.
     pub fn u32(&mut self, key: Key) -> u32 {
         let v = self.num(key);
-        u32::try_from(v).unwrap_or(if self.chance(50) { u32::MAX } else { v as u32 })
+        u32::try_from(v).unwrap_or_else(|_| if self.chance(50) { u32::MAX } else { v as u32 })
     }
 
     pub fn disk(&mut self) -> u16 {
         let v = self.num(Key::Disk);
-        u16::try_from(v).unwrap_or(if self.chance(50) { u16::MAX } else { self.rng.random_range(0..4) })
+        u16::try_from(v).unwrap_or_else(|_| if self.chance(50) { u16::MAX } else { self.rng.random_range(0..4) })
     }
 
     /// A disk size: a recent one, a few blocks, a large one, or an edge.
@@ -176,11 +178,13 @@ impl Gen<'_> {
         if self.chance(8) {
             return self.stock.strangers[self.below(self.stock.strangers.len())];
         }
-        let of_role: Vec<NodeId> = self.stock.nodes.iter().filter(|(_, r)| role.is_none_or(|want| *r == want)).map(|(id, _)| *id).collect();
-        match (of_role.is_empty() || self.chance(15), self.pools.pick(Key::Node, self.rng)) {
+        let nodes = &self.stock.nodes;
+        let of_role = || nodes.iter().filter(|(_, r)| role.is_none_or(|want| *r == want)).map(|(id, _)| *id);
+        let count = of_role().count();
+        match (count == 0 || self.chance(15), self.pools.pick(Key::Node, self.rng)) {
             (true, Some(recent)) => NodeId(u32::try_from(recent).unwrap_or(u32::MAX)),
-            _ if of_role.is_empty() => self.stock.nodes[self.below(self.stock.nodes.len())].0,
-            _ => of_role[self.below(of_role.len())],
+            _ if count == 0 => nodes[self.rng.random_range(0..nodes.len())].0,
+            _ => of_role().nth(self.rng.random_range(0..count)).unwrap_or(nodes[0].0),
         }
     }
 
