@@ -334,6 +334,15 @@ impl ser::SerializeMap for List<'_, '_> {
     }
 }
 
+/// Values that name nothing the generator draws: skipped.
+macro_rules! names_nothing {
+    ($($method:ident($($arg:ty),*)),* $(,)?) => {$(
+        fn $method(self, $(_: $arg),*) -> Result<(), Never> {
+            Ok(())
+        }
+    )*};
+}
+
 impl<'h, 'a> ser::Serializer for &'h mut Harvester<'a> {
     type Ok = ();
     type Error = Never;
@@ -363,50 +372,14 @@ impl<'h, 'a> ser::Serializer for &'h mut Harvester<'a> {
         self.number(v);
         Ok(())
     }
-    fn serialize_bool(self, _: bool) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_i8(self, _: i8) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_i16(self, _: i16) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_i32(self, _: i32) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_i64(self, _: i64) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_f32(self, _: f32) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_f64(self, _: f64) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_char(self, _: char) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_str(self, _: &str) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_bytes(self, _: &[u8]) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_none(self) -> Result<(), Never> {
-        Ok(())
+    names_nothing! {
+        serialize_bool(bool), serialize_i8(i8), serialize_i16(i16), serialize_i32(i32), serialize_i64(i64),
+        serialize_f32(f32), serialize_f64(f64), serialize_char(char), serialize_str(&str), serialize_bytes(&[u8]),
+        serialize_none(), serialize_unit(), serialize_unit_struct(&'static str),
+        serialize_unit_variant(&'static str, u32, &'static str),
     }
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), Never> {
         value.serialize(self)
-    }
-    fn serialize_unit(self) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_unit_struct(self, _: &'static str) -> Result<(), Never> {
-        Ok(())
-    }
-    fn serialize_unit_variant(self, _: &'static str, _: u32, _: &'static str) -> Result<(), Never> {
-        Ok(())
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(self, name: &'static str, value: &T) -> Result<(), Never> {
         if name == "Digest" {
