@@ -22,6 +22,23 @@ pub const MAX_BLOCKS_PER_MESSAGE: usize = 1 << 16;
 /// is 256 virtual disks per VM).
 pub const MAX_DISKS_PER_VM: usize = 256;
 
+/// The most block bytes one read may ask for: twice a proxy's batch
+/// (`roles::proxy::BATCH_BYTES`) and half a frame, so that the answer fits
+/// one frame and a read never makes a host or a store hold more than this
+/// for one message (a count alone allowed 2^16 blocks of 64 MiB: 4 TiB).
+/// A block larger than this is read alone.
+pub const MAX_READ_BYTES: u64 = 16 << 20;
+
+/// A read of `count` blocks of `block_size` asks for at most
+/// [`MAX_READ_BYTES`], or for one block.
+pub fn read_len(count: u64, block_size: BlockSize) -> Result<(), String> {
+    let bytes = u64::from(block_size.bytes());
+    if count > (MAX_READ_BYTES / bytes).max(1) {
+        return Err(format!("a read of {count} blocks of {bytes} bytes asks for more than the limit of {MAX_READ_BYTES} bytes"));
+    }
+    Ok(())
+}
+
 /// A disk's geometry is valid: not larger than [`MAX_DISK_BYTES`], and not
 /// more than [`MAX_DISK_BLOCKS`] blocks. Returns the block count.
 pub fn disk_blocks(bytes: u64, block_size: BlockSize) -> Result<u64, String> {
@@ -71,5 +88,10 @@ mod tests {
         assert_eq!(indexes_below([0, 3], 4), Ok(()));
         assert!(indexes_below([0, 4], 4).unwrap_err().contains("block 4"));
         assert!(list_len("digests", MAX_BLOCKS_PER_MESSAGE).is_ok() && list_len("digests", MAX_BLOCKS_PER_MESSAGE + 1).is_err());
+        // 16 MiB of 4 KiB blocks, or one block larger than that.
+        let small = BlockSize::new(4096).expect("valid");
+        assert!(read_len(4096, small).is_ok() && read_len(4097, small).unwrap_err().contains("4097 blocks"));
+        assert!(read_len(1, BlockSize::new(64 << 20).expect("valid")).is_ok());
+        assert!(read_len(2, BlockSize::new(64 << 20).expect("valid")).is_err());
     }
 }

@@ -136,7 +136,8 @@ pub fn modelled_stored_len(raw_len: u32, compressibility: u8, compression: Compr
     };
     let share = f64::from(compressibility.min(100)) / 100.0;
     let ratio = 1.0 - share * efficiency;
-    ((f64::from(raw_len) * ratio).ceil() as u32).clamp(1, raw_len)
+    // A block of any bytes stores at least one; an empty one none.
+    ((f64::from(raw_len) * ratio).ceil() as u32).clamp(raw_len.min(1), raw_len)
 }
 
 #[cfg(test)]
@@ -152,6 +153,8 @@ mod tests {
         assert!(at(50, Compression::DedupeFriendly) > at(50, Compression::Optimal));
         assert!(at(50, Compression::Optimal) > at(50, Compression::Extreme));
         assert!(at(90, Compression::Optimal) < at(10, Compression::Optimal));
+        // An empty block (a descriptor a peer sent) stores nothing, at any level.
+        assert!(Compression::ALL.iter().all(|&level| modelled_stored_len(0, 50, level) == 0));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::RequestIds;
 use super::data_requests::DataAsk;
 use crate::hypervisor::{HypervisorCompletion, HypervisorOp, HypervisorReply, HypervisorRequest};
 use crate::ids::{NodeId, RequestId};
+use crate::limits::read_len;
 use crate::node::{Input, Node, Outbox, Output};
 use crate::time::Timestamp;
 use crate::wire::Message;
@@ -60,6 +61,9 @@ impl Host {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        if let Err(reason) = check(&msg) {
+            return self.out.refuse(from, format!("{}: {reason}", msg.kind()));
+        }
         let msg = match DataAsk::from_message(msg) {
             Ok((ask, op)) => return self.ask(Asker::Data { peer: from, ask }, op),
             Err(other) => other,
@@ -102,6 +106,16 @@ impl Host {
     }
 }
 
+/// A peer's request checked against the limits before the hypervisor is
+/// asked: a read asks for at most a frame's worth of blocks
+/// ([`read_len`]), whatever the message's count allows.
+fn check(msg: &Message) -> Result<(), String> {
+    match msg {
+        Message::ReadBlocks { blocks, block_size, .. } => read_len(blocks.len() as u64, *block_size),
+        _ => Ok(()),
+    }
+}
+
 impl Node for Host {
     fn handle(&mut self, _now: Timestamp, input: Input) {
         match input {
@@ -120,7 +134,34 @@ impl Node for Host {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::block::BlockSize;
+    use crate::ids::{SnapshotId, TaskId};
     use crate::roles::testing::Stepper;
+
+    const PROXY: NodeId = NodeId(2);
+
+    /// Found by the fuzzer (issue 13 §8): a proxy's `ReadBlocks` of as many
+    /// blocks as a message may list made the host ask its hypervisor for
+    /// all of them (2^16 blocks of 1 MiB: 64 GiB in one answer). A read of
+    /// more than a frame's worth is refused and nothing is read; a batch
+    /// of a proxy's size is read.
+    #[test]
+    fn a_read_of_more_than_a_frame_of_blocks_is_refused() {
+        let read = |count: u64| Message::ReadBlocks {
+            task: TaskId(1),
+            batch: 0,
+            snap: SnapshotId(1),
+            disk: 0,
+            block_size: BlockSize::LOCAL,
+            blocks: (0..count).collect(),
+        };
+        let mut host = Stepper::start(Host::new());
+        host.message(PROXY, read(1 << 16));
+        assert!(host.node.pending.is_empty(), "the hypervisor is asked nothing");
+        assert!(matches!(host.closed.as_slice(), [(PROXY, r)] if r.contains("read_blocks") && r.contains("limit")), "{:?}", host.closed);
+        host.message(PROXY, read(8));
+        assert_eq!(host.node.pending.len(), 1, "a batch of 8 MiB is read");
+    }
 
     /// Issue 13 §6: a message no host handles is refused with a reason,
     /// not dropped, and answered with nothing.

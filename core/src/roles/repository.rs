@@ -19,6 +19,7 @@
 use super::RequestIds;
 use crate::block::Digest;
 use crate::ids::{NodeId, RequestId, RestorePointId, SessionId, TaskId, VmId};
+use crate::limits::read_len;
 use crate::manifest::{DiskManifest, Manifest, PointHeader, apply_changes};
 use crate::node::{Input, Node, Outbox, Output, TimerId};
 use crate::payload::decode;
@@ -345,13 +346,17 @@ impl Repository {
     /// from the store and returned with their indexes.
     #[allow(clippy::too_many_arguments)]
     fn read_point(&mut self, peer: NodeId, task: TaskId, batch: u64, point: RestorePointId, disk: u16, first: u64, count: u64) {
-        let end = match self.manifests.get(&point).and_then(|m| m.disks.iter().find(|d| d.index == disk)) {
-            Some(d) => (d.digests.len() as u64).min(first.saturating_add(count)),
+        let (end, block_size) = match self.manifests.get(&point).and_then(|m| m.disks.iter().find(|d| d.index == disk)) {
+            Some(d) => ((d.digests.len() as u64).min(first.saturating_add(count)), d.block_size),
             None => {
                 let result = Err(format!("no restore point {point} with disk {disk}"));
                 return self.out.send(peer, Message::PointBlocks { task, batch, result });
             }
         };
+        // Bounded by the point's own block size, not the one the message claims.
+        if let Err(reason) = read_len(end.saturating_sub(first), block_size) {
+            return self.out.refuse(peer, format!("read_point: {reason}"));
+        }
         let wanted: Vec<u64> = (first..end).collect();
         let digests = match self.digests_of(point, disk, &wanted) {
             Ok(d) => d,

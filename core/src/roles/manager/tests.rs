@@ -240,6 +240,11 @@ fn a_listing_cannot_grow_the_catalog_beyond_the_deployment() {
     assert!(!m.closed.is_empty() && m.closed.iter().all(|(p, r)| *p == REPOSITORY && r.contains("257 disks")), "{:?}", m.closed);
     assert!(adopted(&m).is_empty());
 
+    // Found by the fuzzer: ids no manager hands out would lift its
+    // counters to where the next id overflows.
+    let m = listing(vec![listed_point(u64::MAX, VmId(0), 1)]);
+    assert!(!m.closed.is_empty() && m.closed.iter().all(|(_, r)| r.contains("has an id above")), "{:?}", m.closed);
+
     let m = listing(vec![listed_point(1, VmId(0), 1), listed_point(2, VmId(77), 1)]);
     assert!(m.closed.is_empty(), "{:?}", m.closed);
     assert_eq!(adopted(&m), [RestorePointId(1)]);
@@ -284,4 +289,30 @@ fn restores_beyond_the_limit_are_answered_try_later() {
         .filter_map(|(to, msg)| if let Message::RestoreDone { op, result } = msg { (to == OPERATOR).then_some((op, result)) } else { None })
         .collect();
     assert!(matches!(done.as_slice(), [(op, Err(r))] if *op == limit && r.contains("try again later")), "{done:?}");
+}
+
+/// Found by the fuzzer (issue 13 §8): the blocks CBT missed, as proxies
+/// report them, are summed per VM, and a report of more than any disk has
+/// overflowed the sum (a panic with overflow checks, a wrapped count
+/// without). Such a report is refused; honest ones are taken and the VM
+/// goes on to its commit.
+#[test]
+fn a_task_report_of_more_missed_blocks_than_any_disk_has_is_refused() {
+    let (mut m, op) = asking_for_a_snapshot();
+    let disks = vec![SnapshotDisk { bytes: 4 << 20, change_id: None }; 2];
+    m.message(HOST, Message::SnapshotCreated { op, snap: SnapshotId(5), disks });
+    let started = |m: &mut Stepper<Manager>| {
+        m.take_sent().into_iter().find_map(|(to, msg)| match msg {
+            Message::StartBackupTask(spec) if to == PROXY => Some(spec.task),
+            _ => None,
+        })
+    };
+    let done = |task, cbt_missed| Message::TaskDone { task, result: Ok(TaskStats { cbt_missed, ..TaskStats::default() }) };
+    let first = started(&mut m).expect("the first disk's task starts");
+    m.message(PROXY, done(first, u64::MAX));
+    assert!(matches!(m.closed.as_slice(), [(PROXY, r)] if r.contains("task_done") && r.contains("CBT missed")), "{:?}", m.closed);
+    m.message(PROXY, done(first, 1));
+    let second = started(&mut m).expect("the second disk's task starts once the first is done");
+    m.message(PROXY, done(second, 1));
+    assert!(m.take_sent().iter().any(|(to, msg)| *to == REPOSITORY && matches!(msg, Message::CommitPoint { .. })));
 }

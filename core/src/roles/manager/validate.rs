@@ -38,6 +38,11 @@ impl Manager {
                 damaged.iter().try_for_each(|b| self.damage_fits(b))
             }
             Message::TasksRunning { tasks, .. } => limits::list_len("tasks", tasks.len()),
+            // Summed per VM: a count beyond any disk's blocks is a lie (and
+            // would overflow the sum; found by the fuzzer).
+            Message::TaskDone { result: Ok(stats), .. } if stats.cbt_missed > limits::MAX_DISK_BLOCKS => {
+                Err(format!("{} blocks CBT missed, more than any disk has", stats.cbt_missed))
+            }
             Message::RestoreVm { name, .. } if name.len() > MAX_VM_NAME_BYTES => {
                 Err(format!("a VM name of {} bytes from {from} is longer than the limit of {MAX_VM_NAME_BYTES}", name.len()))
             }
@@ -57,9 +62,18 @@ impl Manager {
     }
 }
 
-/// A listed point has no more disks than a VM can have, each of a size a
-/// disk can have.
+/// The largest id a durable point or session may carry: ids start at the
+/// clock in nanoseconds since 1970 and count up from there, which stays
+/// below 2^63 until the year 2262. A listing above it would lift the
+/// manager's counters (`Counters::above`) to where they overflow.
+pub const MAX_DURABLE_ID: u64 = 1 << 63;
+
+/// A listed point has ids a manager can have given it, no more disks than
+/// a VM can have, each of a size a disk can have.
 fn listed(point: &PointHeader) -> Result<(), String> {
+    if point.point.0 > MAX_DURABLE_ID || point.session.0 > MAX_DURABLE_ID {
+        return Err(format!("{} of session {} has an id above {MAX_DURABLE_ID}", point.point, point.session));
+    }
     if point.disks.len() > MAX_DISKS_PER_VM {
         return Err(format!("{} has {} disks, more than the limit of {MAX_DISKS_PER_VM}", point.point, point.disks.len()));
     }

@@ -18,6 +18,7 @@
 use super::backup_task::Progress;
 use crate::block::Digest;
 use crate::ids::NodeId;
+use crate::limits::read_len;
 use crate::node::Outbox;
 use crate::payload::decode;
 use crate::wire::Message;
@@ -115,6 +116,8 @@ impl ReplicaTarget {
         match msg {
             Message::HashBlocks { batch, blocks, .. } => {
                 let snap = sink.hash_snap.ok_or("asked to hash blocks, but no snapshot of the VM was given")?;
+                // The host refuses a larger read (and closes the connection).
+                read_len(blocks.len() as u64, sink.block_size).map_err(|e| format!("asked to hash blocks: {e}"))?;
                 let host_batch = self.next_host_batch;
                 self.next_host_batch += 1;
                 let sink = &self.sink;

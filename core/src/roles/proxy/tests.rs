@@ -54,21 +54,15 @@ fn a_task_for_an_impossible_disk_is_refused_and_starts_nothing() {
 /// of its own host are taken.
 #[test]
 fn a_reply_from_a_peer_the_task_asked_nothing_is_refused() {
-    use crate::hypervisor::ChangedBlocks;
-    use bitvec::vec::BitVec;
     const OTHER_HOST: NodeId = NodeId(5);
     let mut proxy = Stepper::start(Proxy::new());
     proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, 4 << 20))));
     proxy.take_sent();
-    let changed = || {
-        let reply = Ok(ChangedBlocks::Known { changed: BitVec::repeat(true, 4), swap: BitVec::repeat(false, 4) });
-        Message::ChangedBlocksReply { task: TaskId(7), reply }
-    };
-    proxy.message(OTHER_HOST, changed());
+    proxy.message(OTHER_HOST, all_changed(4));
     let refused = proxy.closed.as_slice();
     assert!(matches!(refused, [(OTHER_HOST, r)] if r.contains("changed_blocks_reply")), "{refused:?}");
     assert!(proxy.take_sent().is_empty(), "a refused reply changes nothing");
-    proxy.message(HOST, changed());
+    proxy.message(HOST, all_changed(4));
     // The plan is made: the host is asked for blocks.
     let sent = proxy.take_sent();
     assert!(sent.iter().any(|(to, msg)| *to == HOST && matches!(msg, Message::ReadBlocks { .. })), "{sent:?}");
@@ -113,4 +107,66 @@ fn a_reply_of_the_wrong_kind_and_a_message_for_another_role_are_refused() {
         "{:?}",
         proxy.closed
     );
+}
+
+/// Task 7's host says all of the disk's `blocks` blocks changed.
+fn all_changed(blocks: usize) -> Message {
+    use crate::hypervisor::ChangedBlocks;
+    use bitvec::vec::BitVec;
+    let reply = Ok(ChangedBlocks::Known { changed: BitVec::repeat(true, blocks), swap: BitVec::repeat(false, blocks) });
+    Message::ChangedBlocksReply { task: TaskId(7), reply }
+}
+
+/// Found by the fuzzer (issue 13 §8): a block the host "read" as a
+/// simulator's descriptor of zero bytes (a peer of a simulated deployment
+/// may send one) made the proxy panic modelling its compressed size; it is
+/// encoded as an empty block and the task goes on.
+#[test]
+fn an_empty_synthetic_block_from_the_host_is_no_panic() {
+    use crate::block::Digest;
+    use crate::payload::{BlockData, SyntheticBlock};
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(backup_spec(HOST, REPOSITORY, 4 << 20))));
+    proxy.message(HOST, all_changed(4));
+    let sent = proxy.take_sent();
+    let Some((batch, blocks)) = sent.iter().find_map(|(_, msg)| match msg {
+        Message::ReadBlocks { batch, blocks, .. } => Some((*batch, blocks.clone())),
+        _ => None,
+    }) else {
+        panic!("the host is asked for blocks: {sent:?}")
+    };
+    let empty = BlockData::Synthetic(SyntheticBlock { digest: Digest([7; 32]), raw_len: 0, compressibility: 50 });
+    let read = blocks.iter().map(|&index| (index, empty.clone())).collect();
+    proxy.message(HOST, Message::BlocksRead { task: TaskId(7), batch, result: Ok(read) });
+    // The batch is encoded: the repository is asked which digests it has.
+    let sent = proxy.take_sent();
+    assert!(sent.iter().any(|(to, msg)| *to == REPOSITORY && matches!(msg, Message::HaveDigests { .. })), "{sent:?}");
+}
+
+/// Found by the fuzzer (issue 13 §8): the receiving end of a replica sync
+/// passed a sender's `HashBlocks` of any length on to its host as one
+/// read (which the host now refuses, closing the connection). A request
+/// to hash more than a frame's worth of blocks fails the task instead; the
+/// host is asked nothing.
+#[test]
+fn a_request_to_hash_more_than_a_frame_of_blocks_fails_the_replica_task() {
+    use crate::wire::message::{MetadataReport, ReplicaSink};
+    const SENDER: NodeId = NodeId(6);
+    let sink = ReplicaSink {
+        task: TaskId(9),
+        proxy: NodeId(7),
+        host: HOST,
+        vm: VmId(0),
+        disk: 0,
+        disk_bytes: 1 << 30,
+        block_size: BlockSize::LOCAL,
+        hash_snap: Some(SnapshotId(3)),
+        report: MetadataReport { repository: REPOSITORY, point: crate::ids::RestorePointId(1), base: None, initial: None },
+    };
+    let mut proxy = Stepper::start(Proxy::new());
+    proxy.message(SENDER, Message::OpenReplica(Box::new(sink)));
+    proxy.message(SENDER, Message::HashBlocks { task: TaskId(9), batch: 1, blocks: (0..1024).collect() });
+    let sent = proxy.take_sent();
+    assert!(!sent.iter().any(|(to, _)| *to == HOST), "{sent:?}");
+    assert!(matches!(sent.as_slice(), [(SENDER, Message::ReplicaFinished { result: Err(e), .. })] if e.contains("limit")), "{sent:?}");
 }

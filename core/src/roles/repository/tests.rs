@@ -227,6 +227,36 @@ fn a_message_for_another_role_is_refused() {
     assert_refused(&mut h, Message::AbortTasks, "a repository does not handle it");
 }
 
+/// Found by the fuzzer (issue 13 §8): a restore read could ask for as
+/// many blocks as a message may list (2^16, of up to 64 MiB each: the
+/// store was asked for up to 4 TiB for one message). A read of more than
+/// a frame's worth of the point's blocks is refused; a proxy's batch is
+/// answered.
+#[test]
+fn a_read_of_more_than_a_frame_of_blocks_is_refused() {
+    let mut h = Harness::new();
+    let blocks = 2 * crate::limits::MAX_READ_BYTES / 4096;
+    h.put(1, &[(0, d(1), true)]).expect("put");
+    let finish = Message::FinishDisk { task: TaskId(1), target: target(1), bytes: blocks * 4096, block_size: block_size(), base: None };
+    assert!(matches!(h.ask(PROXY, finish).as_slice(), [Message::DiskFinished { result: Ok(()), .. }]));
+    h.commit(1, RestorePointId(5)).expect("commit");
+    let read = |count| Message::ReadPoint {
+        task: TaskId(2),
+        batch: 0,
+        point: RestorePointId(5),
+        disk: 0,
+        first: 0,
+        count,
+        // What the message claims does not matter: the point's blocks do.
+        block_size: BlockSize::new(64 << 20).expect("valid"),
+    };
+    assert_refused(&mut h, read(blocks), "limit");
+    match h.ask(PROXY, read(2048)).as_slice() {
+        [Message::PointBlocks { result: Ok(read), .. }] => assert_eq!(read.len(), 1, "block 0, the only one not zero"),
+        other => panic!("unexpected answer {other:?}"),
+    }
+}
+
 /// Issue 13 §3: blocks arriving for a point already committed are
 /// refused, and do not open it again as a pending point (which would never
 /// end and would hold garbage collection back).
