@@ -9,10 +9,12 @@
 
 pub mod clock;
 pub mod driver;
+pub mod filehost;
 pub mod services;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};
 pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Keepalive, Peer, tracing_sink};
+pub use filehost::{FileHost, FileHostConfig, FileHostService, SnapshotPolicy};
 pub use services::{NoServices, Services};
 pub use transport::{TokioTcp, Transport};
