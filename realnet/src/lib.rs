@@ -6,6 +6,9 @@
 //! `blockferry-sim`. Everything it needs from the outside world comes in
 //! through small traits — [`transport::Transport`], [`clock::Clock`] and
 //! [`services::Services`] — so it never knows which world it runs in.
+//!
+//! [`filehost`] is a host daemon's hypervisor backend: raw disk images in
+//! a datastore folder, served as [`services::Services`].
 
 pub mod clock;
 pub mod driver;

@@ -6,11 +6,13 @@
 //!
 //! A folder per VM; a VM's disks are the `*.img` files in it, disk `i`
 //! being the i-th by name (hidden files excluded, see
-//! [`layout::list_disks`]). The daemon names its VMs' folders
+//! `layout::list_disks`). The daemon names its VMs' folders
 //! ([`FileHostConfig::vms`]); VMs the host creates (restore and replica
 //! targets) are remembered in its state. The host keeps its own files under
-//! `<datastore>/.blockferry/`: `state.json` (see [`state`]) and
-//! `snapshots/<id>/` (reflink copies).
+//! `<datastore>/.blockferry/`: `state.json` (module `state`) and
+//! `snapshots/<id>/` (reflink copies). Reflinks work within one
+//! filesystem only: VM folders that are mounts of their own get an error
+//! naming the image when snapshotted on a reflink datastore.
 //!
 //! # Snapshots: one instant of each image
 //!
@@ -24,7 +26,8 @@
 //! (the VM must be stopped while it is backed up). Each image is frozen at
 //! its own instant: images of one VM are not frozen together.
 //!
-//! Snapshot ids never repeat (see [`state::State::issue_snapshot_id`]), and
+//! Snapshot ids never repeat (the wall clock in microseconds, or one past
+//! the last issued, a high-water mark kept in `state.json`), and
 //! snapshots survive a restart of the daemon. `CommitSnapshot` is
 //! idempotent: an id issued here and no longer live was committed.
 //!
@@ -43,7 +46,7 @@
 //! # Restored VMs
 //!
 //! `CreateVm` carries no disk names, so a created VM's disks are
-//! `disk0.img`, `disk1.img`... ([`layout::restored_disk_names`]), sparse, of
+//! `disk0.img`, `disk1.img`... (`layout::restored_disk_names`), sparse, of
 //! the sizes asked. It is refused over an existing non-empty folder and for
 //! an existing VM, unless it is the same request again and nothing was
 //! written to the VM since (a lost answer, asked again).
@@ -54,7 +57,8 @@
 //! ([`FileHost::power`]) and logged, and succeeds, so replication's
 //! sequences run; the operator's VM manager does the powering.
 //! `RevertToSnapshot` copies a reflink snapshot's images back (atomically,
-//! by rename) and keeps the snapshot. An identity snapshot holds no copy:
+//! by rename, so the VM must be off: a running QEMU would keep writing the
+//! file it has open) and keeps the snapshot. An identity snapshot holds no copy:
 //! reverting to it succeeds only if no image changed since (there is
 //! nothing to undo) and is refused otherwise, naming the image — replicas
 //! belong on a filesystem with reflinks.

@@ -40,10 +40,13 @@ fn create_vm_and_writes_make_byte_identical_images() {
     for ((_, source), name) in contents().iter().zip(["disk0.img", "disk1.img"]) {
         assert_eq!(&fs::read(target.join(name)).expect("restored image"), source, "{name} is byte-identical");
     }
+    let allocated = || fs::metadata(target.join("disk1.img")).expect("image").blocks();
+    let before = allocated();
     assert_eq!(write(&host, TARGET, 1, vec![(0, vec![0; BLOCK])]), Ok(HypervisorReply::BlocksWritten));
     let mut expected = contents()[1].1.clone();
     expected[..BLOCK].fill(0);
     assert_eq!(fs::read(target.join("disk1.img")).expect("image"), expected, "a zero block replaced data");
+    assert!(allocated() < before, "the zero block became a hole ({before} -> {} sectors)", allocated());
 }
 
 /// The same `CreateVm` again (a lost answer) succeeds while the VM is
@@ -54,7 +57,10 @@ fn create_vm_again_is_idempotent_until_written() {
     let store = Datastore::new();
     let host = store.open(SnapshotPolicy::IdentityOnly);
     assert_eq!(create(&host, TARGET, NAME, sizes()), Ok(HypervisorReply::VmCreated));
+    // As if a crash had cut the creation short after recording the VM.
+    fs::remove_file(store.path().join(NAME).join("disk1.img")).expect("remove an image");
     assert_eq!(create(&host, TARGET, NAME, sizes()), Ok(HypervisorReply::VmCreated));
+    assert_eq!(fs::metadata(store.path().join(NAME).join("disk1.img")).map(|m| m.len()).ok(), Some(DISK1_LEN as u64), "finished");
     let err = create(&host, TARGET, NAME, vec![DISK0_LEN as u64]).expect_err("other disks");
     assert!(err.contains("already exists"), "{err}");
     drop(host);
