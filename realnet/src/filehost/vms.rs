@@ -53,8 +53,8 @@ impl FileHost {
                 ));
             }
             None => {
-                let taken = self.configured.iter().map(|(v, f)| (*v, f)).chain(stored.get().created.iter().map(|c| (c.vm, &c.folder)));
-                if let Some((owner, _)) = taken.into_iter().find(|(_, f)| **f == name) {
+                let mut taken = self.configured.iter().map(|(v, f)| (*v, f)).chain(stored.get().created.iter().map(|c| (c.vm, &c.folder)));
+                if let Some((owner, _)) = taken.find(|(_, f)| **f == name) {
                     return Err(format!("folder {name:?} already belongs to {owner}"));
                 }
                 if !is_empty_or_missing(&dir)? {
