@@ -6,14 +6,19 @@
 //! `blockferry-sim`. Everything it needs from the outside world comes in
 //! through small traits — [`transport::Transport`], [`clock::Clock`] and
 //! [`services::Services`] — so it never knows which world it runs in.
+//!
+//! [`filehost`] is a host daemon's hypervisor backend: raw disk images in
+//! a datastore folder, served as [`services::Services`].
 
 pub mod clock;
 pub mod cluster;
 pub mod driver;
+pub mod filehost;
 pub mod services;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};
 pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Keepalive, Peer, tracing_sink};
+pub use filehost::{FileHost, FileHostConfig, FileHostService, SnapshotPolicy};
 pub use services::{NoServices, Services};
 pub use transport::{TokioTcp, Transport};
