@@ -170,3 +170,20 @@ fn a_request_to_hash_more_than_a_frame_of_blocks_fails_the_replica_task() {
     assert!(!sent.iter().any(|(to, _)| *to == HOST), "{sent:?}");
     assert!(matches!(sent.as_slice(), [(SENDER, Message::ReplicaFinished { result: Err(e), .. })] if e.contains("limit")), "{sent:?}");
 }
+
+/// Noticed by the fuzzer: a task id a manager never hands out would share
+/// its timer ids with the proxy's own (report, orphans, pacing). A task
+/// whose id is that large is refused and starts nothing.
+#[test]
+fn a_task_id_beyond_any_a_manager_hands_out_is_refused() {
+    let mut proxy = Stepper::start(Proxy::new());
+    for task in [u64::MAX, 1 << 63, validate::MAX_TASK_ID + 1] {
+        let spec = BackupTask { task: TaskId(task), ..backup_spec(HOST, REPOSITORY, 4 << 20) };
+        proxy.message(MANAGER, Message::StartBackupTask(Box::new(spec)));
+        assert_eq!(proxy.node.running(), 0, "task {task}");
+        assert!(matches!(proxy.closed.last(), Some((MANAGER, r)) if r.contains("beyond any a manager hands out")), "{:?}", proxy.closed);
+    }
+    let spec = BackupTask { task: TaskId(validate::MAX_TASK_ID), ..backup_spec(HOST, REPOSITORY, 4 << 20) };
+    proxy.message(MANAGER, Message::StartBackupTask(Box::new(spec)));
+    assert_eq!(proxy.node.running(), 1);
+}
