@@ -75,3 +75,19 @@ pub enum HypervisorReply {
     /// A revert or power change is done.
     Done,
 }
+
+impl HypervisorReply {
+    /// The kind of reply, for messages about a reply of the wrong kind
+    /// (never the reply itself: it may hold megabytes of blocks).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            HypervisorReply::SnapshotCreated { .. } => "snapshot created",
+            HypervisorReply::ChangedBlocks(_) => "changed blocks",
+            HypervisorReply::BlocksRead(_) => "blocks read",
+            HypervisorReply::SnapshotCommitted => "snapshot committed",
+            HypervisorReply::VmCreated => "VM created",
+            HypervisorReply::BlocksWritten => "blocks written",
+            HypervisorReply::Done => "done",
+        }
+    }
+}

@@ -54,6 +54,19 @@ pub enum StorageReply {
     ReplicaMetadata(Vec<Manifest>),
 }
 
+impl StorageReply {
+    /// The kind of reply, for messages about a reply of the wrong kind
+    /// (never the reply itself: it may hold megabytes of blocks).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StorageReply::Done => "done",
+            StorageReply::Blocks(_) => "blocks",
+            StorageReply::Recovered { .. } => "recovered",
+            StorageReply::ReplicaMetadata(_) => "replica metadata",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum StorageError {
     #[error("repository storage is full")]

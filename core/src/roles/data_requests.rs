@@ -42,7 +42,7 @@ impl DataAsk {
     /// The answer the task expects, from the hypervisor's. A reply of
     /// another kind than asked for is a failure, never a panic.
     pub(crate) fn reply(self, result: Result<HypervisorReply, String>) -> Message {
-        let unexpected = |other: HypervisorReply| format!("unexpected hypervisor reply {other:?}");
+        let unexpected = |other: HypervisorReply| format!("unexpected hypervisor reply: {}", other.kind());
         match self {
             DataAsk::Changed { task } => {
                 let reply = result.and_then(|r| match r {

@@ -95,7 +95,7 @@ impl Host {
             (
                 Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op } | Asker::Done { peer, op },
                 Ok(other),
-            ) => (peer, Message::HostFailed { op, reason: format!("unexpected hypervisor reply {other:?}") }),
+            ) => (peer, Message::HostFailed { op, reason: format!("unexpected hypervisor reply: {}", other.kind()) }),
             (
                 Asker::Snapshot { peer, op } | Asker::Commit { peer, op } | Asker::CreateVm { peer, op } | Asker::Done { peer, op },
                 Err(reason),

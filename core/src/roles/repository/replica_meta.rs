@@ -151,7 +151,7 @@ impl Repository {
                 // Without the metadata every request would be answered
                 // wrongly: refuse the held ones and try again next time.
                 let reason = match other {
-                    Ok(reply) => format!("unexpected store reply {reply:?}"),
+                    Ok(reply) => format!("unexpected store reply: {}", reply.kind()),
                     Err(e) => e.to_string(),
                 };
                 self.replica.load = Load::NotLoaded;
