@@ -6,13 +6,18 @@
 //! `blockferry-sim`. Everything it needs from the outside world comes in
 //! through small traits — [`transport::Transport`], [`clock::Clock`] and
 //! [`services::Services`] — so it never knows which world it runs in.
+//!
+//! [`store`] is the repository's store on disk, served to the driver as
+//! a [`Services`] by [`DiskStore`].
 
 pub mod clock;
 pub mod driver;
 pub mod services;
+pub mod store;
 pub mod transport;
 
 pub use clock::{Clock, TokioClock};
 pub use driver::{Backoff, ConfigError, Driver, DriverConfig, DriverError, EventSink, Keepalive, Peer, tracing_sink};
 pub use services::{NoServices, Services};
+pub use store::{DiskStore, Store, StoreOptions};
 pub use transport::{TokioTcp, Transport};
