@@ -23,7 +23,7 @@ use super::meta::MetaDir;
 use super::packs::{Batch, Packs};
 use super::record;
 use super::recover;
-use super::report::{DamagedRange, IncompletePoint, RecoveryReport};
+use super::report::{DamagedFile, DamagedRange, IncompletePoint, RecoveryReport};
 use blockferry_core::manifest::Manifest;
 use blockferry_core::payload::BlockPayload;
 use blockferry_core::storage::{StorageError, StorageOp, StorageReply};
@@ -79,6 +79,9 @@ pub struct Store {
     recovered: Option<Vec<Manifest>>,
     /// Pack stretches found damaged on open (for `verify`).
     pub(super) damaged_ranges: Vec<DamagedRange>,
+    /// Packs found missing or disagreeing with their index on open (for
+    /// `verify`; manifests it reads again).
+    pub(super) pack_findings: Vec<DamagedFile>,
     /// Set when a flush failed: see [`StoreError::Stopped`].
     stopped: Option<String>,
 }
@@ -97,6 +100,8 @@ impl Store {
         let lock = lock(&root.join("lock"))?;
         let mut report = RecoveryReport::default();
         let (packs, index) = recover::open_packs(&root.join("packs"), options.pack_target, &mut report)?;
+        let pack_findings: Vec<DamagedFile> =
+            report.damaged_files.iter().filter(|f| !report.rebuilt_indexes.contains(&f.path)).cloned().collect();
         let (points, replicas) = (MetaDir::new(root.join("points")), MetaDir::new(root.join("replicas")));
         let mut manifests = Vec::new();
         for dir in [&points, &replicas] {
@@ -128,6 +133,7 @@ impl Store {
             deleting: BTreeSet::new(),
             recovered: Some(manifests.into_iter().map(|(_, m)| m).collect()),
             damaged_ranges: report.damaged_ranges.clone(),
+            pack_findings,
             stopped: None,
         };
         Ok((store, report))

@@ -103,18 +103,16 @@ impl BlockIndex {
         self.count(&entry, true);
     }
 
-    /// Forgets `digest`; returns the location of every record of it (the
-    /// tombstones to write), primary first.
-    pub fn remove(&mut self, digest: &Digest) -> Vec<Loc> {
-        let Some(entry) = self.table.get(digest).copied() else { return Vec::new() };
+    /// Forgets `digest` and its shadows.
+    pub fn remove(&mut self, digest: &Digest) {
+        let Some(entry) = self.table.get(digest).copied() else { return };
         self.table.remove(digest);
         self.count(&entry, false);
-        let mut all = vec![entry.at];
-        all.extend(self.shadows.remove(digest).unwrap_or_default());
-        all
+        self.shadows.remove(digest);
     }
 
-    /// The locations `remove` would return, without removing.
+    /// The location of every record of `digest` (the tombstones a delete
+    /// writes), primary first.
     pub fn copies(&self, digest: &Digest) -> Vec<Loc> {
         let Some(entry) = self.table.get(digest) else { return Vec::new() };
         let mut all = vec![entry.at];
@@ -161,9 +159,10 @@ mod tests {
         index.insert(d, at(2, 24), 100);
         assert_eq!(index.get(&d).map(|e| e.at), Some(at(2, 24)));
         assert_eq!((index.pack_live(1), index.pack_live(2), index.live_bytes()), (0, 156, 156));
-        assert_eq!(index.remove(&d), vec![at(2, 24), at(1, 24)]);
+        assert_eq!(index.copies(&d), vec![at(2, 24), at(1, 24)]);
+        index.remove(&d);
         assert_eq!((index.len(), index.live_bytes(), index.pack_live(2)), (0, 0, 0));
-        assert!(index.remove(&d).is_empty());
+        assert!(index.copies(&d).is_empty());
     }
 
     #[test]

@@ -228,7 +228,8 @@ impl Packs {
     /// Creates the next pack and makes it the open one (its creation is
     /// durable with the next sync, like its records).
     fn start_pack(&mut self) -> Result<u32, StoreError> {
-        let number = self.packs.keys().next_back().map_or(1, |n| n + 1);
+        let last = self.packs.keys().next_back().copied().unwrap_or(0);
+        let number = last.checked_add(1).ok_or_else(|| StoreError::Refused(format!("no pack number after {last}")))?;
         let path = self.path(number);
         let file = OpenOptions::new().read(true).write(true).create_new(true).open(&path).map_err(at(&path, "creating a pack"))?;
         if let Err(e) = file.write_all_at(&record::pack_header(number), 0) {

@@ -42,12 +42,11 @@ pub fn open_packs(dir: &Path, target: u64, report: &mut RecoveryReport) -> Resul
     }
     let mut packs = Packs::new(dir.to_path_buf(), target);
     let mut unsealed: Vec<u32> = Vec::new();
+    let mut orphans: Vec<u32> = Vec::new();
     let mut all: Vec<(u32, Vec<RecordInfo>)> = Vec::new();
     for (&number, &(has_pack, has_index)) in &found {
         if !has_pack {
-            // A pack removed just before a crash (packs go before their
-            // index): the index is all that is left of it.
-            files::remove_if_present(&packs.index_path(number))?;
+            orphans.push(number);
             continue;
         }
         let records = match open_pack(&packs, number, has_index, report)? {
@@ -79,7 +78,46 @@ pub fn open_packs(dir: &Path, target: u64, report: &mut RecoveryReport) -> Resul
         }
     }
     report.packs = all.len() as u64;
-    Ok((packs, build_index(&all)))
+    let killed = killed(&all);
+    let index = build_index(&all, &killed);
+    for number in orphans {
+        orphan_index(&packs, &index, &killed, number, report)?;
+    }
+    Ok((packs, index))
+}
+
+/// An index whose pack is gone: either garbage collection deleted the pack
+/// just before a crash (it deletes packs before their indexes, and only
+/// packs whose blocks are dead or copied elsewhere), and the index is
+/// removed; or the pack was lost, and it is reported (the index kept, so
+/// every open reports it) if the index names a block stored nowhere else.
+fn orphan_index(
+    packs: &Packs,
+    index: &BlockIndex,
+    killed: &HashSet<Loc>,
+    number: u32,
+    report: &mut RecoveryReport,
+) -> Result<(), StoreError> {
+    let path = packs.index_path(number);
+    let bytes = std::fs::read(&path).map_err(at(&path, "reading a pack index"))?;
+    let records = match pack_index::decode(&bytes, number) {
+        Ok(found) => found.records,
+        Err(reason) => {
+            let reason = format!("its pack {} is missing, and it cannot be read: {reason}", packs.path(number).display());
+            report.damaged_files.push(DamagedFile { path, reason });
+            return Ok(());
+        }
+    };
+    let lost = records
+        .iter()
+        .filter(|r| r.what == What::Block && !killed.contains(&Loc { pack: number, offset: r.offset }) && index.get(&r.digest).is_none())
+        .count();
+    if lost == 0 {
+        return files::remove_if_present(&path);
+    }
+    let reason = format!("missing; its index {} names {lost} blocks stored nowhere else", path.display());
+    report.damaged_files.push(DamagedFile { path: packs.path(number), reason });
+    Ok(())
 }
 
 fn open_pack(packs: &Packs, number: u32, has_index: bool, report: &mut RecoveryReport) -> Result<Opened, StoreError> {
@@ -131,17 +169,20 @@ fn note_damage(report: &mut RecoveryReport, path: &Path, damaged: &[(u64, u64)])
     }
 }
 
-/// The index of every block record no tombstone killed; records come in
-/// pack and offset order, so each digest's newest record is its primary.
-fn build_index(all: &[(u32, Vec<RecordInfo>)]) -> BlockIndex {
-    let killed: HashSet<Loc> = all
-        .iter()
+/// The block records some tombstone kills.
+fn killed(all: &[(u32, Vec<RecordInfo>)]) -> HashSet<Loc> {
+    all.iter()
         .flat_map(|(_, records)| records)
         .filter_map(|r| match r.what {
             What::Tombstone(target) => Some(target),
             What::Block => None,
         })
-        .collect();
+        .collect()
+}
+
+/// The index of every block record no tombstone killed; records come in
+/// pack and offset order, so each digest's newest record is its primary.
+fn build_index(all: &[(u32, Vec<RecordInfo>)], killed: &HashSet<Loc>) -> BlockIndex {
     let mut index = BlockIndex::default();
     for (pack, records) in all {
         for r in records.iter().filter(|r| r.what == What::Block) {

@@ -15,7 +15,11 @@ use std::collections::BTreeMap;
 
 impl Store {
     pub fn verify(&mut self) -> Result<VerifyReport, super::StoreError> {
-        let mut report = VerifyReport { damaged_ranges: self.damaged_ranges.clone(), ..VerifyReport::default() };
+        let mut report = VerifyReport {
+            damaged_ranges: self.damaged_ranges.clone(),
+            damaged_files: self.pack_findings.clone(),
+            ..VerifyReport::default()
+        };
         let mut damaged: BTreeMap<Digest, DamagedBlock> = BTreeMap::new();
         for (digest, entry) in self.index.by_location() {
             report.blocks_checked += 1;

@@ -161,3 +161,23 @@ fn verify_rehashes_and_a_put_replaces_a_block_that_lies_about_its_digest() {
     assert_readable(&mut store, std::slice::from_ref(&real));
     assert!(store.verify().expect("verify runs").is_clean());
 }
+
+/// A lost pack is reported by its path on every open and by `verify`,
+/// with the points that needed its blocks.
+#[test]
+fn a_missing_pack_is_reported_with_its_path() {
+    let dir = temp();
+    let (store, stored) = populated(dir.path());
+    let (path, _, _) = location(&store, &stored[0].digest);
+    drop(store);
+    std::fs::remove_file(&path).expect("remove");
+    for _ in 0..2 {
+        let (mut store, report) = open(dir.path(), small_packs());
+        assert!(report.damaged_files.iter().any(|f| f.path == path && f.reason.starts_with("missing")), "{report:?}");
+        assert!(report.incomplete_points.iter().any(|p| p.point == RestorePointId(1)));
+        let found = store.verify().expect("verify runs");
+        assert!(found.damaged_files.iter().any(|f| f.path == path), "{found:?}");
+        assert!(found.missing_blocks.iter().any(|b| b.digest == stored[0].digest && b.points == vec![RestorePointId(1)]));
+        assert_readable(&mut store, &stored[6..]);
+    }
+}

@@ -135,3 +135,22 @@ fn a_crash_in_the_middle_of_compaction_leaves_copies_that_deletes_still_kill() {
     let (mut store, _) = open(dir.path(), small_packs());
     assert_eq!(get(&mut store, &[first[0].digest]), vec![Err(StorageError::Missing(first[0].digest))], "a copy survived");
 }
+
+/// A collection deletes a pack before its index; a crash between leaves
+/// the index alone, which the next open removes without reporting damage.
+#[test]
+fn an_index_a_collection_left_behind_is_removed_quietly() {
+    let dir = temp();
+    let (mut store, stored) = filled(dir.path());
+    let index = dir.path().join("packs/00000001.idx");
+    let saved = std::fs::read(&index).expect("index");
+    ok(store.apply(StorageOp::DeleteBlocks(digests(&stored))));
+    sync(&mut store);
+    store.collect_garbage().expect("collection runs");
+    drop(store);
+    assert!(!index.exists());
+    std::fs::write(&index, saved).expect("write");
+    let (_, report) = open(dir.path(), small_packs());
+    assert!(report.is_clean(), "{report:?}");
+    assert!(!index.exists());
+}
