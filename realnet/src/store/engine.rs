@@ -315,12 +315,15 @@ impl Store {
         self.packs.sync()
     }
 
-    /// Deletes packs with nothing live and compacts up to `compactions`
-    /// packs whose live share is low (see [`gc`]).
+    /// Syncs (compaction flushes the packs, and only a full `Sync` keeps
+    /// manifest deletions ahead of block tombstones), then deletes packs
+    /// with nothing live and compacts up to `compactions` packs whose live
+    /// share is low (see [`gc`]).
     pub fn collect_garbage_step(&mut self, compactions: usize) -> Result<GcReport, StoreError> {
         if let Some(reason) = &self.stopped {
             return Err(StoreError::Stopped(reason.clone()));
         }
+        self.sync()?;
         let result = gc::collect(&mut self.packs, &mut self.index, self.options.compact_below, compactions);
         if let Some(reason) = self.packs.failed() {
             self.stopped = Some(reason.to_string());

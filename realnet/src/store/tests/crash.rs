@@ -19,15 +19,18 @@ enum Step {
     Sync,
     PutManifest(u64, usize),
     DeleteManifest(u64),
+    /// A sync, then garbage collection (compaction moves live records).
+    Collect,
 }
 
 fn step() -> impl Strategy<Value = Step> {
     prop_oneof![
-        4 => prop::collection::vec(0u64..40, 1..6).prop_map(Step::Put),
-        2 => prop::collection::vec(0u64..40, 1..4).prop_map(Step::Delete),
+        4 => prop::collection::vec(0u64..30, 1..6).prop_map(Step::Put),
+        3 => prop::collection::vec(0u64..30, 1..10).prop_map(Step::Delete),
         3 => Just(Step::Sync),
         1 => (1u64..5, 0usize..6).prop_map(|(p, n)| Step::PutManifest(p, n)),
         1 => (1u64..5).prop_map(Step::DeleteManifest),
+        2 => Just(Step::Collect),
     ]
 }
 
@@ -79,8 +82,12 @@ fn run(store: &mut Store, root: &Path, model: &mut Model, step: &Step) {
                 model.live.remove(&d);
             }
         }
-        Step::Sync => {
-            sync(store);
+        Step::Sync | Step::Collect => {
+            if matches!(step, Step::Collect) {
+                store.collect_garbage().expect("collection runs");
+            } else {
+                sync(store);
+            }
             model.durable = model.live.clone();
             model.durable_manifests = model.manifests.clone();
             model.synced = pack_files(root).into_iter().map(|p| (p.clone(), std::fs::metadata(&p).map_or(0, |m| m.len()))).collect();
@@ -125,6 +132,11 @@ fn crash(root: &Path, model: &Model, cuts: &[(f64, Torn)]) {
     }
 }
 
+/// Small packs, compacted eagerly, so histories move records around.
+fn options() -> StoreOptions {
+    StoreOptions { compact_below: 0.9, ..small_packs() }
+}
+
 fn check_recovered(store: &mut Store, report: &RecoveryReport, model: &Model) {
     assert!(report.is_clean(), "a crash is not damage: {report:?}");
     let (manifests, stored) = recover(store);
@@ -138,17 +150,17 @@ fn check_recovered(store: &mut Store, report: &RecoveryReport, model: &Model) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
     fn a_crash_anywhere_keeps_exactly_what_was_synced(
-        steps in prop::collection::vec(step(), 1..25),
+        steps in prop::collection::vec(step(), 1..30),
         cuts in prop::collection::vec((0.0f64..=1.0, torn()), 1..4),
     ) {
         let dir = temp();
         let mut model = Model::default();
         {
-            let (mut store, _) = open(dir.path(), small_packs());
+            let (mut store, _) = open(dir.path(), options());
             for step in &steps {
                 run(&mut store, dir.path(), &mut model, step);
             }
@@ -156,7 +168,7 @@ proptest! {
         crash(dir.path(), &model, &cuts);
         model.live = model.durable.clone();
         model.manifests = model.durable_manifests.clone();
-        let (mut store, report) = open(dir.path(), small_packs());
+        let (mut store, report) = open(dir.path(), options());
         check_recovered(&mut store, &report, &model);
         // The recovered store goes on: a new block after the cut tail is
         // stored, synced, and found after another restart with the rest.
@@ -165,7 +177,7 @@ proptest! {
         run(&mut store, dir.path(), &mut model, &Step::Sync);
         model.durable.extend(later.into_iter().map(|b| (b.digest, b)));
         drop(store);
-        let (mut store, report) = open(dir.path(), small_packs());
+        let (mut store, report) = open(dir.path(), options());
         check_recovered(&mut store, &report, &model);
     }
 }
