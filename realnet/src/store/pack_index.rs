@@ -7,7 +7,7 @@
 //! The index is derived data: one that is missing, damaged or disagrees
 //! with its pack is reported and rebuilt by scanning the pack.
 
-use super::record::{Loc, RecordInfo, What};
+use super::record::{Loc, MAX_BODY, RecordInfo, What};
 use blockferry_core::block::Digest;
 
 const MAGIC: [u8; 8] = *b"BFIDX001";
@@ -77,6 +77,9 @@ pub fn decode(bytes: &[u8], number: u32) -> Result<PackIndex, String> {
             kind => return Err(format!("record at offset {offset} has unknown kind {kind}")),
         };
         let record = RecordInfo { offset, body_len: u32::from_le_bytes(array(&e[4..8])), digest: Digest(array(&e[16..48])), what };
+        if record.body_len > MAX_BODY {
+            return Err(format!("record at offset {offset} claims a {}-byte body", record.body_len));
+        }
         if record.offset.checked_add(record.record_len()).is_none_or(|end| end > pack_len) {
             return Err(format!("record at offset {offset} ends past the pack's {pack_len} bytes"));
         }
@@ -122,5 +125,7 @@ mod tests {
             assert!(decode(&bytes[..cut], 9).is_err(), "cut at {cut} accepted");
         }
         assert!(decode(&encode(9, 200, &records()), 9).is_err(), "a record past the pack's end");
+        let huge = RecordInfo { body_len: MAX_BODY + 1, ..records()[0] };
+        assert!(decode(&encode(9, u64::MAX, &[huge]), 9).is_err(), "a body no block has");
     }
 }
