@@ -4,6 +4,7 @@ mod capacity;
 mod crash;
 mod damage;
 mod gc;
+mod kill;
 mod ops;
 mod service;
 
