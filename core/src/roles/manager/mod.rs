@@ -192,10 +192,6 @@ pub struct Manager {
     /// Commits whose repository went away before it answered: asked again
     /// (with the same point id) when it is back.
     commits_waiting: Vec<(NodeId, SessionId, VmId, RestorePointId)>,
-    /// Backup tasks running when their repository went away: a success
-    /// they report may be of a disk the repository finished before, and
-    /// lost with its memory (see `redo_finished_disks`).
-    ran_through_repository_loss: std::collections::BTreeSet<TaskId>,
     /// Blocks a health check found damaged, per (job, vm, disk), and when
     /// it last found each: the next backup re-reads them from the source,
     /// which repairs them.
@@ -266,7 +262,6 @@ impl Manager {
             unreleased: Vec::new(),
             snapshots_waiting: Default::default(),
             commits_waiting: Vec::new(),
-            ran_through_repository_loss: Default::default(),
             repairs: BTreeMap::new(),
             anchors: BTreeMap::new(),
             tasks: BTreeMap::new(),
@@ -522,27 +517,21 @@ impl Manager {
         };
         let disk = DiskId { vm, index: task.disk };
         self.out.event(Event::TaskFinished { task: id, session, disk, proxy, result: result.clone() });
-        let lost = self.ran_through_repository_loss.remove(&id);
-        // A success to confirm runs again at once; a failure waits.
-        let delay = if lost && result.is_ok() { Duration::ZERO } else { retry_delay(task.attempt) };
         match result {
-            Ok(stats) if !lost => {
+            Ok(stats) => {
                 if let Some(run) = self.vm_run(session, vm) {
                     run.done_disks.push(task.disk);
                     run.cbt_missed += stats.cbt_missed;
                 }
                 self.task_closed(session, vm, None)
             }
-            Err(reason) if task.attempt >= MAX_ATTEMPTS => self.task_closed(session, vm, Some(reason)),
-            // A failure runs again, and so does a success that may be lost
-            // with its repository's memory (resumed, it costs nothing if
-            // the repository still has the disk).
-            _ => {
+            Err(_) if task.attempt < MAX_ATTEMPTS => {
                 task.attempt += 1;
                 task.proxy = None;
                 self.tasks.insert(id, task);
-                self.scheduler.enqueue(id, self.now + delay);
+                self.scheduler.enqueue(id, self.now + retry_delay(task.attempt - 1));
             }
+            Err(reason) => self.task_closed(session, vm, Some(reason)),
         }
         self.schedule();
     }
@@ -835,24 +824,13 @@ impl Manager {
 
     /// A repository went away: disks already finished for it in running
     /// sessions may be lost with its memory, so they run again as resumed
-    /// tasks (which cost nothing if it still has them). So do the disks of
-    /// its tasks running now that report success later: the repository
-    /// may have finished one just before it went, its task's report still
-    /// on the way.
+    /// tasks (which cost nothing if it still has them).
     fn redo_finished_disks(&mut self, repository: NodeId) {
-        let uses =
-            |job: JobId| self.cfg.jobs.iter().any(|j| j.id == job && matches!(&j.kind, JobKind::Backup(b) if b.repository == repository));
-        let running = self.tasks.iter().filter(|(_, t)| t.proxy.is_some()).filter_map(|(id, t)| match t.kind {
-            TaskKind::Backup { session, .. } => self.sessions.get(&session).filter(|s| uses(s.job)).map(|_| *id),
-            _ => None,
-        });
-        let running: Vec<TaskId> = running.collect();
-        let tasks = &self.tasks;
-        self.ran_through_repository_loss.retain(|id| tasks.contains_key(id));
-        self.ran_through_repository_loss.extend(running);
         let mut redo = Vec::new();
         for (session_id, session) in self.sessions.iter_mut() {
-            if !uses(session.job) {
+            let uses_repo =
+                self.cfg.jobs.iter().any(|j| j.id == session.job && matches!(&j.kind, JobKind::Backup(b) if b.repository == repository));
+            if !uses_repo {
                 continue;
             }
             for (vm, run) in session.vms.iter_mut().filter(|(_, r)| r.state == VmState::Transferring) {

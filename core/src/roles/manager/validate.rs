@@ -18,8 +18,12 @@ use crate::manifest::PointHeader;
 use crate::wire::Message;
 use crate::wire::message::DamagedBlock;
 
-/// Restores running at once; more are answered "try later".
-pub const MAX_RESTORES: usize = 64;
+/// Restores running at once; more are answered "try again later". A
+/// restore holds a few hundred bytes plus a task per disk, so this is far
+/// from a memory limit; it leaves room for a simulator's end-of-run check,
+/// which restores every retained point of every VM at once (140 in the
+/// 2 TiB day).
+pub const MAX_RESTORES: usize = 1024;
 /// Replica actions waiting for their replica to be free.
 pub const MAX_QUEUED_ACTIONS: usize = 64;
 /// The longest name an operator may give a restored VM.

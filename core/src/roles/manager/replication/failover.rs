@@ -303,10 +303,14 @@ impl Manager {
 
     /// Whether the action's current step may be sent again after its
     /// answer was lost: powering, reverting and removing a snapshot end in
-    /// the same state however often they run; taking a snapshot does not.
+    /// the same state however often they run; a snapshot taken again at
+    /// worst leaves the first behind.
     pub(super) fn action_step_repeatable(&self, id: u64) -> bool {
         let step = self.replication.actions.get(&id).and_then(|a| a.steps.front());
-        matches!(step, Some(Step::Power { .. } | Step::Revert { .. } | Step::Forget { .. }))
+        // A snapshot asked again may leave the first one behind if only its
+        // answer was lost (as a backup's snapshot asked again may): a
+        // leftover snapshot, never a failed failback.
+        matches!(step, Some(Step::Power { .. } | Step::Revert { .. } | Step::Forget { .. } | Step::Snapshot { .. }))
     }
 
     pub(super) fn on_action_answer(&mut self, id: u64, _step: ActStep, answer: HostAnswer) {

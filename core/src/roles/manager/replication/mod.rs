@@ -233,8 +233,8 @@ impl Manager {
     /// not. Operations that end in the same state however often they run
     /// wait for the peer and are asked again (`true`): a retired point's
     /// snapshot removal (so a replica point is never left half retired),
-    /// and an action's power, revert and removal steps (so a broken
-    /// connection does not fail an operator's failover or failback).
+    /// and an action's power, revert, removal and snapshot steps (so a
+    /// broken connection does not fail an operator's failover or failback).
     /// Others fail now (`false`).
     pub(super) fn replica_op_lost(&mut self, peer: NodeId, op: ReplicaOp) -> bool {
         let waits = match op {
