@@ -16,9 +16,11 @@
 //! A broken connection suspends the task rather than failing it: batches in
 //! flight are forgotten, and when the peers are back the task asks the
 //! repository what it holds of this disk (it may have restarted and lost
-//! everything pending) and goes on with the planned blocks it lacks. Nothing
-//! is recorded at the repository before its acknowledgement, so resending
-//! is always safe.
+//! everything pending) and goes on with the planned blocks it lacks, less
+//! those it already found need no write (equal to the base, or zero on a
+//! full: true whatever the repository lost, since the base is committed).
+//! Nothing is recorded at the repository before its acknowledgement, so
+//! resending is always safe.
 
 use super::walk::{BatchWalk, take_ready};
 use crate::block::Digest;
@@ -85,6 +87,10 @@ pub struct BackupRun {
     walk: BatchWalk,
     /// Every block the plan reads (to re-derive what to read after a resync).
     planned: BitVec,
+    /// Planned blocks read and found to need no write: a resync skips them
+    /// (a digest comparison over a link that keeps breaking read whole
+    /// disks again after every break: swarm seed 696).
+    unchanged: BitVec,
     /// Blocks sent whatever the base says (health-check repairs).
     forced: BitVec,
     /// Verification pass: the blocks CBT reports changed.
@@ -109,6 +115,7 @@ impl BackupRun {
             stage: Stage::Planning { changed: None, done },
             walk,
             planned: BitVec::new(),
+            unchanged: BitVec::new(),
             forced: BitVec::new(),
             claimed: None,
             batches: BTreeMap::new(),
@@ -169,7 +176,7 @@ impl BackupRun {
     fn resync(&mut self, done: &BitVec, out: &mut Outbox) -> Result<Progress, String> {
         let mut to_read = self.planned.clone();
         let len = to_read.len();
-        for index in done.iter_ones().filter(|&i| i < len) {
+        for index in done.iter_ones().chain(self.unchanged.iter_ones()).filter(|&i| i < len) {
             to_read.set(index, false);
         }
         self.walk.restart(to_read);
@@ -291,6 +298,7 @@ impl BackupRun {
         }
         self.forced = forced;
         self.planned = to_read.clone();
+        self.unchanged = BitVec::repeat(false, total);
         for index in done.iter_ones().filter(|&i| i < total) {
             to_read.set(index, false);
         }
@@ -349,6 +357,12 @@ impl BackupRun {
         let Some((read, base)) = take_ready(&batch.blocks, &mut batch.read, &mut batch.base, compare)? else {
             return Ok(Progress::Running);
         };
+        let unchanged = &mut self.unchanged;
+        let mut settle = |index: u64| {
+            if let Some(mut bit) = unchanged.get_mut(index as usize) {
+                *bit = true;
+            }
+        };
         let mut stats = TaskStats::default();
         for (n, (index, data)) in read.into_iter().enumerate() {
             stats.blocks_read += 1;
@@ -357,6 +371,7 @@ impl BackupRun {
             let digest = payload.digest();
             let base_digest = base.as_ref().map(|b| b[n]);
             if base_digest == Some(digest) && !forced.get(index as usize).is_some_and(|f| *f) {
+                settle(index);
                 continue;
             }
             if base_digest.is_some() && claimed.is_some_and(|c| !c.get(index as usize).is_some_and(|b| *b)) {
@@ -368,6 +383,8 @@ impl BackupRun {
                 if on_base {
                     stats.blocks_changed += 1;
                     batch.zeroed.push(index);
+                } else {
+                    settle(index);
                 }
                 continue;
             }
