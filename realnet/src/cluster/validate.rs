@@ -79,7 +79,6 @@ pub fn validate(raw: RawCluster, file: &Path) -> Result<Cluster> {
         })
         .collect();
 
-    let named = |list: &[String], name: &str| list.iter().any(|n| n == name);
     let host_names: Vec<String> = hosts.iter().map(|h| h.name.clone()).collect();
     let proxy_names: Vec<String> = proxies.iter().map(|p| p.name.clone()).collect();
     let repository_names: Vec<String> = repositories.iter().map(|r| r.name.clone()).collect();
@@ -87,8 +86,7 @@ pub fn validate(raw: RawCluster, file: &Path) -> Result<Cluster> {
     if job_kinds.len() != raw.jobs.len() {
         return Err(err("two jobs have the same name".into()));
     }
-    let refs =
-        Refs { err: &err, named: &named, hosts: &host_names, proxies: &proxy_names, repositories: &repository_names, jobs: &job_kinds };
+    let refs = Refs { err: &err, hosts: &host_names, proxies: &proxy_names, repositories: &repository_names, jobs: &job_kinds };
     let jobs = raw.jobs.iter().map(|j| refs.job(j)).collect::<Result<Vec<_>>>()?;
 
     let manager = ManagerNode {
@@ -111,10 +109,14 @@ fn check_address(address: &str) -> std::result::Result<(), String> {
     }
 }
 
+/// Whether `list` holds `name`.
+fn named(list: &[String], name: &str) -> bool {
+    list.iter().any(|n| n == name)
+}
+
 /// What a job may name, for resolving its references.
 struct Refs<'a> {
     err: &'a dyn Fn(String) -> FileError,
-    named: &'a dyn Fn(&[String], &str) -> bool,
     hosts: &'a [String],
     proxies: &'a [String],
     repositories: &'a [String],
@@ -135,7 +137,7 @@ impl Refs<'_> {
         };
         let required = |key: &str, value: &Option<String>, list: &[String], noun: &str| -> Result<String> {
             let name = value.clone().ok_or_else(|| err(format!("needs key {key:?}")))?;
-            if (self.named)(list, &name) { Ok(name) } else { Err(err(format!("{key} names unknown {noun} {name:?}"))) }
+            if named(list, &name) { Ok(name) } else { Err(err(format!("{key} names unknown {noun} {name:?}"))) }
         };
         if job.vms.is_empty() {
             return Err(err("names no VM (vms = [...])".into()));
@@ -159,7 +161,7 @@ impl Refs<'_> {
                     ],
                 )?;
                 let proxy = match &job.proxy {
-                    Some(p) if !(self.named)(self.proxies, p) => return Err(err(format!("proxy names unknown proxy {p:?}"))),
+                    Some(p) if !named(self.proxies, p) => return Err(err(format!("proxy names unknown proxy {p:?}"))),
                     p => p.clone(),
                 };
                 let retention = job.retention.unwrap_or(DEFAULT_RETENTION);
