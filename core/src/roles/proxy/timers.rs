@@ -9,6 +9,8 @@ use crate::node::TimerId;
 const PACE: u64 = 1 << 63;
 const REPORT: u64 = PACE - 1;
 const ORPHANS: u64 = PACE - 2;
+/// The largest task id whose timers cannot meet the singletons above.
+pub(super) const LAST_TASK_TIMER: u64 = ORPHANS - 1;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Timer {

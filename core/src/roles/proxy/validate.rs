@@ -13,8 +13,8 @@ use crate::wire::Message;
 
 /// The largest task id a proxy takes. Task ids start at the manager's clock
 /// in nanoseconds since 1970 and count up, below 2^63 until the year 2262;
-/// the proxy's own timers use the ids from 2^63 − 2 up (see `timers`).
-pub(super) const MAX_TASK_ID: u64 = (1 << 63) - 3;
+/// the ids above are the proxy's own timers' (see `timers`).
+pub(super) const MAX_TASK_ID: u64 = super::timers::LAST_TASK_TIMER;
 
 fn new_task(task: TaskId) -> Result<(), String> {
     if task.0 > MAX_TASK_ID {
