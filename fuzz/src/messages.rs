@@ -283,6 +283,7 @@ pub fn answer_to(kind: &str) -> Option<&'static str> {
         "replica_action" => "replica_action_done",
         "list_replica_points" => "replica_points",
         "list_tasks" => "tasks_running",
+        "run_job" => "job_started",
         _ => return None,
     })
 }
@@ -420,6 +421,8 @@ pub fn build(g: &mut Gen, kind: &str) -> Option<Message> {
         "list_tasks" => Message::ListTasks { op: g.op() },
         "tasks_running" => Message::TasksRunning { op: g.option(Gen::op), tasks: (0..g.count()).map(|_| g.task()).collect() },
         "keepalive" => Message::Keepalive,
+        "run_job" => Message::RunJob { op: g.op(), job: g.job() },
+        "job_started" => Message::JobStarted { op: g.op(), result: g.result(Gen::session) },
         _ => return None,
     })
 }

@@ -147,8 +147,8 @@ pub fn route(msg: &Message) -> Route {
         | Message::ReplicaProgress { .. } => r(&[P], &[P]),
 
         // operator ↔ manager
-        Message::RestoreVm { .. } | Message::ReplicaAction { .. } => r(&[O], &[M]),
-        Message::RestoreDone { .. } | Message::ReplicaActionDone { .. } => r(&[M], &[O]),
+        Message::RestoreVm { .. } | Message::ReplicaAction { .. } | Message::RunJob { .. } => r(&[O], &[M]),
+        Message::RestoreDone { .. } | Message::ReplicaActionDone { .. } | Message::JobStarted { .. } => r(&[M], &[O]),
     }
 }
 

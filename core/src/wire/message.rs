@@ -409,6 +409,20 @@ pub enum Message {
     /// swallow it on receipt, so no node ever sees one, and nodes never send
     /// it.
     Keepalive,
+
+    // operator → manager: start a session of a job now (any schedule,
+    // `manual` included). Appended after `Keepalive` so the variants before
+    // it keep their wire index.
+    RunJob {
+        op: OpId,
+        job: JobId,
+    },
+    /// The session `RunJob` started, or why none did (an unknown job, the
+    /// previous session still running, the catalog not read yet).
+    JobStarted {
+        op: OpId,
+        result: Result<SessionId, String>,
+    },
 }
 
 /// An operator action on a replica.
@@ -723,6 +737,8 @@ impl Message {
             Message::ListTasks { .. } => "list_tasks",
             Message::TasksRunning { .. } => "tasks_running",
             Message::Keepalive => "keepalive",
+            Message::RunJob { .. } => "run_job",
+            Message::JobStarted { .. } => "job_started",
         }
     }
 

@@ -163,6 +163,10 @@ impl Counters {
         Counters { session: now.0, task: now.0, op: now.0, point: now.0 }
     }
 
+    fn lifted(self, floor: u64) -> Counters {
+        Counters { session: self.session.max(floor), task: self.task.max(floor), op: self.op.max(floor), point: self.point.max(floor) }
+    }
+
     /// Lifts the counters above the ids of a durable point.
     fn above(&mut self, point: &PointHeader) {
         self.point = self.point.max(point.point.0);
@@ -208,6 +212,8 @@ pub struct Manager {
     throttle: Throttle,
     /// Bugs planted on purpose (see `planted`); none in a real manager.
     planted: planted::Planted,
+    /// See [`Manager::with_ids_above`].
+    ids_floor: u64,
     out: Outbox,
 }
 
@@ -271,8 +277,17 @@ impl Manager {
             scheduler: Scheduler::default(),
             throttle: Throttle::default(),
             planted: planted::Planted::default(),
+            ids_floor: 0,
             out: Outbox::default(),
         }
+    }
+
+    /// Ids this manager hands out stay above `floor` after every (re)start:
+    /// a daemon passes the highest id its durable catalog ever recorded, so
+    /// no id is used twice even if the wall clock went back.
+    pub fn with_ids_above(mut self, floor: u64) -> Self {
+        self.ids_floor = floor;
+        self
     }
 
     /// The retained restore points of a job's VM, oldest first.
@@ -318,14 +333,36 @@ impl Manager {
 
     fn on_job_timer(&mut self, index: usize) {
         let Some(spec) = self.cfg.jobs.get(index) else { return };
-        let (job, schedule, vms) = (spec.id, spec.schedule, spec.vms.clone());
-        let replication = matches!(spec.kind, JobKind::Replication(_));
+        let (job, schedule) = (spec.id, spec.schedule);
         if let Some(next) = schedule.after(self.now) {
             self.out.set_timer(Timer::Job(index).id(), next);
         }
+        if let Err(reason) = self.start_session(index) {
+            self.out.event(Event::SessionSkipped { job, reason });
+        }
+    }
+
+    /// The operator asks for a session of `job` now, whatever its schedule.
+    fn on_run_job(&mut self, from: NodeId, op: OpId, job: JobId) {
+        let result = if !self.scheduling {
+            Err("the manager is still reading its catalog from the repositories; try again in a moment".to_string())
+        } else {
+            match self.cfg.jobs.iter().position(|j| j.id == job) {
+                Some(index) => self.start_session(index),
+                None => Err(format!("no job {job} in the configuration")),
+            }
+        };
+        self.out.send(from, Message::JobStarted { op, result });
+    }
+
+    /// Starts a session of the job at `index`, unless its previous one is
+    /// still running (the reason is returned).
+    fn start_session(&mut self, index: usize) -> Result<SessionId, String> {
+        let Some(spec) = self.cfg.jobs.get(index) else { return Err(format!("no job at index {index}")) };
+        let (job, vms) = (spec.id, spec.vms.clone());
+        let replication = matches!(spec.kind, JobKind::Replication(_));
         if self.running.contains_key(&job) {
-            self.out.event(Event::SessionSkipped { job, reason: "the previous session is still running".into() });
-            return;
+            return Err("the previous session is still running".into());
         }
         self.ids.session += 1;
         let session = SessionId(self.ids.session);
@@ -338,7 +375,8 @@ impl Manager {
             self.out.set_timer(Timer::Window(index).id(), self.now + window);
         }
         if replication {
-            return self.start_replication_session(job, session, this_run, vms);
+            self.start_replication_session(job, session, this_run, vms);
+            return Ok(session);
         }
         let mut runs = BTreeMap::new();
         for vm in vms {
@@ -367,6 +405,7 @@ impl Manager {
                 None => self.finish_vm(session, vm, Err(format!("{vm} is not in the configuration"))),
             }
         }
+        Ok(session)
     }
 
     fn on_snapshot(&mut self, session: SessionId, vm: VmId, snap: SnapshotId, disks: Vec<SnapshotDisk>) {
@@ -735,6 +774,7 @@ impl Manager {
                 self.on_host_answer(op, Ok((SnapshotId(0), Vec::new())))
             }
             Message::RestoreVm { op, point, host, new_vm, name } => self.start_restore(from, op, point, host, new_vm, name),
+            Message::RunJob { op, job } => self.on_run_job(from, op, job),
             Message::HostFailed { op, reason } => self.on_host_answer(op, Err(reason)),
             Message::TaskDone { task, result } => self.on_task_report(from, task, result),
             Message::TasksRunning { op, tasks } => self.on_tasks_running(from, op, tasks),
@@ -874,9 +914,10 @@ impl Manager {
     /// (Re)start: void the previous incarnation's work, rebuild the catalog.
     fn on_start(&mut self) {
         let now = self.now;
-        *self = Manager::new(std::mem::take(&mut self.cfg)).with_planted(self.planted);
+        let floor = self.ids_floor;
+        *self = Manager::new(std::mem::take(&mut self.cfg)).with_planted(self.planted).with_ids_above(floor);
         self.now = now;
-        self.ids = if self.planted.ids_start_over { Counters::default() } else { Counters::starting_at(now) };
+        self.ids = if self.planted.ids_start_over { Counters::default() } else { Counters::starting_at(now).lifted(floor) };
         let before = SessionId(self.ids.session + 1);
         for proxy in self.cfg.proxies.keys() {
             self.out.send(*proxy, Message::AbortTasks);

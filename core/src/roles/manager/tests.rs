@@ -316,3 +316,57 @@ fn a_task_report_of_more_missed_blocks_than_any_disk_has_is_refused() {
     m.message(PROXY, done(second, 1));
     assert!(m.take_sent().iter().any(|(to, msg)| *to == REPOSITORY && matches!(msg, Message::CommitPoint { .. })));
 }
+
+/// What the manager answered the operator's `RunJob`s, in order.
+fn job_starts(m: &mut Stepper<Manager>, operator: NodeId) -> Vec<Result<SessionId, String>> {
+    m.take_sent()
+        .into_iter()
+        .filter_map(|(to, msg)| if let Message::JobStarted { result, .. } = msg { (to == operator).then_some(result) } else { None })
+        .collect()
+}
+
+/// Issue 14: `blockferry job run` starts a session of a `manual` job at
+/// once; a second request while it runs, or one for a job that does not
+/// exist, is answered with the reason and starts nothing.
+#[test]
+fn the_operator_starts_a_manual_job_once_at_a_time() {
+    const OPERATOR: NodeId = NodeId(9);
+    let mut cfg = deployment();
+    cfg.jobs[0].schedule = crate::config::Schedule::Manual;
+    let mut m = Stepper::start(Manager::new(cfg));
+    // Before the catalog is read: refused, nothing started.
+    m.message(OPERATOR, Message::RunJob { op: 1, job: JobId(0) });
+    assert!(matches!(job_starts(&mut m, OPERATOR).as_slice(), [Err(r)] if r.contains("catalog")));
+    for peer in [HOST, PROXY, REPOSITORY] {
+        m.feed(Input::PeerUp(peer));
+    }
+    for (to, msg) in m.take_sent() {
+        if let Message::ListPoints { op } = msg {
+            m.message(to, Message::Points { op, points: Vec::new() });
+        }
+    }
+    m.run_until(Duration::from_secs(86_400), |_| None::<()>);
+    assert!(!m.events.iter().any(|e| matches!(e, Event::SessionStarted { .. })), "a manual job never starts by itself");
+
+    m.message(OPERATOR, Message::RunJob { op: 2, job: JobId(0) });
+    let first = job_starts(&mut m, OPERATOR);
+    let [Ok(session)] = first.as_slice() else { panic!("{first:?}") };
+    assert!(m.events.iter().any(|e| matches!(e, Event::SessionStarted { session: s, .. } if s == session)));
+    m.message(OPERATOR, Message::RunJob { op: 3, job: JobId(0) });
+    m.message(OPERATOR, Message::RunJob { op: 4, job: JobId(77) });
+    let refused = job_starts(&mut m, OPERATOR);
+    assert!(
+        matches!(refused.as_slice(), [Err(busy), Err(unknown)] if busy.contains("still running") && unknown.contains("no job")),
+        "{refused:?}"
+    );
+}
+
+/// Issue 14: a daemon lifts the manager's ids above its catalog's high
+/// water, so a restarted manager whose clock went back reuses no id.
+#[test]
+fn ids_stay_above_the_floor_a_daemon_gives() {
+    let floor = Timestamp::parse_rfc3339("2030-01-01T00:00:00Z").unwrap().0;
+    let (m, _) = asking_for_a_snapshot_after(Stepper::start(Manager::new(deployment()).with_ids_above(floor)), Vec::new());
+    let session = m.events.iter().find_map(|e| if let Event::SessionStarted { session, .. } = e { Some(*session) } else { None });
+    assert!(session.is_some_and(|s| s.0 > floor), "{session:?} must be above {floor}");
+}
